@@ -1,0 +1,77 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::KubeKind;
+
+/// Turn a TORQUE/PBS batch job into an OCI image and a Kubernetes manifest, without Docker.
+#[derive(Debug, Parser)]
+#[command(name = "pbsimage", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// pipeline.toml to use [default: ./pipeline.toml, else the embedded default]
+    #[arg(long, global = true, env = "PBSIMAGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print only data and errors (no warnings).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse a job script's #PBS directives and show the job spec.
+    Parse(ParseArgs),
+    /// Print the Kubernetes Job (or Pod) that runs a job from an image.
+    Manifest(ManifestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScriptArgs {
+    /// The job script.
+    pub script: PathBuf,
+    /// Directive prefix, as qsub -C (empty: no directives are read).
+    #[arg(
+        short = 'C',
+        long = "directive-prefix",
+        env = "PBS_DPREFIX",
+        default_value = "#PBS",
+        value_name = "PREFIX"
+    )]
+    pub prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Print JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Image to run, preferably pinned: host/repo@sha256:...
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+    /// Object kind [default: [kube] kind from the config]
+    #[arg(long, value_enum)]
+    pub kind: Option<KubeKind>,
+    /// User and group the pod runs as [default: [kube] run-as-*, else the invoking user]
+    #[arg(long, value_name = "UID[:GID]")]
+    pub run_as: Option<String>,
+}

@@ -1,0 +1,750 @@
+//! `pipeline.toml` → validated [`Settings`].
+//!
+//! Keys are kebab-case; unknown keys are rejected with their name and line (serde's
+//! `deny_unknown_fields` through the `toml` parser, which reports spans). Values that cannot be
+//! valid are rejected while parsing, so they carry a line too; cross-field rules are checked
+//! afterwards and name the section.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The committed `pipeline.toml`, used when no config file is given or found.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../pipeline.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config `{origin}`")]
+    Parse {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid config `{origin}`: {message}")]
+    Invalid {
+        origin: String,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Invalid { hint, .. } => hint.clone(),
+            ConfigError::Parse { .. } => {
+                Some("README.md lists every section and key of pipeline.toml".into())
+            }
+            ConfigError::Read { .. } => None,
+        }
+    }
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    /// yum variables: `releasever`, `basearch`, and any others used as `$name` in URLs.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default, rename = "repo")]
+    pub repos: Vec<Repo>,
+    /// Read `*.repo` files from this directory as well (yum/dnf format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repos_from: Option<PathBuf>,
+    #[serde(default)]
+    pub base: Base,
+    #[serde(default)]
+    pub needs: NeedsSettings,
+    #[serde(default)]
+    pub image: ImageSettings,
+    #[serde(default)]
+    pub registry: RegistrySettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
+    #[serde(default)]
+    pub kube: KubeSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Repo {
+    pub id: RepoId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One or more base URLs (`file://`, `http://`, `https://`, or a path relative to the config).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub baseurl: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrorlist: Option<String>,
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub gpgcheck: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpgkey: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslcacert: Option<PathBuf>,
+    #[serde(default = "yes")]
+    pub sslverify: bool,
+    /// Enabled module streams (`name:stream`) for EL8+ modular repos.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
+}
+
+fn default_priority() -> u32 {
+    99
+}
+fn yes() -> bool {
+    true
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A repository id: letters, digits, `-`, `_`, `.`, `:`; used in cache paths.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RepoId(String);
+
+impl TryFrom<String> for RepoId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 100
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        if ok {
+            Ok(RepoId(s))
+        } else {
+            Err(format!(
+                "`{s}` is not a valid repo id (letters, digits, '-', '_', '.', ':'; not starting with '.')"
+            ))
+        }
+    }
+}
+
+impl From<RepoId> for String {
+    fn from(r: RepoId) -> String {
+        r.0
+    }
+}
+
+impl RepoId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RepoId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Base {
+    /// Packages (or capabilities) that form the shared base layer of every image.
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NeedsSettings {
+    /// Extra capabilities every job needs (e.g. `glibc-langpack-en`, NSS modules).
+    #[serde(default)]
+    pub extra: Vec<String>,
+    /// Sonames the node provides (glob patterns); never resolved from repos.
+    #[serde(default)]
+    pub host_provided: Vec<String>,
+    /// Follow weak dependencies (Recommends) too.
+    #[serde(default)]
+    pub weak_deps: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ImageSettings {
+    /// Repository name template; placeholders: `{name}` (DNS-safe job name), `{queue}`.
+    #[serde(default = "default_repository")]
+    pub repository: String,
+    /// Tag template; placeholders: `{name}`, `{queue}`, `{script-digest}` (12 hex digits).
+    #[serde(default = "default_tag")]
+    pub tag: String,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default = "default_max_layers")]
+    pub max_layers: u32,
+    /// File times in layers when `SOURCE_DATE_EPOCH` is not set.
+    #[serde(default = "default_epoch")]
+    pub source_date_epoch: u64,
+    /// Where the job's own files (script, binary, `$ORIGIN` libraries) live in the image.
+    #[serde(default = "default_job_dir")]
+    pub job_dir: String,
+}
+
+fn default_repository() -> String {
+    "pbs/{name}".into()
+}
+fn default_tag() -> String {
+    "{script-digest}".into()
+}
+fn default_max_layers() -> u32 {
+    64
+}
+fn default_epoch() -> u64 {
+    315_532_800 // 1980-01-01T00:00:00Z
+}
+fn default_job_dir() -> String {
+    "/pbs/job".into()
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        ImageSettings {
+            repository: default_repository(),
+            tag: default_tag(),
+            compression: Compression::default(),
+            max_layers: default_max_layers(),
+            source_date_epoch: default_epoch(),
+            job_dir: default_job_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// Default registry (`host[:port]`); unset means the OCI layout is the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Registries reached over plain HTTP (`host[:port]`). Never implied, not even for localhost.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for registries, besides the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Cache directory; relative paths are relative to the config file. Default: `cache/`
+    /// beside the config (or the user cache dir for the embedded default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum KubeKind {
+    #[default]
+    Job,
+    Pod,
+}
+
+/// `run-as-user = "invoking"` or a number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RunAs {
+    #[default]
+    #[serde(with = "invoking")]
+    Invoking,
+    Id(u32),
+}
+
+mod invoking {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("invoking")
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "invoking" {
+            Ok(())
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "expected \"invoking\" or a number, found \"{s}\""
+            )))
+        }
+    }
+}
+
+/// Where PBS output files (`<name>.o<id>`, `-o`, `-e`) are written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type", deny_unknown_fields)]
+pub enum OutputVolume {
+    Nfs {
+        server: String,
+        path: String,
+        #[serde(default = "default_mount")]
+        mount_path: String,
+    },
+    Pvc {
+        claim: String,
+        #[serde(default = "default_mount")]
+        mount_path: String,
+    },
+    /// A node directory, like the paper's shared directory. Violates the restricted Pod
+    /// Security Standard, so it needs `allow-host-path = true`.
+    HostPath {
+        path: String,
+        #[serde(default = "default_mount")]
+        mount_path: String,
+    },
+}
+
+fn default_mount() -> String {
+    "/pbs/output".into()
+}
+
+impl OutputVolume {
+    pub fn mount_path(&self) -> &str {
+        match self {
+            OutputVolume::Nfs { mount_path, .. }
+            | OutputVolume::Pvc { mount_path, .. }
+            | OutputVolume::HostPath { mount_path, .. } => mount_path,
+        }
+    }
+}
+
+/// What a PBS queue (`-q`) becomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct QueueMapping {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class: Option<String>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KubeSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub kind: KubeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_volume: Option<OutputVolume>,
+    #[serde(default)]
+    pub allow_host_path: bool,
+    /// Queue used when a job has no `-q`.
+    #[serde(default = "default_queue")]
+    pub default_queue: String,
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueMapping>,
+    #[serde(default)]
+    pub run_as_user: RunAs,
+    #[serde(default)]
+    pub run_as_group: RunAs,
+    /// Allow uid 0 in pods (off: a job never runs as root by accident).
+    #[serde(default)]
+    pub allow_root: bool,
+    /// Seconds added to `walltime` for `activeDeadlineSeconds`.
+    #[serde(default = "default_slack")]
+    pub walltime_slack: u64,
+    /// `backoffLimit` for `-r y` jobs (`-r n` and no `-r` give 0).
+    #[serde(default = "default_retries")]
+    pub rerun_limit: i32,
+    /// Extended resource name for GPUs.
+    #[serde(default = "default_gpu")]
+    pub gpu_resource: String,
+    /// Shell for scripts with neither `-S` nor a shebang.
+    #[serde(default = "default_shell")]
+    pub default_shell: String,
+}
+
+fn default_queue() -> String {
+    "batch".into()
+}
+fn default_slack() -> u64 {
+    60
+}
+fn default_retries() -> i32 {
+    3
+}
+fn default_gpu() -> String {
+    "nvidia.com/gpu".into()
+}
+fn default_shell() -> String {
+    "/bin/sh".into()
+}
+
+impl Default for KubeSettings {
+    fn default() -> Self {
+        KubeSettings {
+            namespace: None,
+            kind: KubeKind::default(),
+            output_volume: None,
+            allow_host_path: false,
+            default_queue: default_queue(),
+            queues: BTreeMap::new(),
+            run_as_user: RunAs::Invoking,
+            run_as_group: RunAs::Invoking,
+            allow_root: false,
+            walltime_slack: default_slack(),
+            rerun_limit: default_retries(),
+            gpu_resource: default_gpu(),
+            default_shell: default_shell(),
+        }
+    }
+}
+
+/// Where the settings came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Embedded,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Embedded => f.write_str("<embedded pipeline.toml>"),
+        }
+    }
+}
+
+/// Settings plus where they came from, with relative paths resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    pub origin: Origin,
+    /// Directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Loads `path`, or `./pipeline.toml` if it exists, or the embedded default.
+    pub fn discover(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => Config::load(p),
+            None => {
+                let local = Path::new("pipeline.toml");
+                if local.is_file() {
+                    Config::load(local)
+                } else {
+                    Config::from_str(EMBEDDED_DEFAULT, Origin::Embedded, Path::new("."))
+                }
+            }
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Config::from_str(&text, Origin::File(path.to_owned()), base)
+    }
+
+    pub fn from_str(text: &str, origin: Origin, base_dir: &Path) -> Result<Config, ConfigError> {
+        let settings: Settings = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
+        let config = Config {
+            settings,
+            origin,
+            base_dir: base_dir.to_owned(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn invalid(&self, message: String, hint: Option<&str>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_string(),
+            message,
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        let mut seen = std::collections::BTreeSet::new();
+        for repo in &s.repos {
+            if !seen.insert(repo.id.as_str()) {
+                return Err(self.invalid(format!("repo id `{}` appears twice", repo.id), None));
+            }
+            match (repo.baseurl.is_empty(), &repo.mirrorlist) {
+                (true, None) => {
+                    return Err(self.invalid(
+                        format!("repo `{}` has neither baseurl nor mirrorlist", repo.id),
+                        Some("set baseurl = \"https://...\" or mirrorlist = \"https://...\""),
+                    ));
+                }
+                (false, Some(_)) => {
+                    return Err(self.invalid(
+                        format!("repo `{}` sets both baseurl and mirrorlist", repo.id),
+                        Some("keep one of them"),
+                    ));
+                }
+                _ => {}
+            }
+            if !(1..=99).contains(&repo.priority) {
+                return Err(self.invalid(
+                    format!(
+                        "repo `{}`: priority {} is outside 1..=99",
+                        repo.id, repo.priority
+                    ),
+                    None,
+                ));
+            }
+            for url in repo.baseurl.iter().chain(&repo.mirrorlist) {
+                let expanded = self.expand_vars(url).map_err(|v| {
+                    self.invalid(
+                        format!("repo `{}`: unknown variable `${v}` in `{url}`", repo.id),
+                        Some("define it under [vars], e.g. releasever = \"9\""),
+                    )
+                })?;
+                if let Some((scheme, _)) = expanded.split_once("://")
+                    && !matches!(scheme, "file" | "http" | "https")
+                {
+                    return Err(self.invalid(
+                        format!("repo `{}`: unsupported URL scheme `{scheme}`", repo.id),
+                        Some("use file://, http:// or https://"),
+                    ));
+                }
+            }
+            if repo.gpgcheck && repo.gpgkey.is_none() {
+                return Err(self.invalid(
+                    format!("repo `{}` has gpgcheck = true but no gpgkey", repo.id),
+                    None,
+                ));
+            }
+            for m in &repo.modules {
+                if m.split_once(':')
+                    .is_none_or(|(n, st)| n.is_empty() || st.is_empty())
+                {
+                    return Err(self.invalid(
+                        format!("repo `{}`: module `{m}` is not name:stream", repo.id),
+                        None,
+                    ));
+                }
+            }
+        }
+        let img = &s.image;
+        if !(1..=127).contains(&img.max_layers) {
+            return Err(self.invalid(
+                format!("[image] max-layers = {} is outside 1..=127", img.max_layers),
+                Some("overlay filesystems stack at most 127 layers"),
+            ));
+        }
+        check_template(&img.repository, &["name", "queue"])
+            .map_err(|m| self.invalid(format!("[image] repository: {m}"), None))?;
+        check_template(&img.tag, &["name", "queue", "script-digest"])
+            .map_err(|m| self.invalid(format!("[image] tag: {m}"), None))?;
+        if !img.job_dir.starts_with('/') || img.job_dir.split('/').any(|c| c == "..") {
+            return Err(self.invalid(
+                format!(
+                    "[image] job-dir `{}` must be an absolute path without `..`",
+                    img.job_dir
+                ),
+                None,
+            ));
+        }
+        let k = &s.kube;
+        if let Some(OutputVolume::HostPath { .. }) = &k.output_volume
+            && !k.allow_host_path
+        {
+            return Err(self.invalid(
+                "[kube] output-volume of type host-path needs allow-host-path = true".into(),
+                Some("hostPath volumes break the restricted Pod Security Standard; prefer nfs or pvc"),
+            ));
+        }
+        if let Some(v) = &k.output_volume
+            && !v.mount_path().starts_with('/')
+        {
+            return Err(self.invalid(
+                format!(
+                    "[kube] output-volume mount-path `{}` must be absolute",
+                    v.mount_path()
+                ),
+                None,
+            ));
+        }
+        for (who, id) in [
+            ("run-as-user", k.run_as_user),
+            ("run-as-group", k.run_as_group),
+        ] {
+            if id == RunAs::Id(0) && !k.allow_root {
+                return Err(self.invalid(format!("[kube] {who} = 0 needs allow-root = true"), None));
+            }
+        }
+        if !k.default_shell.starts_with('/') {
+            return Err(self.invalid("[kube] default-shell must be an absolute path".into(), None));
+        }
+        if k.rerun_limit < 0 {
+            return Err(self.invalid("[kube] rerun-limit cannot be negative".into(), None));
+        }
+        Ok(())
+    }
+
+    /// Substitutes `$name` / `${name}` from `[vars]`. Returns the unknown name on failure.
+    pub fn expand_vars(&self, s: &str) -> Result<String, String> {
+        let vars = &self.settings.vars;
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let (name, consumed) = if let Some(b) = after.strip_prefix('{') {
+                match b.find('}') {
+                    Some(end) => (&b[..end], end + 2),
+                    None => return Err(after.to_owned()),
+                }
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            };
+            if name.is_empty() {
+                out.push('$');
+                rest = after;
+                continue;
+            }
+            match vars.get(name) {
+                Some(v) => out.push_str(v),
+                None => return Err(name.to_owned()),
+            }
+            rest = &after[consumed..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// The cache directory: `[cache] dir` resolved against the config, else `cache/` beside
+    /// the config file, else (embedded default) `$XDG_CACHE_HOME/pbsimage` or
+    /// `~/.cache/pbsimage`.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(d) = &self.settings.cache.dir {
+            return self.base_dir.join(d);
+        }
+        match &self.origin {
+            Origin::File(_) => self.base_dir.join("cache"),
+            Origin::Embedded => std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|d| d.join("pbsimage"))
+                .unwrap_or_else(|| PathBuf::from("cache")),
+        }
+    }
+}
+
+/// Checks that `{...}` placeholders are known and braces balance.
+fn check_template(t: &str, known: &[&str]) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{` in `{t}`"))?;
+        let name = &after[..end];
+        if !known.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` in `{t}` (known: {})",
+                known
+                    .iter()
+                    .map(|k| format!("{{{k}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("stray `}}` in `{t}`"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::from_str(s, Origin::File("p.toml".into()), Path::new("/etc/pbs"))
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::from_str(EMBEDDED_DEFAULT, Origin::Embedded, Path::new(".")).unwrap();
+        assert!(!c.settings.repos.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e = parse("[image]\ncompression = \"gzip\"\nmax-layer = 3\n").unwrap_err();
+        let msg = format!("{}", std::error::Error::source(&e).unwrap());
+        assert!(msg.contains("line 3") && msg.contains("max-layer"), "{msg}");
+    }
+
+    #[test]
+    fn vars_are_substituted() {
+        let c = parse(
+            "[vars]\nreleasever = \"9\"\nbasearch = \"x86_64\"\n[[repo]]\nid = \"baseos\"\nbaseurl = \"https://m/rocky/$releasever/BaseOS/${basearch}/os/\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.expand_vars(&c.settings.repos[0].baseurl[0]).unwrap(),
+            "https://m/rocky/9/BaseOS/x86_64/os/"
+        );
+        let e = parse("[[repo]]\nid = \"a\"\nbaseurl = \"http://x/$releasever\"\n").unwrap_err();
+        assert!(e.to_string().contains("releasever"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        assert!(parse("[[repo]]\nid = \"a\"\n").is_err());
+        assert!(parse("[[repo]]\nid = \"a b\"\nbaseurl=\"x\"\n").is_err());
+        assert!(parse("[image]\nmax-layers = 500\n").is_err());
+        assert!(parse("[image]\ntag = \"{nope}\"\n").is_err());
+        assert!(parse("[kube]\nrun-as-user = 0\n").is_err());
+        assert!(parse("[kube]\nrun-as-user = \"me\"\n").is_err());
+        assert!(parse("[kube.output-volume]\ntype = \"host-path\"\npath = \"/shared\"\n").is_err());
+        let c = parse("[kube]\nrun-as-user = 1000\n[kube.output-volume]\ntype = \"nfs\"\nserver = \"nfs1\"\npath = \"/export/pbs\"\n").unwrap();
+        assert_eq!(c.settings.kube.run_as_user, RunAs::Id(1000));
+        assert_eq!(c.cache_dir(), Path::new("/etc/pbs/cache"));
+    }
+}

@@ -1,0 +1,5 @@
+//! Image: OCI image references (and, with the image stage, config, manifest and layout).
+
+pub mod reference;
+
+pub use reference::ImageRef;

@@ -1,0 +1,114 @@
+#!/bin/sh
+# pbsimage job wrapper: the fixed entrypoint of every pbsimage job container.
+#
+# Everything job-specific arrives in the environment, set by the manifest pbsimage emits. Values
+# are only ever used as data (file names, word lists); nothing here evaluates them as code.
+#
+#   PBSIMAGE_SCRIPT      the job script inside the image (required)
+#   PBSIMAGE_SHELL       interpreter words (-S, the shebang, or the configured default)
+#   PBSIMAGE_ARGS        script arguments (-F), split on white space, never globbed
+#   PBSIMAGE_OUTPUT_DIR  the output volume; without it output goes to the container log
+#   PBSIMAGE_STDOUT/ERR  -o/-e paths; a trailing / means "default name in this directory"
+#   PBSIMAGE_JOIN        oe | eo (-j)
+#   PBSIMAGE_UMASK       octal umask (-W umask=...)
+#   PBSIMAGE_ARRAY       array ranges start-end:step,... ; JOB_COMPLETION_INDEX picks one
+#   PBSIMAGE_PPN_LIST    slots per node, for multi-node jobs (with HOST_PREFIX, SUBDOMAIN)
+set -eu
+
+script=${PBSIMAGE_SCRIPT:?PBSIMAGE_SCRIPT is not set: run this container from a pbsimage manifest}
+shell=${PBSIMAGE_SHELL:-/bin/sh}
+index=${JOB_COMPLETION_INDEX:-0}
+tmp=${TMPDIR:-/tmp}
+
+if [ -z "${PBS_JOBID:-}" ]; then
+    PBS_JOBID=local
+    [ -r /proc/sys/kernel/hostname ] && read -r PBS_JOBID </proc/sys/kernel/hostname
+fi
+: "${PBS_JOBNAME:=job}"
+export PBS_JOBID PBS_JOBNAME
+export PBS_ENVIRONMENT=PBS_BATCH
+[ -n "${PBSIMAGE_UMASK:-}" ] && umask "$PBSIMAGE_UMASK"
+
+# Array element: map the completion index onto the PBS array id.
+if [ -n "${PBSIMAGE_ARRAY:-}" ]; then
+    k=$index
+    saved_ifs=$IFS
+    IFS=,
+    for range in $PBSIMAGE_ARRAY; do
+        start=${range%%-*}
+        rest=${range#*-}
+        end=${rest%%:*}
+        step=${rest#*:}
+        n=$(( (end - start) / step + 1 ))
+        if [ "$k" -lt "$n" ]; then
+            PBS_ARRAYID=$(( start + k * step ))
+            break
+        fi
+        k=$(( k - n ))
+    done
+    IFS=$saved_ifs
+    : "${PBS_ARRAYID:?completion index $index is outside the job array}"
+    PBS_ARRAY_INDEX=$PBS_ARRAYID
+    export PBS_ARRAYID PBS_ARRAY_INDEX
+fi
+
+# PBS_NODEFILE: one line per slot.
+mkdir -p "$tmp"
+nodefile=$tmp/pbs_nodefile
+: >"$nodefile"
+if [ -n "${PBSIMAGE_PPN_LIST:-}" ]; then
+    i=0
+    saved_ifs=$IFS
+    IFS=,
+    for ppn in $PBSIMAGE_PPN_LIST; do
+        j=0
+        while [ "$j" -lt "$ppn" ]; do
+            printf '%s-%s.%s\n' "$PBSIMAGE_HOST_PREFIX" "$i" "$PBSIMAGE_SUBDOMAIN" >>"$nodefile"
+            j=$(( j + 1 ))
+        done
+        i=$(( i + 1 ))
+    done
+    IFS=$saved_ifs
+    PBS_NODENUM=$index
+else
+    host=localhost
+    [ -r /proc/sys/kernel/hostname ] && read -r host </proc/sys/kernel/hostname
+    j=0
+    while [ "$j" -lt "${PBS_NP:-1}" ]; do
+        printf '%s\n' "$host" >>"$nodefile"
+        j=$(( j + 1 ))
+    done
+    PBS_NODENUM=0
+fi
+PBS_NODEFILE=$nodefile
+export PBS_NODEFILE PBS_NODENUM
+
+# Sister nodes of a multi-node job stay up for the launcher (mpirun) of node 0; the Job's
+# success policy ends them when node 0 succeeds.
+if [ -n "${PBSIMAGE_PPN_LIST:-}" ] && [ "$index" != 0 ]; then
+    command -v sleep >/dev/null || { echo "pbsimage: sister nodes need sleep (coreutils) in the image" >&2; exit 1; }
+    trap 'exit 0' TERM INT
+    while :; do
+        sleep 3600 &
+        wait $! || true
+    done
+fi
+
+# Output files, as PBS names them.
+if [ -n "${PBSIMAGE_OUTPUT_DIR:-}" ]; then
+    out=${PBSIMAGE_STDOUT:-$PBSIMAGE_OUTPUT_DIR/}
+    err=${PBSIMAGE_STDERR:-$PBSIMAGE_OUTPUT_DIR/}
+    seq=$PBS_JOBID
+    [ -n "${PBS_ARRAYID:-}" ] && seq=$PBS_JOBID-$PBS_ARRAYID
+    case $out in */) out=$out$PBS_JOBNAME.o$seq ;; esac
+    case $err in */) err=$err$PBS_JOBNAME.e$seq ;; esac
+    case ${PBSIMAGE_JOIN:-n} in
+        oe) exec >"$out" 2>&1 ;;
+        eo) exec 2>"$err" 1>&2 ;;
+        *) exec >"$out" 2>"$err" ;;
+    esac
+fi
+
+set -f
+# shellcheck disable=SC2086 # word splitting of the interpreter and arguments is intended
+exec $shell "$script" ${PBSIMAGE_ARGS:-}

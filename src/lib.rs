@@ -1,0 +1,5 @@
+pub mod cli;
+pub mod config;
+pub mod image;
+pub mod job;
+pub mod kube;

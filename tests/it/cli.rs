@@ -1,0 +1,177 @@
+//! The CLI as a user meets it: exit codes, error rendering, the README commands.
+
+use crate::common::*;
+
+#[test]
+fn readme_demo_command_prints_a_job() {
+    // The README's first command (until the build stage lands).
+    let o = pbsimage(&[
+        "manifest",
+        "fixtures/jobs/paper-listing3-fib/job.sh",
+        "--image",
+        &format!("localhost:5000/pbs/fib@{DIGEST}"),
+        "--run-as",
+        "1000:1000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("apiVersion: batch/v1\nkind: Job\n"),
+        "{out}"
+    );
+    let job: k8s_openapi::api::batch::v1::Job = serde_saphyr::from_str(&out).unwrap();
+    assert_eq!(job.metadata.name.as_deref(), Some("fib"));
+}
+
+#[test]
+fn kind_pod() {
+    let o = pbsimage(&[
+        "manifest",
+        "fixtures/jobs/paper-listing2-script/job.sh",
+        "--image",
+        "example/x:1",
+        "--kind",
+        "pod",
+        "--run-as",
+        "1000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("apiVersion: v1\nkind: Pod\n"));
+    assert!(
+        stderr(&o).contains("not pinned by digest"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn parse_json_is_data() {
+    let o = pbsimage(&["parse", "--json", "fixtures/jobs/gpu/job.sh"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "train");
+    assert_eq!(v["resources"]["mem"], 64u64 << 30);
+}
+
+#[test]
+fn directive_prefix_flag_and_env() {
+    let o = pbsimage(&[
+        "parse",
+        "-C",
+        "#QSUB",
+        "--json",
+        "fixtures/jobs/custom-prefix/job.sh",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "prefixed");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+        .args(["parse", "--json", "fixtures/jobs/custom-prefix/job.sh"])
+        .env("PBS_DPREFIX", "#QSUB")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["resources"]["nodes"]["groups"][0]["ppn"], 3);
+}
+
+#[test]
+fn errors_render_with_hints_and_fail() {
+    let o = pbsimage(&["parse", "fixtures/jobs/bad-size/job.sh"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("error: fixtures/jobs/bad-size/job.sh:3:28: invalid value for -l"),
+        "{e}"
+    );
+    assert!(e.contains("\nhint: "), "{e}");
+    assert!(o.stdout.is_empty());
+
+    let o = pbsimage(&["parse", "fixtures/jobs/no-such-dir/job.sh"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot read job script `fixtures/jobs/no-such-dir/job.sh`"),
+        "{e}"
+    );
+    assert!(e.contains("Caused by:"), "{e}");
+
+    let o = pbsimage(&["manifest", "fixtures/jobs/gpu/job.sh", "--image", "Bad Ref"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("invalid image reference"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn root_needs_explicit_permission() {
+    let o = pbsimage(&[
+        "manifest",
+        "fixtures/jobs/gpu/job.sh",
+        "--image",
+        "a/b",
+        "--run-as",
+        "0:0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("refusing to run job `train` as uid 0"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn config_errors_name_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(&cfg, "[kube]\nkind = \"job\"\nnamspace = \"x\"\n").unwrap();
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "manifest",
+        "fixtures/jobs/gpu/job.sh",
+        "--image",
+        "a/b",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("line 3") && e.contains("namspace"), "{e}");
+}
+
+#[test]
+fn committed_pipeline_toml_loads() {
+    let c = pbsimage::config::Config::load(std::path::Path::new("pipeline.toml")).unwrap();
+    assert_eq!(c.settings.repos[0].id.as_str(), "fixture");
+    assert_eq!(c.cache_dir(), std::path::Path::new("cache"));
+    assert_eq!(
+        std::fs::read_to_string("pipeline.toml").unwrap(),
+        pbsimage::config::EMBEDDED_DEFAULT
+    );
+}
+
+#[test]
+fn never_panics_on_odd_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8]); 5] = [
+        ("dir-as-script", b""),
+        ("latin1.sh", b"#PBS -N caf\xe9\ntrue\n"),
+        ("only-directives.sh", b"#PBS -N x\n#PBS -l walltime=1\n"),
+        ("dangling.sh", b"#PBS -N\n"),
+        ("cont-eof.sh", b"#PBS -N a \\"),
+    ];
+    for (name, bytes) in cases {
+        let p = dir.path().join(name);
+        if name == "dir-as-script" {
+            std::fs::create_dir(&p).unwrap();
+        } else {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        let o = pbsimage(&["parse", p.to_str().unwrap()]);
+        let e = stderr(&o);
+        assert!(!e.contains("panicked"), "{name}: {e}");
+        if name != "latin1.sh" {
+            assert_eq!(o.status.code(), Some(1), "{name}: {e}");
+        }
+    }
+}

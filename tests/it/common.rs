@@ -1,0 +1,104 @@
+//! Shared helpers: fixture paths, a fixed environment, a test config, the CLI.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pbsimage::config::{Config, Origin};
+use pbsimage::image::ImageRef;
+use pbsimage::job::{JobError, JobSpec, ScriptParser};
+use pbsimage::kube::{Emitter, Manifest, RunAs};
+
+pub const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+pub fn image() -> ImageRef {
+    ImageRef::parse(&format!("registry.example.org/pbs/job@{DIGEST}")).unwrap()
+}
+
+/// Fixture job directories, sorted.
+pub fn fixture_jobs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("fixtures/jobs")
+        .expect("run from the package root")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("job.sh").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The environment `-v NAME` reads in tests.
+pub fn fixed_env() -> BTreeMap<String, String> {
+    BTreeMap::from([("HOME".into(), "/home/alice".into())])
+}
+
+/// Directive prefix per fixture (what `qsub -C` would be given).
+pub fn prefix_for(dir: &Path) -> &'static str {
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("custom-prefix") => "#QSUB",
+        _ => "#PBS",
+    }
+}
+
+pub fn parse_fixture(dir: &Path) -> Result<JobSpec, JobError> {
+    let env = fixed_env();
+    let parser = ScriptParser {
+        prefix: prefix_for(dir).into(),
+        env: &env,
+    };
+    parser.parse(&dir.join("job.sh"))
+}
+
+/// A site-like config: NFS output volume, queues, a namespace.
+pub const TEST_CONFIG: &str = r#"
+[kube]
+namespace = "hpc"
+run-as-user = 1000
+run-as-group = 1000
+[kube.output-volume]
+type = "nfs"
+server = "nfs.example.org"
+path = "/export/pbs"
+[kube.queues.batch]
+labels = { "pbsimage.io/queue" = "batch" }
+[kube.queues.gpu]
+labels = { "pbsimage.io/queue" = "gpu" }
+priority-class = "hpc-gpu"
+node-selector = { "nvidia.com/gpu.present" = "true" }
+"#;
+
+pub fn test_config() -> Config {
+    Config::from_str(TEST_CONFIG, Origin::Embedded, Path::new(".")).unwrap()
+}
+
+pub fn emit(job: &JobSpec, config: &Config, kind: pbsimage::config::KubeKind) -> Manifest {
+    Emitter {
+        settings: &config.settings.kube,
+        job_dir: &config.settings.image.job_dir,
+        kind,
+        run_as: RunAs {
+            uid: 1000,
+            gid: 1000,
+        },
+    }
+    .emit(job, &image())
+    .unwrap()
+}
+
+/// Runs the built `pbsimage` binary.
+pub fn pbsimage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+        .args(args)
+        .env_remove("PBSIMAGE_CONFIG")
+        .env_remove("PBS_DPREFIX")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pbsimage")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

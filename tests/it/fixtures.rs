@@ -1,0 +1,262 @@
+//! Snapshot tests over the fixture corpus: the parsed JobSpec (or the error), and the
+//! emitted YAML. Every manifest must round-trip through k8s-openapi and pass the restricted
+//! Pod Security check.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use pbsimage::config::KubeKind;
+use pbsimage::kube::{Object, restricted_violations};
+
+use crate::common::*;
+
+#[test]
+fn corpus_is_large_enough() {
+    assert!(
+        fixture_jobs().len() >= 15,
+        "fixtures/jobs needs at least 15 jobs"
+    );
+}
+
+#[test]
+fn parsed_job_specs() {
+    for dir in fixture_jobs() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let value = match parse_fixture(&dir) {
+            Ok(job) => serde_json::to_value(&job).unwrap(),
+            Err(e) => serde_json::json!({ "error": e.to_string(), "hint": e.hint() }),
+        };
+        insta::with_settings!({ snapshot_suffix => name.clone(), prepend_module_to_snapshot => false }, {
+            insta::assert_yaml_snapshot!("parse", value);
+        });
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors_with_positions() {
+    for (name, want) in [
+        (
+            "bad-size",
+            "job.sh:3:28: invalid value for -l: unknown size unit `xb`",
+        ),
+        (
+            "bad-walltime",
+            "job.sh:3:20: invalid value for -l: `xx` in `1:xx:00` is not a number",
+        ),
+        (
+            "bad-nodes",
+            "job.sh:2:21: invalid value for -l: ppn must be at least 1",
+        ),
+        (
+            "unterminated-quote",
+            "job.sh:2:9: unterminated single quote",
+        ),
+        ("empty", "is empty"),
+        ("binary-garbage", "holds binary data"),
+    ] {
+        let err = parse_fixture(&std::path::Path::new("fixtures/jobs").join(name))
+            .expect_err(name)
+            .to_string();
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            err.contains(&format!("fixtures/jobs/{name}/job.sh")),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn emitted_manifests() {
+    let config = test_config();
+    for dir in fixture_jobs() {
+        let Ok(job) = parse_fixture(&dir) else {
+            continue;
+        };
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let manifest = emit(&job, &config, KubeKind::Job);
+        let yaml = manifest.to_yaml().unwrap();
+        let mut snap = yaml.clone();
+        for w in &manifest.warnings {
+            snap.push_str(&format!("# warning: {w}\n"));
+        }
+        insta::with_settings!({ snapshot_suffix => name.clone(), prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!("job", snap);
+        });
+
+        // Round trip: every document deserialises into the k8s-openapi type it came from.
+        let docs: Vec<&str> = yaml.split("\n---\n").collect();
+        assert_eq!(docs.len(), manifest.objects.len(), "{name}");
+        for (doc, obj) in docs.iter().zip(&manifest.objects) {
+            match obj {
+                Object::Job(j) => {
+                    let back: Job = serde_saphyr::from_str(doc).unwrap();
+                    assert_eq!(&back, j.as_ref(), "{name}");
+                }
+                Object::Service(s) => {
+                    let back: Service = serde_saphyr::from_str(doc).unwrap();
+                    assert_eq!(&back, s.as_ref(), "{name}");
+                }
+                Object::Pod(_) => unreachable!(),
+            }
+        }
+        let pod = manifest.pod_spec().unwrap();
+        assert_eq!(restricted_violations(pod), Vec::<String>::new(), "{name}");
+    }
+}
+
+#[test]
+fn single_node_jobs_also_emit_pods() {
+    let config = test_config();
+    for dir in fixture_jobs() {
+        let Ok(job) = parse_fixture(&dir) else {
+            continue;
+        };
+        let multi = job.array.is_some()
+            || job
+                .resources
+                .nodes
+                .as_ref()
+                .is_some_and(|n| n.node_count() > 1)
+            || job
+                .resources
+                .select
+                .as_ref()
+                .is_some_and(|s| s.node_count() > 1);
+        if multi {
+            continue;
+        }
+        let manifest = emit(&job, &config, KubeKind::Pod);
+        let yaml = manifest.to_yaml().unwrap();
+        let back: Pod = serde_saphyr::from_str(&yaml).unwrap();
+        let Object::Pod(p) = &manifest.objects[0] else {
+            panic!()
+        };
+        assert_eq!(&back, p.as_ref());
+        assert_eq!(
+            restricted_violations(back.spec.as_ref().unwrap()),
+            Vec::<String>::new()
+        );
+    }
+}
+
+/// The paper's Listing 1 ran the job as a privileged Pod with a hostPath mount of the shared
+/// directory. `--kind pod` gives the same Pod (image, command running the job, cpu from ppn,
+/// the shared output directory, restartPolicy Never) minus privileged and hostPath.
+#[test]
+fn paper_listing1_pod_equivalent() {
+    let job = parse_fixture(std::path::Path::new("fixtures/jobs/paper-listing3-fib")).unwrap();
+    let manifest = emit(&job, &test_config(), KubeKind::Pod);
+    let yaml = manifest.to_yaml().unwrap();
+    insta::assert_snapshot!("paper_listing1_pod", yaml);
+    let pod: Pod = serde_saphyr::from_str(&yaml).unwrap();
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    let c = &spec.containers[0];
+    assert_eq!(c.image.as_deref(), Some(image().to_string().as_str()));
+    let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits["cpu"].0, "2");
+    assert_eq!(limits["memory"].0, "1Gi");
+    assert_eq!(spec.active_deadline_seconds, Some(600 + 60));
+    assert!(spec.volumes.iter().flatten().all(|v| v.host_path.is_none()));
+    assert_ne!(c.security_context.as_ref().unwrap().privileged, Some(true));
+    assert!(yaml.contains("name: pbs-output") && yaml.contains("server: nfs.example.org"));
+}
+
+#[test]
+fn mapping_details() {
+    let config = test_config();
+    let get = |name: &str| {
+        let job = parse_fixture(&std::path::Path::new("fixtures/jobs").join(name)).unwrap();
+        emit(&job, &config, KubeKind::Job)
+    };
+    let job_of = |m: &pbsimage::kube::Manifest| match &m.objects[0] {
+        Object::Job(j) => j.spec.clone().unwrap(),
+        _ => panic!(),
+    };
+    // Arrays: Indexed Job, parallelism from %limit, per-index retries from -r y.
+    let a = job_of(&get("array-torque"));
+    assert_eq!(a.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((a.completions, a.parallelism), (Some(10), Some(2)));
+    assert_eq!(a.backoff_limit_per_index, Some(3));
+    // Multi-node: Indexed Job + headless Service, success when node 0 succeeds.
+    let m = get("multinode-mpi");
+    assert_eq!(m.objects.len(), 2);
+    let mj = job_of(&m);
+    assert_eq!((mj.completions, mj.parallelism), (Some(2), Some(2)));
+    assert_eq!(
+        mj.success_policy.unwrap().rules[0]
+            .succeeded_indexes
+            .as_deref(),
+        Some("0")
+    );
+    let Object::Service(svc) = &m.objects[1] else {
+        panic!()
+    };
+    assert_eq!(
+        svc.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("None")
+    );
+    let pod = m.pod_spec().unwrap();
+    assert_eq!(pod.subdomain.as_deref(), Some("mpi-pi"));
+    // pmem × ppn = 4 GiB per pod
+    let lim = pod.containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .clone()
+        .unwrap();
+    assert_eq!(lim["memory"].0, "4Gi");
+    // GPUs and queue mapping.
+    let g = get("gpu");
+    let gp = g.pod_spec().unwrap();
+    let lim = gp.containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .clone()
+        .unwrap();
+    assert_eq!(lim["nvidia.com/gpu"].0, "2");
+    assert_eq!(lim["memory"].0, "64Gi");
+    assert_eq!(gp.priority_class_name.as_deref(), Some("hpc-gpu"));
+    // Hold → suspended Job; -r y → backoffLimit.
+    let h = job_of(&get("hold-rerun"));
+    assert_eq!(h.suspend, Some(true));
+    assert_eq!(h.backoff_limit, Some(3));
+}
+
+#[test]
+fn pods_refuse_arrays_and_multi_node() {
+    let config = test_config();
+    for name in ["array-torque", "multinode-mpi", "pbspro-select"] {
+        let job = parse_fixture(&std::path::Path::new("fixtures/jobs").join(name)).unwrap();
+        let err = pbsimage::kube::Emitter {
+            settings: &config.settings.kube,
+            job_dir: "/pbs/job",
+            kind: KubeKind::Pod,
+            run_as: pbsimage::kube::RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+        }
+        .emit(&job, &image())
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot run as a Pod"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn root_is_refused_unless_allowed() {
+    let config = test_config();
+    let job = parse_fixture(std::path::Path::new("fixtures/jobs/paper-listing2-script")).unwrap();
+    let e = pbsimage::kube::Emitter {
+        settings: &config.settings.kube,
+        job_dir: "/pbs/job",
+        kind: KubeKind::Job,
+        run_as: pbsimage::kube::RunAs { uid: 0, gid: 0 },
+    };
+    assert!(e.emit(&job, &image()).is_err());
+}

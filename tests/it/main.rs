@@ -1,0 +1,7 @@
+//! The integration test binary: one binary, one module per area.
+
+mod cli;
+mod common;
+mod fixtures;
+mod props;
+mod wrapper;

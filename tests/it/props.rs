@@ -1,0 +1,103 @@
+//! Property tests: arbitrary `-N` and `-v` values always give one well-formed document with
+//! a DNS-1123 name and the constant command.
+
+use std::path::Path;
+
+use k8s_openapi::api::batch::v1::Job;
+use pbsimage::config::KubeKind;
+use pbsimage::job::spec::is_dns1035_label;
+use pbsimage::job::{JobName, ScriptParser};
+use pbsimage::kube::{COMMAND, Object};
+use proptest::prelude::*;
+
+use crate::common::*;
+
+/// Quotes a word for the directive tokenizer the way a shell user would.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn job_from(script: &str) -> pbsimage::job::JobSpec {
+    let env = fixed_env();
+    ScriptParser::new(&env)
+        .parse_bytes(Path::new("/jobs/p/job.sh"), script.as_bytes())
+        .unwrap()
+}
+
+fn single_job(job: &pbsimage::job::JobSpec) -> (Job, String) {
+    let m = emit(job, &test_config(), KubeKind::Job);
+    let yaml = m.to_yaml().unwrap();
+    assert_eq!(m.objects.len(), 1);
+    let Object::Job(j) = &m.objects[0] else {
+        panic!()
+    };
+    (*j.clone(), yaml)
+}
+
+fn check_document(job: &Job, yaml: &str) {
+    let docs: Vec<Job> = serde_saphyr::from_multiple(yaml).unwrap();
+    assert_eq!(docs.len(), 1, "exactly one document:\n{yaml}");
+    assert_eq!(&docs[0], job);
+    let name = docs[0].metadata.name.clone().unwrap();
+    assert!(is_dns1035_label(&name) && name.len() <= 63, "{name}");
+    let c = &docs[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(
+        c.command.as_deref().unwrap(),
+        COMMAND.map(String::from).as_slice()
+    );
+}
+
+/// Printable, no white space or control characters: what qsub accepts as a name.
+fn name_strategy() -> impl Strategy<Value = String> {
+    "[^\\s\\p{Cc}]{1,80}"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn any_job_name_gives_a_valid_manifest(name in name_strategy()) {
+        let job = job_from(&format!("#PBS -N {}\ntrue\n", shell_quote(&name)));
+        prop_assert_eq!(job.name.as_str(), name.as_str());
+        let (j, yaml) = single_job(&job);
+        check_document(&j, &yaml);
+        let ann = j.metadata.annotations.unwrap();
+        prop_assert_eq!(&ann["pbsimage.io/pbs-name"], &name);
+    }
+
+    #[test]
+    fn distinct_names_give_distinct_labels(a in name_strategy(), b in name_strategy()) {
+        prop_assume!(a != b);
+        let (a, b) = (JobName::new(&a).unwrap(), JobName::new(&b).unwrap());
+        prop_assert_ne!(a.dns_label(63), b.dns_label(63));
+        prop_assert_ne!(a.dns_label(52), b.dns_label(52));
+    }
+
+    #[test]
+    fn any_env_value_reaches_the_container(value in "[^\\p{Cc}]{0,60}") {
+        prop_assume!(!(value.contains('\'') && value.contains('"')));
+        let listed = if value.contains('\'') {
+            format!("\"{value}\"")
+        } else if value.contains('"') || value.contains(',') {
+            format!("'{value}'")
+        } else {
+            value.clone()
+        };
+        let job = job_from(&format!("#PBS -N envtest -v {}\ntrue\n", shell_quote(&format!("MYVAR={listed}"))));
+        prop_assert_eq!(job.env.len(), 1);
+        prop_assert_eq!(&job.env[0].value, &value);
+        let (j, yaml) = single_job(&job);
+        check_document(&j, &yaml);
+        let c = &j.spec.unwrap().template.spec.unwrap().containers[0];
+        let got = c.env.as_ref().unwrap().iter().find(|e| e.name == "MYVAR").unwrap();
+        prop_assert_eq!(got.value.as_deref(), Some(value.as_str()));
+    }
+}

@@ -1,0 +1,135 @@
+//! The fixed job wrapper, executed for real with `sh`: output files, -j, arrays, PBS_NODEFILE,
+//! and arguments that stay data.
+
+use std::path::Path;
+use std::process::Command;
+
+use pbsimage::kube::WRAPPER_SCRIPT;
+
+fn run_wrapper(dir: &Path, script: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let wrapper = dir.join("pbs-job");
+    std::fs::write(&wrapper, WRAPPER_SCRIPT).unwrap();
+    let job = dir.join("job.sh");
+    std::fs::write(&job, script).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg(&wrapper)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("PBSIMAGE_SCRIPT", &job)
+        .env("PBSIMAGE_SHELL", "/bin/sh")
+        .env("TMPDIR", dir.join("tmp"))
+        .env("PBS_JOBNAME", "fib")
+        .env("PBS_JOBID", "fib-abc12");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn output_files_are_named_like_pbs() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = run_wrapper(
+        d.path(),
+        "echo to-stdout; echo to-stderr >&2; echo \"$PBS_ENVIRONMENT\"",
+        &[("PBSIMAGE_OUTPUT_DIR", out.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(out.join("fib.ofib-abc12")).unwrap(),
+        "to-stdout\nPBS_BATCH\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("fib.efib-abc12")).unwrap(),
+        "to-stderr\n"
+    );
+}
+
+#[test]
+fn join_oe_and_explicit_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("my out.txt");
+    let o = run_wrapper(
+        d.path(),
+        "echo a; echo b >&2",
+        &[
+            ("PBSIMAGE_OUTPUT_DIR", out.to_str().unwrap()),
+            ("PBSIMAGE_STDOUT", target.to_str().unwrap()),
+            ("PBSIMAGE_JOIN", "oe"),
+        ],
+    );
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "a\nb\n");
+}
+
+#[test]
+fn array_ids_follow_the_completion_index() {
+    let d = tempfile::tempdir().unwrap();
+    for (index, want) in [("0", "1"), ("1", "3"), ("2", "5"), ("3", "10"), ("4", "15")] {
+        let o = run_wrapper(
+            d.path(),
+            "echo \"$PBS_ARRAYID\"",
+            &[
+                ("PBSIMAGE_ARRAY", "1-5:2,10-15:5"),
+                ("JOB_COMPLETION_INDEX", index),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            want,
+            "index {index}"
+        );
+    }
+    let o = run_wrapper(
+        d.path(),
+        "true",
+        &[("PBSIMAGE_ARRAY", "1-5:2"), ("JOB_COMPLETION_INDEX", "3")],
+    );
+    assert!(!o.status.success());
+}
+
+#[test]
+fn nodefile_lists_every_slot() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run_wrapper(
+        d.path(),
+        "cat \"$PBS_NODEFILE\"",
+        &[
+            ("PBSIMAGE_PPN_LIST", "2,1"),
+            ("PBSIMAGE_HOST_PREFIX", "mpi"),
+            ("PBSIMAGE_SUBDOMAIN", "mpi"),
+            ("JOB_COMPLETION_INDEX", "0"),
+        ],
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "mpi-0.mpi\nmpi-0.mpi\nmpi-1.mpi\n"
+    );
+    let o = run_wrapper(d.path(), "wc -l < \"$PBS_NODEFILE\"", &[("PBS_NP", "3")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "3");
+}
+
+#[test]
+fn arguments_and_names_stay_data() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run_wrapper(
+        d.path(),
+        "for a in \"$@\"; do echo \"[$a]\"; done; echo \"$PBS_JOBNAME\"",
+        &[
+            ("PBSIMAGE_ARGS", "--x=* $(id) ;rm"),
+            ("PBS_JOBNAME", "$(touch pwned);`x`"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "[--x=*]\n[$(id)]\n[;rm]\n$(touch pwned);`x`\n"
+    );
+    assert!(!Path::new("pwned").exists());
+}
