@@ -175,3 +175,40 @@ fn never_panics_on_odd_files() {
         }
     }
 }
+
+/// The "done when" command, verbatim: no --run-as, committed pipeline.toml.
+#[test]
+fn done_when_command() {
+    let o = pbsimage(&[
+        "manifest",
+        "fixtures/jobs/paper-listing3-fib/job.sh",
+        "--image",
+        &format!("example/x@{DIGEST}"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let job: k8s_openapi::api::batch::v1::Job = serde_saphyr::from_str(&stdout(&o)).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.security_context.unwrap().run_as_user, Some(1000));
+}
+
+#[test]
+fn invoking_user_is_the_default_and_root_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(&cfg, "[kube]\nkind = \"job\"\n").unwrap();
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "manifest",
+        "fixtures/jobs/gpu/job.sh",
+        "--image",
+        "a/b",
+    ]);
+    let uid = rustix::process::getuid().as_raw();
+    if uid == 0 {
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("hint: pass --run-as"), "{}", stderr(&o));
+    } else {
+        assert!(stdout(&o).contains(&format!("runAsUser: {uid}")), "{}", stdout(&o));
+    }
+}
