@@ -51,6 +51,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod elf;
 pub mod image;
 pub mod job;
 pub mod kube;
+pub mod needs;

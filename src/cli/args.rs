@@ -33,6 +33,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Parse a job script's #PBS directives and show the job spec.
     Parse(ParseArgs),
+    /// Show what a job needs from the repositories (ELF and script analysis), and why.
+    Needs(NeedsArgs),
     /// Print the Kubernetes Job (or Pod) that runs a job from an image.
     Manifest(ManifestArgs),
 }
@@ -74,4 +76,13 @@ pub struct ManifestArgs {
     /// User and group the pod runs as [default: [kube] run-as-*, else the invoking user]
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NeedsArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

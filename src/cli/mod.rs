@@ -2,6 +2,7 @@
 
 pub mod args;
 mod manifest;
+mod needs;
 mod parse;
 pub mod render;
 
@@ -75,6 +76,10 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match &cli.command {
         Command::Parse(a) => parse::run(a, &printer),
+        Command::Needs(a) => {
+            let config = Config::discover(cli.global.config.as_deref())?;
+            needs::run(a, &config, &printer)
+        }
         Command::Manifest(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;
             manifest::run(a, &config, &printer)

@@ -31,6 +31,10 @@ fn hints(err: &anyhow::Error) -> Vec<String> {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<KubeError>() {
             e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::needs::NeedsError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::elf::ElfError>() {
+            e.hint()
         } else if cause.downcast_ref::<InvalidImageRef>().is_some() {
             Some("references look like registry.example.org/pbs/fib@sha256:<64 hex digits>".into())
         } else {

@@ -5,6 +5,7 @@
 //! recorded. Unknown options and options with no Kubernetes meaning are warnings naming line
 //! and option; malformed values are errors naming file, line and column.
 
+pub mod commands;
 pub mod lexer;
 pub mod resources;
 pub mod spec;

@@ -209,6 +209,10 @@ fn invoking_user_is_the_default_and_root_is_refused() {
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains("hint: pass --run-as"), "{}", stderr(&o));
     } else {
-        assert!(stdout(&o).contains(&format!("runAsUser: {uid}")), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains(&format!("runAsUser: {uid}")),
+            "{}",
+            stdout(&o)
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod elf;
 mod fixtures;
 mod props;
 mod wrapper;

@@ -1,0 +1,64 @@
+//! `pbsimage needs job.sh`: what the job needs, and why.
+
+use anyhow::Result;
+
+use super::{Printer, args::NeedsArgs, parse_script};
+use crate::config::Config;
+use crate::needs::NeedsAnalyzer;
+
+pub fn run(args: &NeedsArgs, config: &Config, printer: &Printer) -> Result<()> {
+    let job = parse_script(&args.script, printer)?;
+    let s = &config.settings;
+    let analyzer = NeedsAnalyzer {
+        settings: &s.needs,
+        basearch: s.vars.get("basearch").map(String::as_str),
+        default_shell: &s.kube.default_shell,
+    };
+    let needs = analyzer.analyze(&job)?;
+    if args.json {
+        printer.data(&serde_json::to_string_pretty(&needs)?);
+        return Ok(());
+    }
+    let mut out = vec![format!(
+        "arch: {} (kubernetes.io/arch={}){}",
+        needs.arch,
+        needs.kube_arch,
+        if needs.static_binary {
+            ", static binary"
+        } else {
+            ""
+        }
+    )];
+    let width = needs
+        .needs
+        .iter()
+        .map(|n| n.kind.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    for n in &needs.needs {
+        let kind = n.kind.to_string();
+        let opt = if n.optional { " (optional)" } else { "" };
+        out.push(format!("{kind:width$}  <- {}{opt}", n.origins.join("; ")));
+    }
+    for b in &needs.bundled {
+        out.push(format!(
+            "bundled: {} ({}, needed by {} via {})",
+            b.path.display(),
+            b.soname,
+            b.needed_by,
+            b.via
+        ));
+    }
+    for h in &needs.host_provided {
+        out.push(format!(
+            "host-provided: {} (needed by {})",
+            h.soname, h.needed_by
+        ));
+    }
+    for n in &needs.notes {
+        out.push(format!("note: {n}"));
+    }
+    printer.data(&out.join("\n"));
+    Ok(())
+}

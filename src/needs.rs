@@ -1,0 +1,475 @@
+//! Needs: everything a job needs from the repositories, with where each need came from.
+//!
+//! [`NeedsAnalyzer::analyze`] reads the `-B` binary's ELF headers (never running it), follows
+//! `DT_NEEDED` through RPATH/RUNPATH like the loader, bundles the libraries the job ships
+//! itself (they go into the job's layer and are analysed recursively), marks host-provided
+//! GPU driver libraries, and adds what the script needs: its interpreter and the external
+//! commands it runs. Capabilities follow rpm's `elfdeps` exactly, so they can be looked up in
+//! `primary.xml`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::NeedsSettings;
+use crate::elf::search::{Bundled, find_in_job};
+use crate::elf::{Arch, Capability, ElfError, ElfInfo, ElfReader};
+use crate::job::JobSpec;
+use crate::job::commands;
+
+/// Sonames the node provides: GPU driver libraries injected by the NVIDIA container runtime.
+pub const BUILTIN_HOST_PROVIDED: &[&str] = &[
+    "libcuda.so*",
+    "libnvidia-*",
+    "libnvcuvid.so*",
+    "libnvoptix.so*",
+    "libGLX_nvidia.so*",
+    "libEGL_nvidia.so*",
+    "libGLESv2_nvidia.so*",
+    "libGLESv1_CM_nvidia.so*",
+];
+
+/// Directories searched for a bare command name, best first.
+pub const COMMAND_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum NeedsError {
+    #[error("cannot analyse the job's binary")]
+    Elf(#[from] ElfError),
+    #[error("job `{job}` names binary `{}` with -B, but it does not exist", path.display())]
+    MissingBinary { job: String, path: PathBuf },
+    #[error("`{}` (needed by `{}`) is {found}, but `{}` is {want}", lib.display(), by.display(), by.display())]
+    MixedArch {
+        lib: PathBuf,
+        by: PathBuf,
+        found: Arch,
+        want: Arch,
+    },
+    #[error("[vars] basearch `{0}` is not an architecture pbsimage knows")]
+    UnknownBasearch(String),
+    #[error("[needs] extra entry `{0}` is not a capability")]
+    BadExtra(String),
+}
+
+impl NeedsError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            NeedsError::Elf(e) => e.hint(),
+            NeedsError::MissingBinary { .. } => {
+                Some("-B is relative to the script's directory; build the binary first".into())
+            }
+            NeedsError::UnknownBasearch(_) => {
+                Some("use x86_64, i686, aarch64, ppc64le, ppc64, s390x, riscv64 or armv7hl".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What is needed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+pub enum NeedKind {
+    /// An rpm capability: `libstdc++.so.6()(64bit)`, `rtld(GNU_HASH)`.
+    Capability(Capability),
+    /// A file; any of the paths will do (`/bin/bash` or `/usr/bin/bash`).
+    File(Vec<String>),
+    /// A command run by name: a file `*/bin/<name>` in any package.
+    Command(String),
+}
+
+impl NeedKind {
+    /// The file paths that satisfy a file or command need.
+    pub fn paths(&self) -> Vec<String> {
+        match self {
+            NeedKind::Capability(_) => Vec::new(),
+            NeedKind::File(p) => p.clone(),
+            NeedKind::Command(n) => COMMAND_DIRS.iter().map(|d| format!("{d}/{n}")).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for NeedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NeedKind::Capability(c) => write!(f, "{c}"),
+            NeedKind::File(p) => f.write_str(&p.join(" | ")),
+            NeedKind::Command(n) => write!(f, "command {n}"),
+        }
+    }
+}
+
+/// One need and every place it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Need {
+    #[serde(flatten)]
+    pub kind: NeedKind,
+    pub origins: Vec<String>,
+    /// Unresolvable optional needs are warnings, not failures (script commands: the cluster
+    /// may mount them).
+    pub optional: bool,
+}
+
+/// A library shipped with the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundledLib {
+    /// Path inside the job directory.
+    pub path: PathBuf,
+    pub soname: String,
+    pub needed_by: String,
+    pub via: String,
+}
+
+/// A library the node provides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostProvided {
+    pub soname: String,
+    pub needed_by: String,
+}
+
+/// Everything a job needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Needs {
+    /// The binary's architecture (or the repositories' when the job has no binary).
+    pub arch: Arch,
+    /// `kubernetes.io/arch`.
+    pub kube_arch: &'static str,
+    /// Package architectures that may satisfy the needs.
+    pub package_arches: Vec<&'static str>,
+    /// The `-B` binary is statically linked.
+    pub static_binary: bool,
+    pub needs: Vec<Need>,
+    pub bundled: Vec<BundledLib>,
+    pub host_provided: Vec<HostProvided>,
+    /// Libraries loaded at run time by name, which no header shows.
+    pub notes: Vec<String>,
+}
+
+/// Matches `*` and `?` globs.
+pub fn glob_match(pattern: &str, s: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The same path under `/usr` and without it (the EL "UsrMove" symlinks `/bin`, `/sbin`,
+/// `/lib`, `/lib64` → `usr/...`): a file need is satisfied by either.
+pub fn usrmove_alternatives(path: &str) -> Vec<String> {
+    let mut out = vec![path.to_owned()];
+    for d in ["/bin/", "/sbin/", "/lib/", "/lib64/"] {
+        if path.starts_with(d) {
+            out.push(format!("/usr{path}"));
+        } else if let Some(rest) = path.strip_prefix("/usr").filter(|r| r.starts_with(d)) {
+            out.push(rest.to_owned());
+        }
+    }
+    out
+}
+
+/// Builds [`Needs`] for jobs.
+pub struct NeedsAnalyzer<'a> {
+    pub settings: &'a NeedsSettings,
+    /// `[vars] basearch`, if set: the repositories' architecture.
+    pub basearch: Option<&'a str>,
+    /// Shell for scripts with neither `-S` nor a shebang (`[kube] default-shell`).
+    pub default_shell: &'a str,
+}
+
+#[derive(Default)]
+struct Collector {
+    needs: BTreeMap<NeedKind, (Vec<String>, bool)>,
+}
+
+impl Collector {
+    fn add(&mut self, kind: NeedKind, origin: String, optional: bool) {
+        let e = self.needs.entry(kind).or_insert_with(|| (Vec::new(), true));
+        if !e.0.contains(&origin) {
+            e.0.push(origin);
+        }
+        e.1 &= optional;
+    }
+}
+
+impl NeedsAnalyzer<'_> {
+    pub fn analyze(&self, job: &JobSpec) -> Result<Needs, NeedsError> {
+        let repo_arch = match self.basearch {
+            Some(b) => {
+                Some(Arch::parse_basearch(b).ok_or_else(|| NeedsError::UnknownBasearch(b.into()))?)
+            }
+            None => None,
+        };
+        let script_dir = job.script.parent().unwrap_or(Path::new(""));
+        let script_name = job
+            .script
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job.sh".into());
+        let mut c = Collector::default();
+        let mut bundled = Vec::new();
+        let mut host = Vec::new();
+        let mut notes = BTreeSet::new();
+        let mut arch = repo_arch.unwrap_or(Arch::X86_64);
+        let mut static_binary = false;
+
+        // The interpreter that runs the script (the same choice the manifest makes).
+        let (interp_line, interp_origin) = match (&job.shell, &job.shebang) {
+            (Some(s), _) => (s.clone(), format!("{script_name}: -S")),
+            (None, Some(s)) => (s.clone(), format!("{script_name}: shebang")),
+            (None, None) => (
+                self.default_shell.to_owned(),
+                "[kube] default-shell".to_owned(),
+            ),
+        };
+        let mut words = interp_line.split_whitespace();
+        if let Some(prog) = words.next() {
+            c.add(
+                NeedKind::File(usrmove_alternatives(prog)),
+                interp_origin.clone(),
+                false,
+            );
+            if prog.ends_with("/env")
+                && let Some(cmd) = words.find(|w| !w.starts_with('-') && !w.contains('='))
+            {
+                c.add(NeedKind::Command(cmd.to_owned()), interp_origin, false);
+            }
+        }
+        c.add(
+            NeedKind::File(usrmove_alternatives("/bin/sh")),
+            "pbsimage job wrapper".into(),
+            false,
+        );
+
+        // Commands the script runs.
+        let body = job.body_line.map(|l| l as usize - 1).unwrap_or(0);
+        let lines = match std::fs::read(&job.script) {
+            Ok(bytes) => crate::job::lexer::normalise_lines(&String::from_utf8_lossy(&bytes)),
+            Err(_) => Vec::new(),
+        };
+        for cmd in commands::scan(&lines, body) {
+            let origin = format!("{script_name} line {}: {}", cmd.line, cmd.name);
+            if cmd.name.starts_with('/') {
+                c.add(
+                    NeedKind::File(usrmove_alternatives(&cmd.name)),
+                    origin,
+                    true,
+                );
+            } else {
+                c.add(NeedKind::Command(cmd.name), origin, true);
+            }
+        }
+
+        // The binary and the libraries it ships.
+        if let Some(bin) = &job.binary {
+            if !bin.exists() {
+                return Err(NeedsError::MissingBinary {
+                    job: job.name.to_string(),
+                    path: bin.clone(),
+                });
+            }
+            let root = script_dir
+                .canonicalize()
+                .unwrap_or_else(|_| script_dir.to_owned());
+            let rel =
+                |p: &Path| -> String { p.strip_prefix(&root).unwrap_or(p).display().to_string() };
+            let first = ElfReader::read(&bin.canonicalize().unwrap_or_else(|_| bin.clone()))?;
+            if let Some(repo) = repo_arch
+                && !first.arch.served_by(repo.rpm_name())
+            {
+                return Err(ElfError::WrongArch {
+                    path: bin.clone(),
+                    elf_arch: first.arch.to_string(),
+                    repo_arch: repo.to_string(),
+                }
+                .into());
+            }
+            arch = first.arch;
+            static_binary = first.is_static();
+            let mut seen = BTreeSet::from([first.path.clone()]);
+            let mut objects: Vec<ElfInfo> = vec![first];
+            // (object index, loader chain indexes nearest first)
+            let mut queue = VecDeque::from([(0usize, Vec::<usize>::new())]);
+            let mut satisfied: BTreeSet<String> = BTreeSet::new();
+            let mut hosted: BTreeSet<String> = BTreeSet::new();
+            let mut pending: Vec<usize> = Vec::new();
+            while let Some((idx, chain)) = queue.pop_front() {
+                pending.push(idx);
+                let name = rel(&objects[idx].path);
+                if let Some(i) = &objects[idx].interp {
+                    c.add(
+                        NeedKind::File(usrmove_alternatives(i)),
+                        format!("{name}: interpreter"),
+                        false,
+                    );
+                }
+                for h in &objects[idx].dlopen_hints {
+                    notes.insert(match h.as_str() {
+                        "nss" => format!("{name} looks up users, groups or hosts: glibc loads NSS modules (libnss_*.so.2) for that at run time; add them to [needs] extra if /etc/nsswitch.conf names more than files"),
+                        _ => format!("{name} converts character sets: glibc loads gconv modules at run time; add the glibc-gconv-extra package to [needs] extra if it needs more than UTF-8"),
+                    });
+                }
+                let needed = objects[idx].needed.clone();
+                for n in needed {
+                    if n.starts_with("libmpi")
+                        || n.starts_with("libpmi")
+                        || n.starts_with("libfabric")
+                    {
+                        notes.insert(format!("{name} uses MPI ({n}): MPI libraries load transport and PMI plugins with dlopen; add the MPI package's plugin packages to [needs] extra"));
+                    }
+                    if self.is_host_provided(&n) {
+                        hosted.insert(n.clone());
+                        host.push(HostProvided {
+                            soname: n,
+                            needed_by: name.clone(),
+                        });
+                        continue;
+                    }
+                    let chain_objs: Vec<&ElfInfo> = chain.iter().map(|&i| &objects[i]).collect();
+                    if let Some(Bundled { path, via }) =
+                        find_in_job(&n, &objects[idx], &chain_objs, &root)
+                    {
+                        satisfied.insert(n.clone());
+                        if seen.insert(path.clone()) {
+                            let lib = ElfReader::read(&path)?;
+                            if lib.arch != objects[idx].arch || lib.class64 != objects[idx].class64
+                            {
+                                return Err(NeedsError::MixedArch {
+                                    lib: path,
+                                    by: objects[idx].path.clone(),
+                                    found: lib.arch,
+                                    want: objects[idx].arch,
+                                });
+                            }
+                            bundled.push(BundledLib {
+                                path: PathBuf::from(rel(&path)),
+                                soname: n.clone(),
+                                needed_by: name.clone(),
+                                via,
+                            });
+                            let mut next_chain = vec![idx];
+                            next_chain.extend(&chain);
+                            objects.push(lib);
+                            queue.push_back((objects.len() - 1, next_chain));
+                        }
+                    }
+                }
+            }
+            // Capabilities of every loaded object, less what the job or the node provides.
+            for idx in pending {
+                let o = &objects[idx];
+                if o.is_static() {
+                    // static and static-pie: no loader, so not even rtld(GNU_HASH)
+                    continue;
+                }
+                let name = rel(&o.path);
+                let marker = o.marker();
+                for cap in o.requires_when_loaded() {
+                    let s = cap.as_str();
+                    let soname = s.split('(').next().unwrap_or(s);
+                    if satisfied.contains(soname) || hosted.contains(soname) {
+                        continue;
+                    }
+                    let origin = if s == "rtld(GNU_HASH)" {
+                        format!("{name}: GNU hash table only")
+                    } else if let Some(ver) = s
+                        .strip_prefix(soname)
+                        .and_then(|r| r.strip_prefix('('))
+                        .and_then(|r| r.strip_suffix(marker))
+                        .and_then(|r| r.strip_suffix(')'))
+                        .filter(|v| !v.is_empty())
+                    {
+                        format!("{name}: {ver} from {soname}")
+                    } else {
+                        format!("{name}: DT_NEEDED {soname}")
+                    };
+                    c.add(NeedKind::Capability(cap), origin, false);
+                }
+            }
+        }
+
+        for extra in &self.settings.extra {
+            let kind = if extra.starts_with('/') {
+                NeedKind::File(usrmove_alternatives(extra))
+            } else {
+                NeedKind::Capability(
+                    Capability::new(extra).ok_or_else(|| NeedsError::BadExtra(extra.clone()))?,
+                )
+            };
+            c.add(kind, "[needs] extra".into(), false);
+        }
+
+        let needs = c
+            .needs
+            .into_iter()
+            .map(|(kind, (origins, optional))| Need {
+                kind,
+                origins,
+                optional,
+            })
+            .collect();
+        Ok(Needs {
+            arch,
+            kube_arch: arch.kube_name(),
+            package_arches: arch.package_arches().to_vec(),
+            static_binary,
+            needs,
+            bundled,
+            host_provided: host,
+            notes: notes.into_iter().collect(),
+        })
+    }
+
+    fn is_host_provided(&self, soname: &str) -> bool {
+        BUILTIN_HOST_PROVIDED
+            .iter()
+            .copied()
+            .chain(self.settings.host_provided.iter().map(String::as_str))
+            .any(|p| glob_match(p, soname))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("libcuda.so*", "libcuda.so.1"));
+        assert!(glob_match("libnvidia-*", "libnvidia-ml.so.1"));
+        assert!(glob_match("lib?.so", "libm.so"));
+        assert!(!glob_match("libcuda.so*", "libcudart.so.12"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn usrmove() {
+        assert_eq!(
+            usrmove_alternatives("/bin/bash"),
+            ["/bin/bash", "/usr/bin/bash"]
+        );
+        assert_eq!(
+            usrmove_alternatives("/usr/lib64/ld-linux-x86-64.so.2"),
+            [
+                "/usr/lib64/ld-linux-x86-64.so.2",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+        assert_eq!(usrmove_alternatives("/opt/x"), ["/opt/x"]);
+    }
+}
