@@ -431,7 +431,12 @@ fn craft_elf(machine: u16, dyns: &[(i64, u64)], strtab: &[u8]) -> Vec<u8> {
 
 /// As [`craft_elf`], plus a `.gnu.version_r` with one file needing `cnt` versions whose
 /// `vna_next` is `next` (0 makes a reader that follows it loop on one entry).
-fn craft_elf_with(machine: u16, dyns: &[(i64, u64)], strtab: &[u8], verneed: Option<(u16, u32)>) -> Vec<u8> {
+fn craft_elf_with(
+    machine: u16,
+    dyns: &[(i64, u64)],
+    strtab: &[u8],
+    verneed: Option<(u16, u32)>,
+) -> Vec<u8> {
     let mut f = vec![0u8; 64];
     f[..4].copy_from_slice(b"\x7fELF");
     f[4] = 2; // 64-bit
@@ -530,10 +535,16 @@ fn crafted_objects() {
     // A version-need entry that points at itself (vna_next = 0) 65535 times: bounded.
     let e = craft_elf_with(62, &[(1, 1), (0, 0)], b"\0libc.so.6\0", Some((u16::MAX, 0)));
     let err = ElfReader::parse_bytes(&e, Path::new("loop.so"), true).unwrap_err();
-    assert!(err.to_string().contains("more than 16384 needed versions"), "{err}");
+    assert!(
+        err.to_string().contains("more than 16384 needed versions"),
+        "{err}"
+    );
     let e = craft_elf_with(62, &[(1, 1), (0, 0)], b"\0libc.so.6\0", Some((3, 0)));
     let info = ElfReader::parse_bytes(&e, Path::new("three.so"), true).unwrap();
-    assert_eq!(info.verneed, [("libc.so.6".to_owned(), vec!["libc.so.6".to_owned(); 3])]);
+    assert_eq!(
+        info.verneed,
+        [("libc.so.6".to_owned(), vec!["libc.so.6".to_owned(); 3])]
+    );
     // Unsupported machine.
     let e = craft_elf(0x1234, &[(0, 0)], b"\0");
     assert!(matches!(
