@@ -49,10 +49,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod elf;
+pub mod fetch;
 pub mod image;
 pub mod job;
 pub mod kube;
 pub mod needs;
+pub mod repo;

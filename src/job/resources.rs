@@ -112,7 +112,7 @@ impl Size {
             return "0".into();
         }
         for (suffix, unit) in UNITS {
-            if self.0 % unit == 0 {
+            if self.0.is_multiple_of(unit) {
                 return format!("{}{suffix}", self.0 / unit);
             }
         }
@@ -130,7 +130,7 @@ impl fmt::Display for Size {
             ("kb", 1 << 10),
         ];
         for (suffix, unit) in UNITS {
-            if self.0 != 0 && self.0 % unit == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(unit) {
                 return write!(f, "{}{suffix}", self.0 / unit);
             }
         }

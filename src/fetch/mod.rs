@@ -1,0 +1,251 @@
+//! Fetch: getting bytes from `file://`, `http://` and `https://` URLs, with retries, a size
+//! cap, and URLs whose credentials never print.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+/// A URL that masks any `user:password@` when displayed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SafeUrl(pub String);
+
+impl fmt::Display for SafeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.0;
+        if let Some((scheme, rest)) = s.split_once("://") {
+            let (auth, tail) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            if let Some((_, host)) = auth.rsplit_once('@') {
+                return write!(f, "{scheme}://***@{host}{tail}");
+            }
+        }
+        f.write_str(s)
+    }
+}
+
+impl fmt::Debug for SafeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SafeUrl({self})")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot read `{url}`")]
+    File {
+        url: SafeUrl,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{url}`: HTTP {status}")]
+    Status { url: SafeUrl, status: u16 },
+    #[error("`{url}`: {message}")]
+    Transport { url: SafeUrl, message: String },
+    #[error("`{url}` is larger than the limit of {limit} bytes")]
+    TooLarge { url: SafeUrl, limit: u64 },
+    #[error("unsupported URL `{0}`")]
+    Unsupported(SafeUrl),
+    #[error("cannot set up HTTP: {0}")]
+    Setup(String),
+}
+
+impl FetchError {
+    /// Worth another try (connection problems, 5xx, 408, 429).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            FetchError::Transport { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// How metadata and packages are fetched.
+#[derive(Clone)]
+pub struct Transport {
+    client: reqwest::Client,
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+/// Installs the ring crypto provider for rustls once per process.
+fn crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Transport {
+    /// `ca_bundles`: extra PEM files trusted besides the system roots.
+    pub fn new(ca_bundles: &[PathBuf]) -> Result<Transport, FetchError> {
+        crypto();
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("pbsimage/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60));
+        for ca in ca_bundles {
+            let pem = std::fs::read(ca).map_err(|e| {
+                FetchError::Setup(format!("cannot read CA bundle `{}`: {e}", ca.display()))
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| FetchError::Setup(format!("CA bundle `{}`: {e}", ca.display())))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        let client = b.build().map_err(|e| FetchError::Setup(e.to_string()))?;
+        Ok(Transport {
+            client,
+            retries: 3,
+            backoff: Duration::from_millis(200),
+        })
+    }
+
+    /// The whole body of `url`, at most `limit` bytes; transient failures are retried.
+    pub async fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut attempt = 0;
+        loop {
+            match self.get_bytes_once(url, limit).await {
+                Err(e) if e.is_transient() && attempt + 1 < self.retries => {
+                    attempt += 1;
+                    tracing::debug!("retrying {}: {e}", SafeUrl(url.into()));
+                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn get_bytes_once(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let safe = || SafeUrl(url.to_owned());
+        if let Some(path) = file_path(url) {
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|source| FetchError::File {
+                    url: safe(),
+                    source,
+                })?;
+            if meta.len() > limit {
+                return Err(FetchError::TooLarge { url: safe(), limit });
+            }
+            return tokio::fs::read(&path)
+                .await
+                .map_err(|source| FetchError::File {
+                    url: safe(),
+                    source,
+                });
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(FetchError::Unsupported(safe()));
+        }
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| FetchError::Transport {
+                url: safe(),
+                message: error_chain(&e),
+            })?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(FetchError::Status {
+                url: safe(),
+                status,
+            });
+        }
+        if resp.content_length().is_some_and(|l| l > limit) {
+            return Err(FetchError::TooLarge { url: safe(), limit });
+        }
+        let mut out = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| FetchError::Transport {
+                url: safe(),
+                message: error_chain(&e),
+            })?;
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(FetchError::TooLarge { url: safe(), limit });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// The error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The local path of a `file://` URL.
+pub fn file_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("file://")?;
+    let path = rest.strip_prefix("localhost").unwrap_or(rest);
+    Some(PathBuf::from(percent_decode(path)))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `file://` URL for a local directory or file (made absolute).
+pub fn file_url(path: &Path) -> String {
+    let abs = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    };
+    format!("file://{}", abs.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_urls_mask_credentials() {
+        assert_eq!(
+            SafeUrl("https://u:secret@h.example/x".into()).to_string(),
+            "https://***@h.example/x"
+        );
+        assert_eq!(
+            SafeUrl("https://h.example/x".into()).to_string(),
+            "https://h.example/x"
+        );
+    }
+
+    #[test]
+    fn file_urls() {
+        assert_eq!(file_path("file:///a/b%20c").unwrap(), Path::new("/a/b c"));
+        assert_eq!(file_path("file://localhost/a").unwrap(), Path::new("/a"));
+        assert!(file_path("http://x").is_none());
+    }
+}

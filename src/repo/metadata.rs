@@ -1,0 +1,420 @@
+//! Parsers for `repomd.xml`, `primary.xml` and `filelists.xml` (createrepo_c's formats).
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+
+use super::checksum::Checksum;
+use super::evr::{Cmp, Evr};
+use super::xml::{Ev, XmlStream, attr, local};
+
+/// One `<data type="...">` record of `repomd.xml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepomdRecord {
+    pub kind: String,
+    pub href: String,
+    /// `xml:base` of the location, if any.
+    pub base: Option<String>,
+    pub checksum: Checksum,
+    pub size: Option<u64>,
+    pub open_size: Option<u64>,
+}
+
+/// `repomd.xml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repomd {
+    pub revision: Option<String>,
+    pub records: Vec<RepomdRecord>,
+}
+
+impl Repomd {
+    pub fn parse<R: BufRead>(r: R) -> Result<Repomd, String> {
+        let mut x = XmlStream::new(r);
+        let mut md = Repomd {
+            revision: None,
+            records: Vec::new(),
+        };
+        let mut saw_root = false;
+        // The <data> being read: type, (href, xml:base), (checksum type, hex), size, open-size.
+        type Partial = (
+            String,
+            Option<(String, Option<String>)>,
+            Option<(String, String)>,
+            Option<u64>,
+            Option<u64>,
+        );
+        let mut cur: Option<Partial> = None;
+        let mut text = String::new();
+        let mut in_checksum_type: Option<String> = None;
+        loop {
+            match x.event()? {
+                Ev::Start(e) | Ev::Empty(e) if local(&e) == b"repomd" => saw_root = true,
+                Ev::Start(e) => {
+                    text.clear();
+                    match local(&e).as_slice() {
+                        b"data" => {
+                            let kind = attr(&e, b"type")?.ok_or("<data> without type")?;
+                            cur = Some((kind, None, None, None, None));
+                        }
+                        b"checksum" if cur.is_some() => {
+                            in_checksum_type =
+                                Some(attr(&e, b"type")?.ok_or("<checksum> without type")?);
+                        }
+                        _ => {}
+                    }
+                }
+                Ev::Empty(e) => {
+                    if local(&e) == b"location"
+                        && let Some(c) = cur.as_mut()
+                    {
+                        let href = attr(&e, b"href")?.ok_or("<location> without href")?;
+                        c.1 = Some((href, attr(&e, b"xml:base")?));
+                    }
+                }
+                Ev::Text(t) => text.push_str(&t),
+                Ev::End(name) => {
+                    match name.as_slice() {
+                        b"revision" if cur.is_none() => md.revision = Some(text.trim().to_owned()),
+                        b"checksum" => {
+                            if let (Some(c), Some(t)) = (cur.as_mut(), in_checksum_type.take()) {
+                                c.2 = Some((t, text.trim().to_owned()));
+                            }
+                        }
+                        b"size" => {
+                            if let Some(c) = cur.as_mut() {
+                                c.3 = text.trim().parse().ok();
+                            }
+                        }
+                        b"open-size" => {
+                            if let Some(c) = cur.as_mut() {
+                                c.4 = text.trim().parse().ok();
+                            }
+                        }
+                        b"data" => {
+                            if let Some((kind, loc, sum, size, open_size)) = cur.take() {
+                                let (href, base) = loc.ok_or_else(|| {
+                                    format!("<data type=\"{kind}\"> has no location")
+                                })?;
+                                let (algo, hex) = sum.ok_or_else(|| {
+                                    format!("<data type=\"{kind}\"> has no checksum")
+                                })?;
+                                let checksum = Checksum::new(&algo, &hex)
+                                    .map_err(|e| format!("<data type=\"{kind}\">: {e}"))?;
+                                md.records.push(RepomdRecord {
+                                    kind,
+                                    href,
+                                    base,
+                                    checksum,
+                                    size,
+                                    open_size,
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                    text.clear();
+                }
+                Ev::Eof => break,
+            }
+        }
+        if !saw_root {
+            return Err("not a repomd.xml (no <repomd> element)".into());
+        }
+        Ok(md)
+    }
+
+    /// The record of a type (`primary`, `filelists`, `modules`).
+    pub fn record(&self, kind: &str) -> Option<&RepomdRecord> {
+        self.records.iter().find(|r| r.kind == kind)
+    }
+}
+
+/// A dependency entry (`<rpm:entry name flags epoch ver rel pre/>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dep {
+    pub name: String,
+    pub cmp: Option<Cmp>,
+    pub evr: Option<Evr>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre: bool,
+}
+
+impl Dep {
+    pub fn range(&self) -> Option<(Cmp, &Evr)> {
+        Some((self.cmp?, self.evr.as_ref()?))
+    }
+    /// A rich (boolean) dependency: `(a or b)`.
+    pub fn is_rich(&self) -> bool {
+        self.name.starts_with('(')
+    }
+}
+
+impl std::fmt::Display for Dep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some((c, e)) = self.range() {
+            write!(f, " {} {e}", c.symbol())?;
+        }
+        Ok(())
+    }
+}
+
+/// A package as `primary.xml` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub arch: String,
+    pub evr: Evr,
+    /// The package checksum (`pkgid`).
+    pub checksum: Checksum,
+    pub href: String,
+    pub base: Option<String>,
+    pub size: u64,
+    pub installed_size: u64,
+    pub license: Option<String>,
+    pub sourcerpm: Option<String>,
+    pub provides: Vec<Dep>,
+    pub requires: Vec<Dep>,
+    pub obsoletes: Vec<Dep>,
+    pub conflicts: Vec<Dep>,
+    pub recommends: Vec<Dep>,
+    /// The files primary.xml lists (`*/bin/*`, `/etc/*`, ...).
+    pub files: Vec<String>,
+}
+
+impl Package {
+    /// `name-[epoch:]version-release.arch`.
+    pub fn nevra(&self) -> String {
+        format!("{}-{}.{}", self.name, self.evr, self.arch)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum DepList {
+    Provides,
+    Requires,
+    Obsoletes,
+    Conflicts,
+    Recommends,
+    Ignored,
+}
+
+/// Streams `primary.xml`, calling `f` for each package.
+pub fn parse_primary<R: BufRead>(
+    r: R,
+    mut f: impl FnMut(Package) -> Result<(), String>,
+) -> Result<u64, String> {
+    let mut x = XmlStream::new(r);
+    let mut pkg: Option<Package> = None;
+    let mut text = String::new();
+    let mut list = DepList::Ignored;
+    let mut checksum_type: Option<String> = None;
+    let mut count = 0u64;
+    let mut saw_root = false;
+    fn ctx(name: &str, e: String) -> String {
+        if name.is_empty() {
+            e
+        } else {
+            format!("package `{name}`: {e}")
+        }
+    }
+    loop {
+        let ev = x.event()?;
+        match ev {
+            Ev::Start(e) => {
+                text.clear();
+                match local(&e).as_slice() {
+                    b"metadata" => saw_root = true,
+                    b"package" => {
+                        pkg = Some(Package {
+                            name: String::new(),
+                            arch: String::new(),
+                            evr: Evr::new(None, "", None),
+                            checksum: Checksum::new("sha256", &"0".repeat(64)).expect("valid"),
+                            href: String::new(),
+                            base: None,
+                            size: 0,
+                            installed_size: 0,
+                            license: None,
+                            sourcerpm: None,
+                            provides: Vec::new(),
+                            requires: Vec::new(),
+                            obsoletes: Vec::new(),
+                            conflicts: Vec::new(),
+                            recommends: Vec::new(),
+                            files: Vec::new(),
+                        });
+                        checksum_type = None;
+                    }
+                    b"checksum" => checksum_type = attr(&e, b"type")?,
+                    b"provides" => list = DepList::Provides,
+                    b"requires" => list = DepList::Requires,
+                    b"obsoletes" => list = DepList::Obsoletes,
+                    b"conflicts" => list = DepList::Conflicts,
+                    b"recommends" => list = DepList::Recommends,
+                    b"suggests" | b"supplements" | b"enhances" => list = DepList::Ignored,
+                    _ => {}
+                }
+            }
+            Ev::Empty(e) => {
+                let Some(p) = pkg.as_mut() else { continue };
+                match local(&e).as_slice() {
+                    b"version" => {
+                        let Some(ver) = attr(&e, b"ver")? else {
+                            return Err(ctx(&p.name, "<version> without ver".into()));
+                        };
+                        p.evr = Evr::new(
+                            attr(&e, b"epoch")?.as_deref(),
+                            &ver,
+                            attr(&e, b"rel")?.as_deref(),
+                        );
+                    }
+                    b"size" => {
+                        p.size = attr(&e, b"package")?
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                        p.installed_size = attr(&e, b"installed")?
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                    }
+                    b"location" => {
+                        let Some(href) = attr(&e, b"href")? else {
+                            return Err(ctx(&p.name, "<location> without href".into()));
+                        };
+                        p.href = href;
+                        p.base = attr(&e, b"xml:base")?;
+                    }
+                    b"entry" => {
+                        let Some(name) = attr(&e, b"name")? else {
+                            return Err(ctx(&p.name, "<rpm:entry> without name".into()));
+                        };
+                        let cmp = match attr(&e, b"flags")? {
+                            Some(f) => match Cmp::parse(&f) {
+                                Some(c) => Some(c),
+                                None => {
+                                    return Err(ctx(
+                                        &p.name,
+                                        format!("unknown dependency flags `{f}`"),
+                                    ));
+                                }
+                            },
+                            None => None,
+                        };
+                        let evr = match attr(&e, b"ver")? {
+                            Some(v) => Some(Evr::new(
+                                attr(&e, b"epoch")?.as_deref(),
+                                &v,
+                                attr(&e, b"rel")?.as_deref(),
+                            )),
+                            None => None,
+                        };
+                        let pre = matches!(attr(&e, b"pre")?.as_deref(), Some("1") | Some("true"));
+                        let dep = Dep {
+                            name,
+                            cmp,
+                            evr,
+                            pre,
+                        };
+                        match list {
+                            DepList::Provides => p.provides.push(dep),
+                            DepList::Requires => p.requires.push(dep),
+                            DepList::Obsoletes => p.obsoletes.push(dep),
+                            DepList::Conflicts => p.conflicts.push(dep),
+                            DepList::Recommends => p.recommends.push(dep),
+                            DepList::Ignored => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ev::Text(t) => text.push_str(&t),
+            Ev::End(name) => {
+                if let Some(p) = pkg.as_mut() {
+                    match name.as_slice() {
+                        b"name" => p.name = text.trim().to_owned(),
+                        b"arch" => p.arch = text.trim().to_owned(),
+                        b"checksum" => {
+                            let t = checksum_type.take().unwrap_or_default();
+                            p.checksum = match Checksum::new(&t, &text) {
+                                Ok(c) => c,
+                                Err(e) => return Err(ctx(&p.name, e)),
+                            };
+                        }
+                        b"license" => p.license = Some(text.trim().to_owned()),
+                        b"sourcerpm" => {
+                            let s = text.trim();
+                            p.sourcerpm = (!s.is_empty()).then(|| s.to_owned());
+                        }
+                        b"file" => p.files.push(text.trim().to_owned()),
+                        b"provides" | b"requires" | b"obsoletes" | b"conflicts" | b"recommends"
+                        | b"suggests" | b"supplements" | b"enhances" => list = DepList::Ignored,
+                        b"package" => {
+                            let p = pkg.take().expect("in package");
+                            if p.name.is_empty()
+                                || p.arch.is_empty()
+                                || p.href.is_empty()
+                                || p.evr.version.is_empty()
+                            {
+                                return Err(format!(
+                                    "package entry {} is missing its name, arch, version or location",
+                                    count + 1
+                                ));
+                            }
+                            count += 1;
+                            f(p)?;
+                        }
+                        _ => {}
+                    }
+                }
+                text.clear();
+            }
+            Ev::Eof => break,
+        }
+    }
+    if !saw_root {
+        return Err("not a primary.xml (no <metadata> element)".into());
+    }
+    Ok(count)
+}
+
+/// Streams `filelists.xml`, calling `f(pkgid, name, arch, file)` for each file.
+pub fn parse_filelists<R: BufRead>(
+    r: R,
+    mut f: impl FnMut(&str, &str, &str, &str),
+) -> Result<(), String> {
+    let mut x = XmlStream::new(r);
+    let mut pkgid = String::new();
+    let mut name = String::new();
+    let mut arch = String::new();
+    let mut text = String::new();
+    let mut saw_root = false;
+    loop {
+        match x.event()? {
+            Ev::Start(e) => {
+                text.clear();
+                match local(&e).as_slice() {
+                    b"filelists" => saw_root = true,
+                    b"package" => {
+                        pkgid = attr(&e, b"pkgid")?.unwrap_or_default();
+                        name = attr(&e, b"name")?.unwrap_or_default();
+                        arch = attr(&e, b"arch")?.unwrap_or_default();
+                    }
+                    _ => {}
+                }
+            }
+            Ev::Empty(_) => {}
+            Ev::Text(t) => text.push_str(&t),
+            Ev::End(n) => {
+                if n == b"file" {
+                    f(&pkgid, &name, &arch, text.trim());
+                }
+                text.clear();
+            }
+            Ev::Eof => break,
+        }
+    }
+    if !saw_root {
+        return Err("not a filelists.xml (no <filelists> element)".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,595 @@
+//! Repo: yum/dnf repository metadata → an index of packages, capabilities and files.
+//!
+//! [`RepoLoader::load`] reads `repodata/repomd.xml` from the first mirror that answers,
+//! locates `primary` (and lazily `filelists`, and `modules`) by type, checks every href,
+//! verifies each file's checksum before use, decompresses by extension confirmed by magic
+//! bytes (with a size cap), parses with a streaming XML reader that refuses DOCTYPEs, and
+//! caches the built index under the sha256 of `repomd.xml`, so a warm run reads only
+//! `repomd.xml` and the cached index.
+
+pub mod checksum;
+pub mod decompress;
+pub mod evr;
+pub mod index;
+pub mod metadata;
+pub mod modules;
+pub mod repofile;
+pub mod xml;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::cache::{Cache, CacheError};
+use crate::config::Config;
+use crate::fetch::{FetchError, SafeUrl, Transport, file_url};
+use checksum::Hasher;
+pub use index::{FileIndex, RepoIndex};
+use metadata::{Repomd, RepomdRecord};
+use modules::ModuleIndex;
+
+/// Version of the on-disk index format; part of the cache bucket name.
+pub const INDEX_BUCKET: &str = "repo-index-v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("repo `{repo}`: no mirror answered:\n{}", errors.join("\n"))]
+    AllMirrorsFailed { repo: String, errors: Vec<String> },
+    #[error("repo `{repo}`: the mirrorlist `{url}` lists no URLs")]
+    EmptyMirrorlist { repo: String, url: SafeUrl },
+    #[error("repo `{repo}`: `{url}`: {message}")]
+    Metadata {
+        repo: String,
+        url: SafeUrl,
+        message: String,
+    },
+    #[error("repo `{repo}`: repomd.xml has no `{kind}` record")]
+    MissingRecord { repo: String, kind: String },
+    #[error("repo `{repo}`: refusing location `{href}`: {reason}")]
+    Href {
+        repo: String,
+        href: String,
+        reason: String,
+    },
+    #[error("repo `{repo}`: checksum mismatch for `{url}`: expected {expected}, got {actual}")]
+    Checksum {
+        repo: String,
+        url: SafeUrl,
+        expected: String,
+        actual: String,
+    },
+    #[error("repo `{repo}`: {source}")]
+    Fetch {
+        repo: String,
+        #[source]
+        source: FetchError,
+    },
+    #[error("repo `{repo}`: --offline, and no cached metadata")]
+    Offline { repo: String },
+    #[error("repo `{repo}`: signature check of repomd.xml failed: {message}")]
+    Signature { repo: String, message: String },
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+impl RepoError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RepoError::AllMirrorsFailed { .. } => Some(
+                "check baseurl/mirrorlist in pipeline.toml and that the mirrors are reachable"
+                    .into(),
+            ),
+            RepoError::Checksum { .. } => Some(
+                "the mirror is inconsistent or mid-sync; try again later or another mirror".into(),
+            ),
+            RepoError::Href { .. } => Some(
+                "metadata may only point inside the repository or at a configured mirror".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// A repository to read, from `pipeline.toml` or a `.repo` file, with variables expanded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoSource {
+    pub id: String,
+    pub baseurls: Vec<String>,
+    pub mirrorlist: Option<String>,
+    pub priority: u32,
+    /// Position in the configuration (ties after priority).
+    pub order: usize,
+    pub gpgcheck: bool,
+    pub gpgkey: Option<String>,
+    pub sslcacert: Option<PathBuf>,
+    pub modules: Vec<String>,
+}
+
+/// Absolute URL for a configured base: a path becomes `file://`.
+fn absolute_url(u: &str, base_dir: &Path) -> String {
+    if u.contains("://") {
+        u.to_owned()
+    } else {
+        file_url(&base_dir.join(u))
+    }
+}
+
+/// The enabled repositories of a configuration, in order.
+pub fn sources(config: &Config) -> Result<Vec<RepoSource>, RepoError> {
+    let s = &config.settings;
+    let mut out = Vec::new();
+    for r in s.repos.iter().filter(|r| r.enabled) {
+        let expand = |u: &String| {
+            config
+                .expand_vars(u)
+                .map(|e| absolute_url(&e, &config.base_dir))
+                .map_err(|v| RepoError::Config(format!("repo `{}`: unknown variable `${v}`", r.id)))
+        };
+        out.push(RepoSource {
+            id: r.id.to_string(),
+            baseurls: r.baseurl.iter().map(expand).collect::<Result<_, _>>()?,
+            mirrorlist: r.mirrorlist.as_ref().map(expand).transpose()?,
+            priority: r.priority,
+            order: out.len(),
+            gpgcheck: r.gpgcheck,
+            gpgkey: r.gpgkey.as_ref().map(expand).transpose()?,
+            sslcacert: r.sslcacert.as_ref().map(|p| config.base_dir.join(p)),
+            modules: r.modules.clone(),
+        });
+    }
+    if let Some(dir) = &s.repos_from {
+        let dir = config.base_dir.join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| RepoError::Config(format!("repos-from `{}`: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "repo"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| RepoError::Config(format!("cannot read `{}`: {e}", f.display())))?;
+            for sec in repofile::parse(&text, &f).map_err(RepoError::Config)? {
+                if !sec.enabled {
+                    continue;
+                }
+                let at = |m: String| {
+                    RepoError::Config(format!(
+                        "{}:{}: repo `{}`: {m}",
+                        f.display(),
+                        sec.line,
+                        sec.id
+                    ))
+                };
+                crate::config::RepoId::try_from(sec.id.clone()).map_err(at)?;
+                if out.iter().any(|o: &RepoSource| o.id == sec.id) {
+                    return Err(at("the id is already defined".into()));
+                }
+                let expand = |u: &String| {
+                    config
+                        .expand_vars(u)
+                        .map_err(|v| at(format!("unknown variable `${v}`")))
+                };
+                if sec.baseurl.is_empty() && sec.mirrorlist.is_none() {
+                    return Err(at(if sec.metalink.is_some() {
+                        "only a metalink is given; pbsimage reads baseurl or mirrorlist".into()
+                    } else {
+                        "neither baseurl nor mirrorlist".into()
+                    }));
+                }
+                out.push(RepoSource {
+                    id: sec.id.clone(),
+                    baseurls: sec.baseurl.iter().map(expand).collect::<Result<_, _>>()?,
+                    mirrorlist: sec.mirrorlist.as_ref().map(expand).transpose()?,
+                    priority: sec.priority,
+                    order: out.len(),
+                    gpgcheck: sec.gpgcheck,
+                    gpgkey: sec.gpgkey.as_ref().map(expand).transpose()?,
+                    sslcacert: sec.sslcacert.as_ref().map(PathBuf::from),
+                    modules: Vec::new(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A loaded repository: its source, index, and the packages modularity hides.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub source: RepoSource,
+    pub index: RepoIndex,
+    pub hidden: BTreeSet<u32>,
+}
+
+/// Joins a base URL and a relative href.
+pub fn join_url(base: &str, href: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), href)
+}
+
+/// Checks a `location href` (and `xml:base`): relative, no `..`, no absolute path, no other
+/// host unless the base is one of the repository's own mirrors.
+pub fn check_href(
+    repo: &str,
+    href: &str,
+    base: Option<&str>,
+    mirrors: &[String],
+) -> Result<(), RepoError> {
+    let bad = |reason: &str| RepoError::Href {
+        repo: repo.to_owned(),
+        href: href.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if href.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if href.contains("://") {
+        return Err(bad("it names another host"));
+    }
+    if href.starts_with('/') {
+        return Err(bad("it is an absolute path"));
+    }
+    if href.split('/').any(|c| c == "..") {
+        return Err(bad("it contains `..`"));
+    }
+    if href.contains('\0') || href.contains('\\') {
+        return Err(bad("it contains a NUL or backslash"));
+    }
+    if let Some(b) = base {
+        let b = b.trim_end_matches('/');
+        if !mirrors.iter().any(|m| m.trim_end_matches('/') == b) {
+            return Err(bad(&format!("xml:base `{b}` is not a configured mirror")));
+        }
+    }
+    Ok(())
+}
+
+/// Loads repositories.
+pub struct RepoLoader<'a> {
+    pub transport: &'a Transport,
+    pub cache: &'a Cache,
+    /// Cap on a downloaded and on a decompressed metadata file.
+    pub max_metadata_bytes: u64,
+    /// Use only cached indexes.
+    pub offline: bool,
+}
+
+const REPOMD_LIMIT: u64 = 16 << 20;
+
+impl RepoLoader<'_> {
+    async fn mirrors(&self, src: &RepoSource) -> Result<Vec<String>, RepoError> {
+        if !src.baseurls.is_empty() {
+            return Ok(src.baseurls.clone());
+        }
+        let url = src.mirrorlist.as_deref().unwrap_or_default();
+        let bytes = self
+            .transport
+            .get_bytes(url, REPOMD_LIMIT)
+            .await
+            .map_err(|source| RepoError::Fetch {
+                repo: src.id.clone(),
+                source,
+            })?;
+        let list: Vec<String> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && l.contains("://"))
+            .map(str::to_owned)
+            .collect();
+        if list.is_empty() {
+            return Err(RepoError::EmptyMirrorlist {
+                repo: src.id.clone(),
+                url: SafeUrl(url.into()),
+            });
+        }
+        Ok(list)
+    }
+
+    fn bucket(&self, src: &RepoSource) -> Result<PathBuf, RepoError> {
+        Ok(self.cache.dir(&[INDEX_BUCKET, &src.id])?)
+    }
+
+    /// The newest cached index of a repository, for `--offline`.
+    fn cached_any(&self, src: &RepoSource) -> Result<Option<RepoIndex>, RepoError> {
+        let dir = self.bucket(src)?;
+        let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "idx")
+                && let Ok(m) = e.metadata().and_then(|m| m.modified())
+                && newest.as_ref().is_none_or(|(t, _)| m > *t)
+            {
+                newest = Some((m, p));
+            }
+        }
+        Ok(newest.and_then(|(_, p)| read_index(&p)))
+    }
+
+    /// Loads one repository (from the cache when `repomd.xml` is unchanged).
+    pub async fn load(&self, src: &RepoSource) -> Result<Repo, RepoError> {
+        let index = if self.offline {
+            self.cached_any(src)?.ok_or_else(|| RepoError::Offline {
+                repo: src.id.clone(),
+            })?
+        } else {
+            self.load_index(src).await?
+        };
+        let hidden = index
+            .modules
+            .as_ref()
+            .map(|m| m.hidden(&index.packages, &src.modules))
+            .unwrap_or_default();
+        Ok(Repo {
+            source: src.clone(),
+            index,
+            hidden,
+        })
+    }
+
+    async fn load_index(&self, src: &RepoSource) -> Result<RepoIndex, RepoError> {
+        let mirrors = self.mirrors(src).await?;
+        let mut errors = Vec::new();
+        for mirror in &mirrors {
+            match self.load_from(src, mirror, &mirrors).await {
+                Ok(i) => return Ok(i),
+                // Fetch failures fall through to the next mirror; bad content is final.
+                Err(RepoError::Fetch { source, .. }) => {
+                    errors.push(format!("  {mirror}: {source}"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RepoError::AllMirrorsFailed {
+            repo: src.id.clone(),
+            errors,
+        })
+    }
+
+    async fn load_from(
+        &self,
+        src: &RepoSource,
+        mirror: &str,
+        mirrors: &[String],
+    ) -> Result<RepoIndex, RepoError> {
+        let repo = src.id.clone();
+        let fetch_err = |source| RepoError::Fetch {
+            repo: repo.clone(),
+            source,
+        };
+        let repomd_url = join_url(mirror, "repodata/repomd.xml");
+        let repomd_bytes = self
+            .transport
+            .get_bytes(&repomd_url, REPOMD_LIMIT)
+            .await
+            .map_err(fetch_err)?;
+        let sha = hex::encode(sha2::Sha256::digest(&repomd_bytes));
+        let dir = self.bucket(src)?;
+        let cached = dir.join(format!("{sha}.idx"));
+        if let Some(mut idx) = read_index(&cached) {
+            idx.base_url = mirror.to_owned();
+            tracing::debug!(repo = %src.id, "index cache hit {sha}");
+            return Ok(idx);
+        }
+        if src.gpgcheck {
+            self.verify_signature(src, mirror, &repomd_bytes).await?;
+        }
+        let md = Repomd::parse(&repomd_bytes[..]).map_err(|message| RepoError::Metadata {
+            repo: repo.clone(),
+            url: SafeUrl(repomd_url.clone()),
+            message,
+        })?;
+        let primary = md
+            .record("primary")
+            .ok_or_else(|| RepoError::MissingRecord {
+                repo: repo.clone(),
+                kind: "primary".into(),
+            })?
+            .clone();
+        let body = self.fetch_verified(src, mirror, mirrors, &primary).await?;
+        let url = record_url(mirror, &primary);
+        let mut packages = Vec::new();
+        let reader = decompress::open(&body[..], &primary.href, self.max_metadata_bytes).map_err(
+            |message| RepoError::Metadata {
+                repo: repo.clone(),
+                url: SafeUrl(url.clone()),
+                message,
+            },
+        )?;
+        metadata::parse_primary(reader, |p| {
+            packages.push(p);
+            Ok(())
+        })
+        .map_err(|message| RepoError::Metadata {
+            repo: repo.clone(),
+            url: SafeUrl(url.clone()),
+            message,
+        })?;
+        for p in &packages {
+            check_href(&repo, &p.href, p.base.as_deref(), mirrors)?;
+        }
+        let modules = match md.record("modules") {
+            Some(rec) => {
+                let body = self.fetch_verified(src, mirror, mirrors, rec).await?;
+                let murl = record_url(mirror, rec);
+                let mut text = String::new();
+                let mut r = decompress::open(&body[..], &rec.href, self.max_metadata_bytes)
+                    .map_err(|message| RepoError::Metadata {
+                        repo: repo.clone(),
+                        url: SafeUrl(murl.clone()),
+                        message,
+                    })?;
+                std::io::Read::read_to_string(&mut r, &mut text).map_err(|e| {
+                    RepoError::Metadata {
+                        repo: repo.clone(),
+                        url: SafeUrl(murl.clone()),
+                        message: e.to_string(),
+                    }
+                })?;
+                Some(
+                    ModuleIndex::parse(&text).map_err(|message| RepoError::Metadata {
+                        repo: repo.clone(),
+                        url: SafeUrl(murl),
+                        message,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let mut idx = RepoIndex::new(
+            repo.clone(),
+            md.revision.clone(),
+            sha.clone(),
+            mirror.to_owned(),
+            primary,
+            md.record("filelists").cloned(),
+            packages,
+        );
+        idx.modules = modules;
+        let bytes = postcard::to_stdvec(&idx)
+            .map_err(|e| RepoError::Config(format!("cannot encode index: {e}")))?;
+        self.cache
+            .write_atomic(&dir, &format!("{sha}.idx"), &bytes)?;
+        Ok(idx)
+    }
+
+    /// Downloads a metadata file and checks its checksum before anything uses it.
+    async fn fetch_verified(
+        &self,
+        src: &RepoSource,
+        mirror: &str,
+        mirrors: &[String],
+        rec: &RepomdRecord,
+    ) -> Result<Vec<u8>, RepoError> {
+        check_href(&src.id, &rec.href, rec.base.as_deref(), mirrors)?;
+        let url = record_url(mirror, rec);
+        let body = self
+            .transport
+            .get_bytes(&url, self.max_metadata_bytes)
+            .await
+            .map_err(|source| RepoError::Fetch {
+                repo: src.id.clone(),
+                source,
+            })?;
+        let mut h = Hasher::new(rec.checksum.algo);
+        h.update(&body);
+        let actual = h.finish_hex();
+        if actual != rec.checksum.hex {
+            return Err(RepoError::Checksum {
+                repo: src.id.clone(),
+                url: SafeUrl(url),
+                expected: rec.checksum.to_string(),
+                actual: format!("{}:{actual}", rec.checksum.algo.name()),
+            });
+        }
+        Ok(body)
+    }
+
+    /// Loads filelists.xml into `repo` (from the cache when possible).
+    pub async fn load_filelists(&self, repo: &mut Repo) -> Result<(), RepoError> {
+        if repo.index.all_files.is_some() {
+            return Ok(());
+        }
+        let Some(rec) = repo.index.filelists.clone() else {
+            repo.index.all_files = Some(FileIndex::default());
+            return Ok(());
+        };
+        let dir = self.bucket(&repo.source)?;
+        let name = format!("{}.files", repo.index.repomd_sha256);
+        if let Some(fi) = std::fs::read(dir.join(&name))
+            .ok()
+            .and_then(|b| postcard::from_bytes::<FileIndex>(&b).ok())
+        {
+            repo.index.all_files = Some(fi);
+            return Ok(());
+        }
+        if self.offline {
+            return Err(RepoError::Offline {
+                repo: repo.source.id.clone(),
+            });
+        }
+        let mirror = repo.index.base_url.clone();
+        let mirrors = if repo.source.baseurls.is_empty() {
+            vec![mirror.clone()]
+        } else {
+            repo.source.baseurls.clone()
+        };
+        let body = self
+            .fetch_verified(&repo.source, &mirror, &mirrors, &rec)
+            .await?;
+        let url = record_url(&mirror, &rec);
+        let by_id: std::collections::HashMap<&str, u32> = repo
+            .index
+            .packages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.checksum.hex.as_str(), i as u32))
+            .collect();
+        let mut entries = Vec::new();
+        let reader =
+            decompress::open(&body[..], &rec.href, self.max_metadata_bytes).map_err(|message| {
+                RepoError::Metadata {
+                    repo: repo.source.id.clone(),
+                    url: SafeUrl(url.clone()),
+                    message,
+                }
+            })?;
+        metadata::parse_filelists(reader, |pkgid, _, _, file| {
+            if let Some(&i) = by_id.get(pkgid) {
+                entries.push((file.to_owned(), i));
+            }
+        })
+        .map_err(|message| RepoError::Metadata {
+            repo: repo.source.id.clone(),
+            url: SafeUrl(url),
+            message,
+        })?;
+        entries.sort();
+        let fi = FileIndex { entries };
+        let bytes = postcard::to_stdvec(&fi)
+            .map_err(|e| RepoError::Config(format!("cannot encode file index: {e}")))?;
+        self.cache.write_atomic(&dir, &name, &bytes)?;
+        repo.index.all_files = Some(fi);
+        Ok(())
+    }
+
+    async fn verify_signature(
+        &self,
+        src: &RepoSource,
+        mirror: &str,
+        repomd: &[u8],
+    ) -> Result<(), RepoError> {
+        let sig_err = |message: String| RepoError::Signature {
+            repo: src.id.clone(),
+            message,
+        };
+        let key_url = src
+            .gpgkey
+            .as_deref()
+            .ok_or_else(|| sig_err("gpgcheck is on but no gpgkey is set".into()))?;
+        let key = self
+            .transport
+            .get_bytes(key_url, REPOMD_LIMIT)
+            .await
+            .map_err(|e| sig_err(format!("cannot read the key: {e}")))?;
+        let sig = self
+            .transport
+            .get_bytes(&join_url(mirror, "repodata/repomd.xml.asc"), REPOMD_LIMIT)
+            .await
+            .map_err(|e| sig_err(format!("cannot read repomd.xml.asc: {e}")))?;
+        signature::verify(&key, &sig, repomd).map_err(sig_err)
+    }
+}
+
+pub mod signature;
+
+fn record_url(mirror: &str, rec: &RepomdRecord) -> String {
+    join_url(rec.base.as_deref().unwrap_or(mirror), &rec.href)
+}
+
+fn read_index(path: &Path) -> Option<RepoIndex> {
+    let bytes = std::fs::read(path).ok()?;
+    postcard::from_bytes(&bytes).ok()
+}
