@@ -449,7 +449,7 @@ fn craft_elf_with(
     f[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
     let str_off = f.len() as u64;
     f.extend_from_slice(strtab);
-    while f.len() % 8 != 0 {
+    while !f.len().is_multiple_of(8) {
         f.push(0);
     }
     let dyn_off = f.len() as u64;
