@@ -58,4 +58,6 @@ pub mod image;
 pub mod job;
 pub mod kube;
 pub mod needs;
+pub mod pipeline;
 pub mod repo;
+pub mod resolve;

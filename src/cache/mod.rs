@@ -95,3 +95,22 @@ impl Cache {
             .map_err(io(dir))
     }
 }
+
+/// Writes a file anywhere atomically: a temporary file beside it, then a rename.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| CacheError::Io {
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    Ok(())
+}

@@ -35,6 +35,8 @@ pub enum Command {
     Parse(ParseArgs),
     /// Show what a job needs from the repositories (ELF and script analysis), and why.
     Needs(NeedsArgs),
+    /// Resolve a job's needs to packages from the configured repositories.
+    Resolve(ResolveArgs),
     /// Print the Kubernetes Job (or Pod) that runs a job from an image.
     Manifest(ManifestArgs),
 }
@@ -85,4 +87,22 @@ pub struct NeedsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Show why each package is needed.
+    #[arg(long)]
+    pub explain: bool,
+    /// Write the repository revisions and chosen packages to this lock file.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<std::path::PathBuf>,
+    /// Use only cached repository metadata.
+    #[arg(long)]
+    pub offline: bool,
 }

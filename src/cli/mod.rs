@@ -5,6 +5,7 @@ mod manifest;
 mod needs;
 mod parse;
 pub mod render;
+mod resolve;
 
 use std::process::ExitCode;
 
@@ -79,6 +80,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Needs(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;
             needs::run(a, &config, &printer)
+        }
+        Command::Resolve(a) => {
+            let config = Config::discover(cli.global.config.as_deref())?;
+            resolve::run(a, config, &printer)
         }
         Command::Manifest(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;

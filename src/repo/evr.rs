@@ -161,7 +161,7 @@ impl Evr {
 
 impl fmt::Display for Evr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(e) = &self.epoch {
+        if let Some(e) = self.epoch.as_deref().filter(|e| *e != "0") {
             write!(f, "{e}:")?;
         }
         f.write_str(&self.version)?;

@@ -135,7 +135,8 @@ pub struct Dep {
     pub name: String,
     pub cmp: Option<Cmp>,
     pub evr: Option<Evr>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `pre="1"`: needed before the package's scriptlets run. (No `skip_serializing_if`:
+    /// the index cache uses postcard, which is not self-describing.)
     pub pre: bool,
 }
 

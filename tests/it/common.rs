@@ -128,3 +128,34 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     );
     o
 }
+
+/// The fixture repositories, built once per test run by `scripts/fixture-repos` (rpmbuild +
+/// createrepo_c).
+pub fn fixture_repos() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        require("rpmbuild", "rpm");
+        require("createrepo_c", "createrepo-c");
+        require("zstd", "zstd");
+        let dir = tempfile::Builder::new()
+            .prefix("pbsimage-fixture-repos-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        run_ok(Command::new("scripts/fixture-repos").arg(&dir));
+        dir
+    })
+}
+
+/// A pipeline.toml for the given `(id, baseurl)` repositories and a cache directory.
+pub fn repo_config(repos: &[(&str, String)], cache: &Path, extra: &str) -> String {
+    let mut s = format!(
+        "[vars]\nbasearch = \"x86_64\"\n[cache]\ndir = \"{}\"\n[kube]\nrun-as-user = 1000\nrun-as-group = 1000\n",
+        cache.display()
+    );
+    for (id, url) in repos {
+        s.push_str(&format!("[[repo]]\nid = \"{id}\"\nbaseurl = \"{url}\"\n"));
+    }
+    s.push_str(extra);
+    s
+}

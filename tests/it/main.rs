@@ -4,5 +4,7 @@ mod cli;
 mod common;
 mod elf;
 mod fixtures;
+mod http;
 mod props;
+mod repo;
 mod wrapper;

@@ -1,0 +1,101 @@
+//! `pbsimage.lock`: the repository revisions and the chosen packages, with reasons, so a
+//! later `build --locked` can refuse to drift.
+
+use serde::{Deserialize, Serialize};
+
+use super::Resolution;
+use crate::repo::Repo;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LockRepo {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub repomd_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LockPackage {
+    pub nevra: String,
+    pub repo: String,
+    pub checksum: String,
+    pub base: bool,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Lock {
+    pub version: u32,
+    pub job: String,
+    #[serde(rename = "repo")]
+    pub repos: Vec<LockRepo>,
+    #[serde(rename = "package")]
+    pub packages: Vec<LockPackage>,
+}
+
+impl Lock {
+    pub fn new(job: &str, repos: &[Repo], res: &Resolution) -> Lock {
+        Lock {
+            version: 1,
+            job: job.to_owned(),
+            repos: repos
+                .iter()
+                .map(|r| LockRepo {
+                    id: r.source.id.clone(),
+                    revision: r.index.revision.clone(),
+                    repomd_sha256: r.index.repomd_sha256.clone(),
+                })
+                .collect(),
+            packages: res
+                .packages
+                .iter()
+                .map(|p| LockPackage {
+                    nevra: p.nevra.clone(),
+                    repo: p.repo.clone(),
+                    checksum: p.checksum.clone(),
+                    base: p.base,
+                    why: p.why.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).unwrap_or_default();
+        format!("# pbsimage.lock: written by `pbsimage resolve --lock`; do not edit.\n{body}")
+    }
+
+    /// What differs between a lock and a fresh resolution (empty: no drift).
+    pub fn drift(&self, other: &Lock) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.repos {
+            match other.repos.iter().find(|o| o.id == r.id) {
+                Some(o) if o.repomd_sha256 != r.repomd_sha256 => out.push(format!(
+                    "repo `{}` changed: locked repomd {} is now {}",
+                    r.id,
+                    &r.repomd_sha256[..12.min(r.repomd_sha256.len())],
+                    &o.repomd_sha256[..12.min(o.repomd_sha256.len())]
+                )),
+                None => out.push(format!("repo `{}` is no longer configured", r.id)),
+                _ => {}
+            }
+        }
+        let names = |l: &Lock| {
+            l.packages
+                .iter()
+                .map(|p| (p.nevra.clone(), p.checksum.clone()))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let (a, b) = (names(self), names(other));
+        for (n, _) in a.difference(&b) {
+            out.push(format!("locked package {n} is no longer chosen"));
+        }
+        for (n, _) in b.difference(&a) {
+            out.push(format!("package {n} would now be chosen"));
+        }
+        out
+    }
+}

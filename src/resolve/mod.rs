@@ -1,0 +1,907 @@
+//! Resolve: [`Needs`] → the packages that satisfy them, with the full Requires closure.
+//!
+//! [`Resolver::resolve`] works through a queue of requirements. For each it takes the
+//! visible providers (modularity and architecture filters applied), drops obsoleted ones,
+//! prefers a package already chosen, and otherwise ranks them close to dnf: repository
+//! priority (then order in the config), architecture (exact, then i686 for 32-bit needs, then
+//! noarch), the newest EVR per name, the requirer's own source RPM, then the name in byte
+//! order (as libsolv does; the fixture oracle showed dnf does not prefer shorter names). The capabilities of one soname (`libc.so.6()(64bit)`,
+//! `libc.so.6(GLIBC_2.34)(64bit)`, …) are resolved together: one package must provide every
+//! needed version. Rich dependencies are evaluated against the chosen set until nothing
+//! changes. Every chosen package keeps the chain of why it was chosen.
+
+pub mod lock;
+pub mod rich;
+
+use std::cell::Cell;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::needs::{NeedKind, Needs};
+use crate::repo::Repo;
+use crate::repo::RepoIndex;
+use crate::repo::evr::{Cmp, Evr, ranges_overlap, rpmvercmp};
+use crate::repo::metadata::{Dep, Package};
+use rich::Rich;
+
+/// A package in one of the loaded repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PkgId {
+    pub repo: u16,
+    pub idx: u32,
+}
+
+/// One requirement that could not be met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve {} requirement{}:\n{}", failures.len(), if failures.len() == 1 { "" } else { "s" },
+        failures.iter().map(|f| format!("  - {}", f.message)).collect::<Vec<_>>().join("\n"))]
+    Unsatisfied { failures: Vec<Failure> },
+    /// A file need was not in primary.xml: load filelists.xml and resolve again.
+    #[error("file lists are needed")]
+    NeedsFilelists,
+    #[error("chosen packages conflict:\n{}", .0.join("\n"))]
+    Conflicts(Vec<String>),
+}
+
+impl ResolveError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ResolveError::Unsatisfied { failures } => {
+                let h: Vec<String> = failures.iter().filter_map(|f| f.hint.clone()).collect();
+                (!h.is_empty()).then(|| h.join("\nhint: "))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A chosen package and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Chosen {
+    pub name: String,
+    pub evr: String,
+    pub arch: String,
+    pub nevra: String,
+    pub repo: String,
+    pub checksum: String,
+    pub href: String,
+    pub base_url: String,
+    pub size: u64,
+    pub installed_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sourcerpm: Option<String>,
+    /// Part of the shared base layer (`[base] packages` and what they pull in).
+    pub base: bool,
+    /// `libstdc++-8.5.0-4.el8 ← libstdc++.so.6()(64bit) ← a.out`
+    pub why: String,
+    /// Every requirement this package satisfies.
+    pub satisfies: Vec<String>,
+    #[serde(skip)]
+    pub id: PkgId,
+}
+
+/// The outcome of resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    /// Sorted by name, then arch.
+    pub packages: Vec<Chosen>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum By {
+    Origin(String),
+    Base,
+    Package(PkgId),
+}
+
+enum Item {
+    /// Capabilities of one soname (or a single capability): one package must provide all.
+    Group(Vec<Dep>, By),
+    Rich(Rich, String, By),
+    /// A file, by any of several paths.
+    Paths(Vec<String>, String, By, bool),
+}
+
+/// The soname family of a capability: (soname, version, marker).
+pub fn soname_family(cap: &str) -> Option<(&str, &str, &str)> {
+    let (base, marker) = match cap.strip_suffix("(64bit)") {
+        Some(b) => (b, "(64bit)"),
+        None => (cap, ""),
+    };
+    if !base.contains(".so") {
+        return None;
+    }
+    match base.find('(') {
+        None if marker.is_empty() => Some((base, "", "")),
+        None => None,
+        Some(open) => {
+            let ver = base[open + 1..].strip_suffix(')')?;
+            (!ver.contains('(') && !ver.contains(')')).then(|| (&base[..open], ver, marker))
+        }
+    }
+}
+
+fn dep(name: &str) -> Dep {
+    Dep {
+        name: name.to_owned(),
+        cmp: None,
+        evr: None,
+        pre: false,
+    }
+}
+
+/// Resolves needs against loaded repositories.
+pub struct Resolver<'a> {
+    repos: &'a [Repo],
+    /// Allowed package architectures, best first.
+    arches: Vec<String>,
+    weak_deps: bool,
+    obsoleted: HashSet<PkgId>,
+    missing_filelists: Cell<bool>,
+}
+
+struct State {
+    chosen: Vec<PkgId>,
+    set: HashSet<PkgId>,
+    reasons: BTreeMap<PkgId, Vec<(String, By)>>,
+    base: BTreeSet<PkgId>,
+    failures: Vec<Failure>,
+    warnings: Vec<String>,
+    queue: VecDeque<Item>,
+    /// Rich dependencies waiting for a condition.
+    pending: Vec<(Rich, String, By)>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(repos: &'a [Repo], arches: &[&str], weak_deps: bool) -> Resolver<'a> {
+        let mut r = Resolver {
+            repos,
+            arches: arches.iter().map(|s| s.to_string()).collect(),
+            weak_deps,
+            obsoleted: HashSet::new(),
+            missing_filelists: Cell::new(false),
+        };
+        r.obsoleted = r.compute_obsoleted();
+        r
+    }
+
+    fn pkg(&self, id: PkgId) -> &'a Package {
+        &self.repos[id.repo as usize].index.packages[id.idx as usize]
+    }
+
+    fn arch_rank(&self, arch: &str) -> Option<usize> {
+        self.arches.iter().position(|a| a == arch)
+    }
+
+    fn visible(&self, id: PkgId) -> bool {
+        let repo = &self.repos[id.repo as usize];
+        !repo.hidden.contains(&id.idx) && self.arch_rank(&self.pkg(id).arch).is_some()
+    }
+
+    fn compute_obsoleted(&self) -> HashSet<PkgId> {
+        let mut out = HashSet::new();
+        for (r, repo) in self.repos.iter().enumerate() {
+            for (i, q) in repo.index.packages.iter().enumerate() {
+                let qid = PkgId {
+                    repo: r as u16,
+                    idx: i as u32,
+                };
+                if q.obsoletes.is_empty() || !self.visible(qid) {
+                    continue;
+                }
+                for o in &q.obsoletes {
+                    for (r2, repo2) in self.repos.iter().enumerate() {
+                        for (pi, _) in repo2.index.whatprovides(&o.name) {
+                            let pid = PkgId {
+                                repo: r2 as u16,
+                                idx: pi,
+                            };
+                            let p = self.pkg(pid);
+                            if p.name == o.name
+                                && p.name != q.name
+                                && ranges_overlap(Some((Cmp::Eq, &p.evr)), o.range())
+                            {
+                                out.insert(pid);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Visible packages providing `d`.
+    fn providers(&self, d: &Dep) -> Vec<PkgId> {
+        let mut out = Vec::new();
+        for (r, repo) in self.repos.iter().enumerate() {
+            if d.name.starts_with('/') {
+                for idx in repo.index.owners(&d.name) {
+                    let id = PkgId {
+                        repo: r as u16,
+                        idx,
+                    };
+                    if self.visible(id) && !out.contains(&id) {
+                        out.push(id);
+                    }
+                }
+            }
+            for (idx, prov) in repo.index.whatprovides(&d.name) {
+                let id = PkgId {
+                    repo: r as u16,
+                    idx,
+                };
+                if self.visible(id) && ranges_overlap(prov.range(), d.range()) && !out.contains(&id)
+                {
+                    out.push(id);
+                }
+            }
+        }
+        if out.is_empty() && d.name.starts_with('/') && !RepoIndex::primary_lists(&d.name) {
+            let unloaded = self
+                .repos
+                .iter()
+                .any(|r| r.index.all_files.is_none() && r.index.filelists.is_some());
+            if unloaded {
+                self.missing_filelists.set(true);
+            }
+        }
+        out
+    }
+
+    fn provides(&self, id: PkgId, d: &Dep) -> bool {
+        let p = self.pkg(id);
+        if d.name.starts_with('/')
+            && (p.files.iter().any(|f| f == &d.name)
+                || self.repos[id.repo as usize]
+                    .index
+                    .owners(&d.name)
+                    .contains(&id.idx))
+        {
+            return true;
+        }
+        p.provides
+            .iter()
+            .any(|pr| pr.name == d.name && ranges_overlap(pr.range(), d.range()))
+    }
+
+    fn satisfied(&self, st: &State, d: &Dep) -> Option<PkgId> {
+        st.chosen.iter().copied().find(|&id| self.provides(id, d))
+    }
+
+    fn repo_key(&self, id: PkgId) -> (u32, usize) {
+        let s = &self.repos[id.repo as usize].source;
+        (s.priority, s.order)
+    }
+
+    /// The best of `cands` for a requirer; `None` if empty.
+    fn best(&self, st: &State, mut cands: Vec<PkgId>, by: &By) -> Option<PkgId> {
+        let unobsoleted: Vec<PkgId> = cands
+            .iter()
+            .copied()
+            .filter(|c| !self.obsoleted.contains(c))
+            .collect();
+        if !unobsoleted.is_empty() {
+            cands = unobsoleted;
+        }
+        if let Some(c) = cands.iter().find(|c| st.set.contains(c)) {
+            return Some(*c);
+        }
+        // Another version of a chosen name.arch cannot be installed beside it.
+        cands.retain(|&c| {
+            let p = self.pkg(c);
+            !st.chosen.iter().any(|&o| {
+                let q = self.pkg(o);
+                q.name == p.name && q.arch == p.arch
+            })
+        });
+        // Per name: highest priority, best arch, newest EVR.
+        let mut by_name: BTreeMap<&str, Vec<PkgId>> = BTreeMap::new();
+        for c in cands {
+            by_name
+                .entry(self.pkg(c).name.as_str())
+                .or_default()
+                .push(c);
+        }
+        let arch = |c: PkgId| self.arch_rank(&self.pkg(c).arch).unwrap_or(usize::MAX);
+        let mut finalists: Vec<PkgId> = by_name
+            .into_values()
+            .filter_map(|group| {
+                let top = group.iter().map(|&c| self.repo_key(c).0).min()?;
+                let group: Vec<PkgId> = group
+                    .into_iter()
+                    .filter(|&c| self.repo_key(c).0 == top)
+                    .collect();
+                let best_arch = group.iter().map(|&c| arch(c)).min()?;
+                group
+                    .into_iter()
+                    .filter(|&c| arch(c) == best_arch)
+                    .max_by(|&a, &b| {
+                        self.pkg(a)
+                            .evr
+                            .cmp_total(&self.pkg(b).evr)
+                            .then_with(|| self.repo_key(b).1.cmp(&self.repo_key(a).1))
+                            .then_with(|| b.cmp(&a))
+                    })
+            })
+            .collect();
+        let srpm = match by {
+            By::Package(p) => self.pkg(*p).sourcerpm.as_deref(),
+            _ => None,
+        };
+        finalists.sort_by(|&a, &b| {
+            let (pa, pb) = (self.pkg(a), self.pkg(b));
+            self.repo_key(a)
+                .cmp(&self.repo_key(b))
+                .then_with(|| arch(a).cmp(&arch(b)))
+                .then_with(|| {
+                    let sa = srpm.is_some() && pa.sourcerpm.as_deref() == srpm;
+                    let sb = srpm.is_some() && pb.sourcerpm.as_deref() == srpm;
+                    sb.cmp(&sa)
+                })
+                // dnf (libsolv) breaks the remaining ties by name in byte order.
+                .then_with(|| pa.name.cmp(&pb.name))
+        });
+        finalists.first().copied()
+    }
+
+    fn label(&self, by: &By) -> String {
+        match by {
+            By::Origin(o) => o.clone(),
+            By::Base => "[base]".into(),
+            By::Package(p) => self.short(*p),
+        }
+    }
+
+    fn short(&self, id: PkgId) -> String {
+        let p = self.pkg(id);
+        format!("{}-{}", p.name, p.evr)
+    }
+
+    fn repo_ids(&self) -> String {
+        self.repos
+            .iter()
+            .map(|r| r.source.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn add(&self, st: &mut State, id: PkgId, why: String, by: By) {
+        st.reasons.entry(id).or_default().push((why, by.clone()));
+        if by == By::Base || matches!(&by, By::Package(p) if st.base.contains(p)) {
+            st.base.insert(id);
+        }
+        if !st.set.insert(id) {
+            return;
+        }
+        st.chosen.push(id);
+        let p = self.pkg(id);
+        let mut deps: Vec<&Dep> = p.requires.iter().collect();
+        if self.weak_deps {
+            deps.extend(p.recommends.iter());
+        }
+        self.enqueue(st, deps.into_iter().cloned().collect(), By::Package(id));
+    }
+
+    /// Queues requirements, grouping the capabilities of one soname.
+    fn enqueue(&self, st: &mut State, deps: Vec<Dep>, by: By) {
+        let mut groups: BTreeMap<(String, String), Vec<Dep>> = BTreeMap::new();
+        for d in deps {
+            if d.name.starts_with("rpmlib(") {
+                continue;
+            }
+            if d.is_rich() {
+                match rich::parse(&d.name) {
+                    Ok(r) => st
+                        .queue
+                        .push_back(Item::Rich(r, d.name.clone(), by.clone())),
+                    Err(e) => st
+                        .warnings
+                        .push(format!("{}: {e}; ignored", self.label(&by))),
+                }
+                continue;
+            }
+            let key = match soname_family(&d.name) {
+                Some((so, _, marker)) => (so.to_owned(), marker.to_owned()),
+                None => (d.name.clone(), "\u{0}single".to_owned()),
+            };
+            groups.entry(key).or_default().push(d);
+        }
+        for (_, g) in groups {
+            st.queue.push_back(Item::Group(g, by.clone()));
+        }
+    }
+
+    fn fail_group(&self, st: &mut State, deps: &[Dep], by: &By) {
+        let who = self.label(by);
+        if let Some((so, _, marker)) = soname_family(&deps[0].name) {
+            let base_cap = if marker.is_empty() {
+                so.to_owned()
+            } else {
+                format!("{so}(){marker}")
+            };
+            let holders = self.providers(&dep(&base_cap));
+            if let Some(b) = self.best(st, holders, by) {
+                let p = self.pkg(b);
+                let versions: Vec<&str> = p
+                    .provides
+                    .iter()
+                    .filter_map(|pr| soname_family(&pr.name))
+                    .filter(|(s, v, m)| *s == so && *m == marker && !v.is_empty())
+                    .map(|(_, v, _)| v)
+                    .collect();
+                let missing: Vec<&str> = deps
+                    .iter()
+                    .filter(|d| !self.provides(b, d))
+                    .filter_map(|d| soname_family(&d.name).map(|(_, v, _)| v))
+                    .collect();
+                let newest = versions.iter().copied().max_by(|a, b| rpmvercmp(a, b));
+                let up_to = match newest {
+                    Some(v) => format!("provides up to {v}"),
+                    None => "provides no symbol versions".into(),
+                };
+                st.failures.push(Failure {
+                    message: format!(
+                        "{who} needs {} from {so} but the newest {} in repos {} {up_to} ({})",
+                        missing.join(", "),
+                        p.name,
+                        self.repo_ids(),
+                        p.nevra()
+                    ),
+                    hint: Some(format!(
+                        "rebuild the binary against an older {so}, or add a repository with a newer {}",
+                        p.name
+                    )),
+                });
+                return;
+            }
+        }
+        let d = &deps[0];
+        let mut hint = None;
+        let nearest = self.nearest(&d.name);
+        if !nearest.is_empty() {
+            hint = Some(format!("nearest: {}", nearest.join(", ")));
+        }
+        st.failures.push(Failure {
+            message: format!(
+                "`{d}` is needed by {who}; no package in repos {} provides it",
+                self.repo_ids()
+            ),
+            hint,
+        });
+    }
+
+    /// Provides whose names share the stem of `name` (`libgfortran.so.5()(64bit)` →
+    /// `libgfortran.so.4 in libgfortran4-8.3.1`).
+    fn nearest(&self, name: &str) -> Vec<String> {
+        let stem = match name.find(".so") {
+            Some(i) => &name[..i + 3],
+            None => name.split('(').next().unwrap_or(name),
+        };
+        if stem.len() < 3 {
+            return Vec::new();
+        }
+        let mut out = BTreeSet::new();
+        for (r, repo) in self.repos.iter().enumerate() {
+            for (i, p) in repo.index.packages.iter().enumerate() {
+                if !self.visible(PkgId {
+                    repo: r as u16,
+                    idx: i as u32,
+                }) {
+                    continue;
+                }
+                for pr in &p.provides {
+                    if pr.name.starts_with(stem) && pr.name != name {
+                        let shown = soname_family(&pr.name)
+                            .map(|(s, _, _)| s)
+                            .unwrap_or(&pr.name);
+                        out.insert(format!("{shown} in {}-{}", p.name, p.evr));
+                    }
+                }
+                if out.len() >= 3 {
+                    return out.into_iter().collect();
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Whether `r` holds for the chosen set.
+    fn holds(&self, st: &State, r: &Rich) -> bool {
+        match r {
+            Rich::Atom(d) => self.satisfied(st, d).is_some(),
+            Rich::And(v) => v.iter().all(|x| self.holds(st, x)),
+            Rich::Or(v) => v.iter().any(|x| self.holds(st, x)),
+            Rich::If(a, c, e) => {
+                if self.holds(st, c) {
+                    self.holds(st, a)
+                } else {
+                    e.as_ref().is_none_or(|e| self.holds(st, e))
+                }
+            }
+            Rich::Unless(a, c, e) => {
+                if !self.holds(st, c) {
+                    self.holds(st, a)
+                } else {
+                    e.as_ref().is_none_or(|e| self.holds(st, e))
+                }
+            }
+            Rich::With(v) => st.chosen.iter().any(|&id| {
+                v.iter()
+                    .all(|x| matches!(x, Rich::Atom(d) if self.provides(id, d)))
+            }),
+            Rich::Without(a, b) => st.chosen.iter().any(|&id| {
+                matches!(a.as_ref(), Rich::Atom(d) if self.provides(id, d))
+                    && !matches!(b.as_ref(), Rich::Atom(d) if self.provides(id, d))
+            }),
+        }
+    }
+
+    /// Installs what makes `r` hold; false if impossible. Conditions that do not hold yet
+    /// are parked in `pending`.
+    fn require_rich(&self, st: &mut State, r: &Rich, text: &str, by: &By) -> bool {
+        if self.holds(st, r) {
+            return true;
+        }
+        match r {
+            Rich::Atom(d) => {
+                let cands = self.providers(d);
+                match self.best(st, cands, by) {
+                    Some(id) => {
+                        self.add(st, id, format!("{d} (in {text})"), by.clone());
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Rich::And(v) => v.iter().all(|x| self.require_rich(st, x, text, by)),
+            Rich::Or(v) => v.iter().any(|x| {
+                let cands = match x {
+                    Rich::Atom(d) => self.providers(d),
+                    _ => vec![PkgId { repo: 0, idx: 0 }],
+                };
+                !cands.is_empty() && self.require_rich(st, x, text, by)
+            }),
+            Rich::If(a, c, e) | Rich::Unless(a, c, e) => {
+                let cond = self.holds(st, c);
+                let take_a = if matches!(r, Rich::If(..)) {
+                    cond
+                } else {
+                    !cond
+                };
+                if take_a {
+                    self.require_rich(st, a, text, by)
+                } else if let Some(e) = e {
+                    self.require_rich(st, e, text, by)
+                } else {
+                    true
+                }
+            }
+            Rich::With(v) => {
+                let mut cands: Option<Vec<PkgId>> = None;
+                for x in v {
+                    let Rich::Atom(d) = x else { return false };
+                    let p = self.providers(d);
+                    cands = Some(match cands {
+                        None => p,
+                        Some(c) => c.into_iter().filter(|i| p.contains(i)).collect(),
+                    });
+                }
+                match self.best(st, cands.unwrap_or_default(), by) {
+                    Some(id) => {
+                        self.add(st, id, text.to_owned(), by.clone());
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Rich::Without(a, b) => {
+                let (Rich::Atom(da), Rich::Atom(db)) = (a.as_ref(), b.as_ref()) else {
+                    return false;
+                };
+                let cands: Vec<PkgId> = self
+                    .providers(da)
+                    .into_iter()
+                    .filter(|&i| !self.provides(i, db))
+                    .collect();
+                match self.best(st, cands, by) {
+                    Some(id) => {
+                        self.add(st, id, text.to_owned(), by.clone());
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
+    fn has_condition(r: &Rich) -> bool {
+        match r {
+            Rich::If(..) | Rich::Unless(..) => true,
+            Rich::And(v) | Rich::Or(v) | Rich::With(v) => v.iter().any(Self::has_condition),
+            Rich::Without(a, b) => Self::has_condition(a) || Self::has_condition(b),
+            Rich::Atom(_) => false,
+        }
+    }
+
+    fn process(&self, st: &mut State) {
+        while let Some(item) = st.queue.pop_front() {
+            match item {
+                Item::Group(deps, by) => {
+                    if deps.iter().all(|d| self.satisfied(st, d).is_some()) {
+                        // already met: remember who else relies on it
+                        if let Some(id) = self.satisfied(st, &deps[0]) {
+                            st.reasons
+                                .entry(id)
+                                .or_default()
+                                .push((deps[0].to_string(), by));
+                        }
+                        continue;
+                    }
+                    let mut cands: Option<Vec<PkgId>> = None;
+                    for d in &deps {
+                        let p = self.providers(d);
+                        cands = Some(match cands {
+                            None => p,
+                            Some(c) => c.into_iter().filter(|i| p.contains(i)).collect(),
+                        });
+                    }
+                    match self.best(st, cands.unwrap_or_default(), &by) {
+                        Some(id) => {
+                            let why = deps
+                                .iter()
+                                .find(|d| {
+                                    soname_family(&d.name).is_some_and(|(_, v, _)| v.is_empty())
+                                })
+                                .unwrap_or(&deps[0])
+                                .to_string();
+                            self.add(st, id, why, by);
+                        }
+                        None => self.fail_group(st, &deps, &by),
+                    }
+                }
+                Item::Paths(paths, label, by, optional) => {
+                    let ds: Vec<Dep> = paths.iter().map(|p| dep(p)).collect();
+                    if let Some(id) = ds.iter().find_map(|d| self.satisfied(st, d)) {
+                        st.reasons.entry(id).or_default().push((label, by));
+                        continue;
+                    }
+                    let cands: Vec<PkgId> = ds.iter().flat_map(|d| self.providers(d)).collect();
+                    match self.best(st, cands, &by) {
+                        Some(id) => self.add(st, id, label, by),
+                        None if optional => st.warnings.push(format!(
+                            "{label} ({}) is in no package of repos {}; assuming the cluster provides it",
+                            self.label(&by),
+                            self.repo_ids()
+                        )),
+                        None => st.failures.push(Failure {
+                            message: format!(
+                                "{label} is needed by {}; no package in repos {} has {}",
+                                self.label(&by),
+                                self.repo_ids(),
+                                paths.join(" or ")
+                            ),
+                            hint: None,
+                        }),
+                    }
+                }
+                Item::Rich(r, text, by) => {
+                    if Self::has_condition(&r) && self.holds(st, &r) {
+                        st.pending.push((r, text, by));
+                        continue;
+                    }
+                    if !self.require_rich(st, &r, &text, &by) {
+                        st.failures.push(Failure {
+                            message: format!(
+                                "`{text}` is needed by {}; no combination of packages in repos {} satisfies it",
+                                self.label(&by),
+                                self.repo_ids()
+                            ),
+                            hint: None,
+                        });
+                    } else if Self::has_condition(&r) {
+                        st.pending.push((r, text, by));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resolves `needs` plus the `[base]` packages.
+    pub fn resolve(&self, needs: &Needs, base: &[String]) -> Result<Resolution, ResolveError> {
+        self.missing_filelists.set(false);
+        let mut st = State {
+            chosen: Vec::new(),
+            set: HashSet::new(),
+            reasons: BTreeMap::new(),
+            base: BTreeSet::new(),
+            failures: Vec::new(),
+            warnings: Vec::new(),
+            queue: VecDeque::new(),
+            pending: Vec::new(),
+        };
+        for b in base {
+            st.queue.push_back(Item::Group(vec![dep(b)], By::Base));
+        }
+        self.process(&mut st);
+        // Capabilities grouped by soname across the whole job.
+        let mut caps: BTreeMap<(String, String), (Vec<Dep>, Vec<String>)> = BTreeMap::new();
+        for n in &needs.needs {
+            let origin = n
+                .origins
+                .first()
+                .map(|o| o.split(": ").next().unwrap_or(o).to_owned())
+                .unwrap_or_default();
+            match &n.kind {
+                NeedKind::Capability(c) => {
+                    let key = match soname_family(c.as_str()) {
+                        Some((so, _, m)) => (so.to_owned(), m.to_owned()),
+                        None => (c.to_string(), "\u{0}".into()),
+                    };
+                    let e = caps.entry(key).or_default();
+                    e.0.push(dep(c.as_str()));
+                    if !e.1.contains(&origin) {
+                        e.1.push(origin);
+                    }
+                }
+                NeedKind::File(paths) => st.queue.push_back(Item::Paths(
+                    paths.clone(),
+                    format!("file {}", paths[0]),
+                    By::Origin(origin),
+                    n.optional,
+                )),
+                NeedKind::Command(c) => st.queue.push_back(Item::Paths(
+                    n.kind.paths(),
+                    format!("command `{c}`"),
+                    By::Origin(
+                        n.origins
+                            .first()
+                            .map(|o| o.rsplit_once(": ").map(|x| x.0).unwrap_or(o).to_owned())
+                            .unwrap_or_default(),
+                    ),
+                    n.optional,
+                )),
+            }
+        }
+        for (_, (deps, origins)) in caps {
+            st.queue
+                .push_back(Item::Group(deps, By::Origin(origins.join(", "))));
+        }
+        self.process(&mut st);
+        // Conditional rich dependencies, re-evaluated until the chosen set stops growing.
+        loop {
+            let before = st.chosen.len();
+            for (r, text, by) in std::mem::take(&mut st.pending) {
+                if !self.holds(&st, &r) && !self.require_rich(&mut st, &r, &text, &by) {
+                    st.failures.push(Failure {
+                        message: format!(
+                            "`{text}` is needed by {}; no combination of packages in repos {} satisfies it",
+                            self.label(&by),
+                            self.repo_ids()
+                        ),
+                        hint: None,
+                    });
+                }
+                st.pending.push((r, text, by));
+            }
+            self.process(&mut st);
+            if st.chosen.len() == before {
+                break;
+            }
+        }
+        if !st.failures.is_empty() {
+            if self.missing_filelists.get() {
+                return Err(ResolveError::NeedsFilelists);
+            }
+            let mut seen = HashSet::new();
+            st.failures.retain(|f| seen.insert(f.message.clone()));
+            return Err(ResolveError::Unsatisfied {
+                failures: st.failures,
+            });
+        }
+        self.check_conflicts(&st)?;
+        let mut packages: Vec<Chosen> = st.chosen.iter().map(|&id| self.chosen(&st, id)).collect();
+        packages.sort_by(|a, b| a.name.cmp(&b.name).then(a.arch.cmp(&b.arch)));
+        st.warnings.sort();
+        st.warnings.dedup();
+        Ok(Resolution {
+            packages,
+            warnings: st.warnings,
+        })
+    }
+
+    fn check_conflicts(&self, st: &State) -> Result<(), ResolveError> {
+        let mut out = Vec::new();
+        for &a in &st.chosen {
+            for c in &self.pkg(a).conflicts {
+                for &b in &st.chosen {
+                    if a != b && self.provides(b, c) {
+                        out.push(format!(
+                            "  {} conflicts with `{c}`, provided by {}",
+                            self.pkg(a).nevra(),
+                            self.pkg(b).nevra()
+                        ));
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(ResolveError::Conflicts(out))
+        }
+    }
+
+    fn why(&self, st: &State, id: PkgId) -> String {
+        let mut parts = vec![self.short(id)];
+        let mut cur = id;
+        let mut seen = HashSet::from([id]);
+        while let Some((cap, by)) = st.reasons.get(&cur).and_then(|r| r.first()) {
+            parts.push(cap.clone());
+            match by {
+                By::Package(p) if seen.insert(*p) => {
+                    parts.push(self.short(*p));
+                    cur = *p;
+                }
+                By::Package(_) => break,
+                other => {
+                    parts.push(self.label(other));
+                    break;
+                }
+            }
+        }
+        parts.join(" ← ")
+    }
+
+    fn chosen(&self, st: &State, id: PkgId) -> Chosen {
+        let p = self.pkg(id);
+        let repo = &self.repos[id.repo as usize];
+        let mut satisfies: Vec<String> = st
+            .reasons
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|(cap, by)| format!("{cap} ← {}", self.label(by)))
+            .collect();
+        satisfies.dedup();
+        Chosen {
+            name: p.name.clone(),
+            evr: p.evr.to_string(),
+            arch: p.arch.clone(),
+            nevra: p.nevra(),
+            repo: repo.source.id.clone(),
+            checksum: p.checksum.to_string(),
+            href: p.href.clone(),
+            base_url: p
+                .base
+                .clone()
+                .unwrap_or_else(|| repo.index.base_url.clone()),
+            size: p.size,
+            installed_size: p.installed_size,
+            license: p.license.clone(),
+            sourcerpm: p.sourcerpm.clone(),
+            base: st.base.contains(&id),
+            why: self.why(st, id),
+            satisfies,
+            id,
+        }
+    }
+}
+
+/// Sorts EVRs newest first (for listings).
+pub fn newest_first(a: &Evr, b: &Evr) -> Ordering {
+    b.cmp_total(a)
+}
