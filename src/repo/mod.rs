@@ -14,6 +14,7 @@ pub mod index;
 pub mod metadata;
 pub mod modules;
 pub mod repofile;
+pub mod table;
 pub mod xml;
 
 use std::collections::BTreeSet;
@@ -198,7 +199,7 @@ pub fn sources(config: &Config) -> Result<Vec<RepoSource>, RepoError> {
 }
 
 /// A loaded repository: its source, index, and the packages modularity hides.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Repo {
     pub source: RepoSource,
     pub index: RepoIndex,
@@ -305,7 +306,7 @@ impl RepoLoader<'_> {
                 newest = Some((m, p));
             }
         }
-        Ok(newest.and_then(|(_, p)| read_index(&p)))
+        Ok(newest.and_then(|(_, p)| RepoIndex::open(&p)))
     }
 
     /// Loads one repository (from the cache when `repomd.xml` is unchanged).
@@ -317,11 +318,13 @@ impl RepoLoader<'_> {
         } else {
             self.load_index(src).await?
         };
-        let hidden = index
-            .modules
-            .as_ref()
-            .map(|m| m.hidden(&index.packages, &src.modules))
-            .unwrap_or_default();
+        let hidden = match &index.modules {
+            Some(m) => {
+                let all: Vec<&metadata::Package> = index.packages().map(|(_, p)| p).collect();
+                m.hidden(&all, &src.modules)
+            }
+            None => Default::default(),
+        };
         Ok(Repo {
             source: src.clone(),
             index,
@@ -368,7 +371,7 @@ impl RepoLoader<'_> {
         let sha = hex::encode(sha2::Sha256::digest(&repomd_bytes));
         let dir = self.bucket(src)?;
         let cached = dir.join(format!("{sha}.idx"));
-        if let Some(mut idx) = read_index(&cached) {
+        if let Some(mut idx) = RepoIndex::open(&cached) {
             idx.base_url = mirror.to_owned();
             tracing::debug!(repo = %src.id, "index cache hit {sha}");
             return Ok(idx);
@@ -438,20 +441,19 @@ impl RepoLoader<'_> {
             }
             None => None,
         };
-        let mut idx = RepoIndex::new(
+        let idx = RepoIndex::build(
             repo.clone(),
             md.revision.clone(),
             sha.clone(),
             mirror.to_owned(),
             primary,
             md.record("filelists").cloned(),
-            packages,
-        );
-        idx.modules = modules;
-        let bytes = postcard::to_stdvec(&idx)
-            .map_err(|e| RepoError::Config(format!("cannot encode index: {e}")))?;
+            modules,
+            &packages,
+        )
+        .map_err(|e| RepoError::Config(format!("cannot encode the index: {e}")))?;
         self.cache
-            .write_atomic(&dir, &format!("{sha}.idx"), &bytes)?;
+            .write_atomic(&dir, &format!("{sha}.idx"), idx.bytes())?;
         Ok(idx)
     }
 
@@ -493,15 +495,12 @@ impl RepoLoader<'_> {
             return Ok(());
         }
         let Some(rec) = repo.index.filelists.clone() else {
-            repo.index.all_files = Some(FileIndex::default());
+            repo.index.all_files = Some(FileIndex::empty());
             return Ok(());
         };
         let dir = self.bucket(&repo.source)?;
         let name = format!("{}.files", repo.index.repomd_sha256);
-        if let Some(fi) = std::fs::read(dir.join(&name))
-            .ok()
-            .and_then(|b| postcard::from_bytes::<FileIndex>(&b).ok())
-        {
+        if let Some(fi) = FileIndex::open(&dir.join(&name)) {
             repo.index.all_files = Some(fi);
             return Ok(());
         }
@@ -522,10 +521,8 @@ impl RepoLoader<'_> {
         let url = record_url(&mirror, &rec);
         let by_id: std::collections::HashMap<&str, u32> = repo
             .index
-            .packages
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.checksum.hex.as_str(), i as u32))
+            .packages()
+            .map(|(i, p)| (p.checksum.hex.as_str(), i))
             .collect();
         let mut entries = Vec::new();
         let reader =
@@ -546,11 +543,8 @@ impl RepoLoader<'_> {
             url: SafeUrl(url),
             message,
         })?;
-        entries.sort();
-        let fi = FileIndex { entries };
-        let bytes = postcard::to_stdvec(&fi)
-            .map_err(|e| RepoError::Config(format!("cannot encode file index: {e}")))?;
-        self.cache.write_atomic(&dir, &name, &bytes)?;
+        let fi = FileIndex::build(&entries);
+        self.cache.write_atomic(&dir, &name, fi.bytes())?;
         repo.index.all_files = Some(fi);
         Ok(())
     }
@@ -587,9 +581,4 @@ pub mod signature;
 
 fn record_url(mirror: &str, rec: &RepomdRecord) -> String {
     join_url(rec.base.as_deref().unwrap_or(mirror), &rec.href)
-}
-
-fn read_index(path: &Path) -> Option<RepoIndex> {
-    let bytes = std::fs::read(path).ok()?;
-    postcard::from_bytes(&bytes).ok()
 }

@@ -69,7 +69,7 @@ impl ModuleIndex {
     }
 
     /// Indexes of the packages to hide, given the explicitly enabled `name:stream`s.
-    pub fn hidden(&self, packages: &[Package], enabled: &[String]) -> BTreeSet<u32> {
+    pub fn hidden(&self, packages: &[&Package], enabled: &[String]) -> BTreeSet<u32> {
         let mut active: BTreeMap<&str, &str> = self
             .defaults
             .iter()

@@ -179,7 +179,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn pkg(&self, id: PkgId) -> &'a Package {
-        &self.repos[id.repo as usize].index.packages[id.idx as usize]
+        self.repos[id.repo as usize].index.package(id.idx)
     }
 
     fn arch_rank(&self, arch: &str) -> Option<usize> {
@@ -194,28 +194,27 @@ impl<'a> Resolver<'a> {
     fn compute_obsoleted(&self) -> HashSet<PkgId> {
         let mut out = HashSet::new();
         for (r, repo) in self.repos.iter().enumerate() {
-            for (i, q) in repo.index.packages.iter().enumerate() {
+            for (i, o) in repo.index.obsoletes() {
                 let qid = PkgId {
                     repo: r as u16,
-                    idx: i as u32,
+                    idx: *i,
                 };
-                if q.obsoletes.is_empty() || !self.visible(qid) {
+                if !self.visible(qid) {
                     continue;
                 }
-                for o in &q.obsoletes {
-                    for (r2, repo2) in self.repos.iter().enumerate() {
-                        for (pi, _) in repo2.index.whatprovides(&o.name) {
-                            let pid = PkgId {
-                                repo: r2 as u16,
-                                idx: pi,
-                            };
-                            let p = self.pkg(pid);
-                            if p.name == o.name
-                                && p.name != q.name
-                                && ranges_overlap(Some((Cmp::Eq, &p.evr)), o.range())
-                            {
-                                out.insert(pid);
-                            }
+                let q = self.pkg(qid);
+                for (r2, repo2) in self.repos.iter().enumerate() {
+                    for (pi, _) in repo2.index.whatprovides(&o.name) {
+                        let pid = PkgId {
+                            repo: r2 as u16,
+                            idx: pi,
+                        };
+                        let p = self.pkg(pid);
+                        if p.name == o.name
+                            && p.name != q.name
+                            && ranges_overlap(Some((Cmp::Eq, &p.evr)), o.range())
+                        {
+                            out.insert(pid);
                         }
                     }
                 }
@@ -496,21 +495,20 @@ impl<'a> Resolver<'a> {
         }
         let mut out = BTreeSet::new();
         for (r, repo) in self.repos.iter().enumerate() {
-            for (i, p) in repo.index.packages.iter().enumerate() {
-                if !self.visible(PkgId {
+            for (key, i) in repo.index.provides_with_prefix(stem) {
+                let id = PkgId {
                     repo: r as u16,
-                    idx: i as u32,
-                }) {
+                    idx: i,
+                };
+                let key = String::from_utf8_lossy(key);
+                if key == name || !self.visible(id) {
                     continue;
                 }
-                for pr in &p.provides {
-                    if pr.name.starts_with(stem) && pr.name != name {
-                        let shown = soname_family(&pr.name)
-                            .map(|(s, _, _)| s)
-                            .unwrap_or(&pr.name);
-                        out.insert(format!("{shown} in {}-{}", p.name, p.evr));
-                    }
-                }
+                let p = self.pkg(id);
+                let shown = soname_family(&key)
+                    .map(|(s, _, _)| s.to_owned())
+                    .unwrap_or_else(|| key.to_string());
+                out.insert(format!("{shown} in {}-{}", p.name, p.evr));
                 if out.len() >= 3 {
                     return out.into_iter().collect();
                 }
