@@ -103,13 +103,29 @@ impl Context {
 
     /// Loads every enabled repository, concurrently.
     pub fn load_repos(&self) -> Result<Vec<Repo>, PipelineError> {
+        self.load_repos_for(None)
+    }
+
+    /// Loads every enabled repository; file lists too when `needs` has a path that
+    /// primary.xml cannot list (read concurrently with primary.xml).
+    pub fn load_repos_for(&self, needs: Option<&Needs>) -> Result<Vec<Repo>, PipelineError> {
+        let with_filelists = needs.is_some_and(|n| {
+            n.needs.iter().any(|x| {
+                x.kind
+                    .paths()
+                    .iter()
+                    .all(|p| !crate::repo::RepoIndex::primary_lists(p))
+                    && !x.kind.paths().is_empty()
+            })
+        });
         let sources = crate::repo::sources(&self.config)?;
         if sources.is_empty() {
             return Err(PipelineError::NoRepos(self.config.origin.to_string()));
         }
         let loader = self.loader();
         let repos = self.runtime.block_on(async {
-            futures_util::future::join_all(sources.iter().map(|s| loader.load(s))).await
+            futures_util::future::join_all(sources.iter().map(|s| loader.load(s, with_filelists)))
+                .await
         });
         repos
             .into_iter()

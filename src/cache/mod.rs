@@ -79,7 +79,7 @@ impl Cache {
             .tempfile_in(dir)
             .map_err(io(dir))?;
         tmp.write_all(bytes).map_err(io(tmp.path()))?;
-        tmp.as_file().sync_all().map_err(io(&dest))?;
+
         tmp.persist(&dest).map_err(|e| CacheError::Io {
             path: dest.clone(),
             source: e.error,

@@ -17,7 +17,7 @@ pub fn run(args: &ResolveArgs, config: Config, printer: &Printer) -> Result<()> 
         },
     )?;
     let needs = ctx.needs(&job)?;
-    let mut repos = ctx.load_repos()?;
+    let mut repos = ctx.load_repos_for(Some(&needs))?;
     let res = ctx.resolve(&mut repos, &needs)?;
     for w in &res.warnings {
         printer.warn(w);

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::metadata::{Dep, Package, RepomdRecord};
 use super::modules::ModuleIndex;
-use super::table::{self, Table};
+use super::table::{self, HashTable, Table};
 
-const MAGIC: &[u8; 8] = b"PBSIDX03";
-const FILES_MAGIC: &[u8; 8] = b"PBSFIL03";
+const MAGIC: &[u8; 8] = b"PBSIDX04";
+const FILES_MAGIC: &[u8; 8] = b"PBSFIL04";
 
 /// Bytes of an index: built in memory or mapped from the cache.
 pub enum Backing {
@@ -81,6 +81,7 @@ pub struct RepoIndex {
     blobs: Range<usize>,
     provides: Range<usize>,
     files: Range<usize>,
+    pkgids: Range<usize>,
     count: usize,
     cells: Vec<OnceLock<Box<Package>>>,
     /// Every file of every package (filelists.xml), once loaded.
@@ -186,7 +187,17 @@ impl RepoIndex {
                 })
                 .collect(),
         );
-        let bytes = frame(MAGIC, &[&meta_bytes, &offsets, &blobs, &provides, &files]);
+        let pkgids = table::build(
+            packages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.checksum.hex.as_str(), i as u32, 0))
+                .collect(),
+        );
+        let bytes = frame(
+            MAGIC,
+            &[&meta_bytes, &offsets, &blobs, &provides, &files, &pkgids],
+        );
         let mut idx = RepoIndex::from_backing(Backing::Owned(bytes))
             .ok_or("the new index does not read back")?;
         idx.base_url = base_url;
@@ -202,7 +213,7 @@ impl RepoIndex {
         if !checked(&data, MAGIC) {
             return None;
         }
-        let s = sections(&data, 5)?;
+        let s = sections(&data, 6)?;
         let meta: Meta = postcard::from_bytes(&data[s[0].clone()]).ok()?;
         let count = (s[1].len() / 8).checked_sub(1)?;
         if s[1].len() % 8 != 0 {
@@ -210,6 +221,7 @@ impl RepoIndex {
         }
         Table::new(&data[s[3].clone()])?;
         Table::new(&data[s[4].clone()])?;
+        Table::new(&data[s[5].clone()])?;
         let mut cells = Vec::with_capacity(count);
         cells.resize_with(count, OnceLock::new);
         Some(RepoIndex {
@@ -225,6 +237,7 @@ impl RepoIndex {
             blobs: s[2].clone(),
             provides: s[3].clone(),
             files: s[4].clone(),
+            pkgids: s[5].clone(),
             count,
             cells,
             data,
@@ -263,7 +276,7 @@ impl RepoIndex {
     }
 
     fn provides_table(&self) -> Table<'_> {
-        Table::new(&self.data[self.provides.clone()]).expect("checked on open")
+        Table::trusted(&self.data[self.provides.clone()])
     }
 
     /// Packages that provide `name`, with the matching provide entry.
@@ -285,6 +298,14 @@ impl RepoIndex {
             .map(move |i| (t.key(i), t.row(i).0))
     }
 
+    /// The package whose checksum (pkgid) is `hex`.
+    pub fn by_pkgid(&self, hex: &str) -> Option<u32> {
+        Table::trusted(&self.data[self.pkgids.clone()])
+            .get(hex)
+            .next()
+            .map(|(i, _)| i)
+    }
+
     /// Obsoletes entries: (package, what it obsoletes).
     pub fn obsoletes(&self) -> &[(u32, Dep)] {
         &self.obsoletes
@@ -292,7 +313,7 @@ impl RepoIndex {
 
     /// Packages that own `path` according to primary.xml (and filelists.xml once loaded).
     pub fn owners(&self, path: &str) -> Vec<u32> {
-        let t = Table::new(&self.data[self.files.clone()]).expect("checked on open");
+        let t = Table::trusted(&self.data[self.files.clone()]);
         let mut out: Vec<u32> = t.get(path).map(|(p, _)| p).collect();
         if let Some(all) = &self.all_files {
             for o in all.owners(path) {
@@ -318,21 +339,26 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
-    pub fn build(entries: &[(String, u32)]) -> FileIndex {
-        let t = table::build(entries.iter().map(|(p, i)| (p.as_str(), *i, 0)).collect());
+    /// Builds the index from paths kept in one `blob`; rows are `(offset, len, package)`.
+    pub fn build(blob: &[u8], rows: Vec<(u32, u32, u32)>) -> FileIndex {
+        FileIndex::from_table(&table::build_hashed(blob, &rows))
+    }
+
+    /// Frames a table from [`table::build_hashed`].
+    pub fn from_table(t: &[u8]) -> FileIndex {
         FileIndex {
-            data: Backing::Owned(frame(FILES_MAGIC, &[&t])),
+            data: Backing::Owned(frame(FILES_MAGIC, &[t])),
         }
     }
 
     pub fn empty() -> FileIndex {
-        FileIndex::build(&[])
+        FileIndex::build(&[], Vec::new())
     }
 
     pub fn open(path: &Path) -> Option<FileIndex> {
         let data = map(path)?;
         (checked(&data, FILES_MAGIC)
-            && sections(&data, 1).is_some_and(|s| Table::new(&data[s[0].clone()]).is_some()))
+            && sections(&data, 1).is_some_and(|s| HashTable::new(&data[s[0].clone()]).is_some()))
         .then_some(FileIndex { data })
     }
 
@@ -342,10 +368,6 @@ impl FileIndex {
 
     pub fn owners(&self, path: &str) -> Vec<u32> {
         let s = sections(&self.data, 1).expect("checked on open");
-        Table::new(&self.data[s[0].clone()])
-            .expect("checked on open")
-            .get(path)
-            .map(|(p, _)| p)
-            .collect()
+        HashTable::trusted(&self.data[s[0].clone()]).get(path)
     }
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::checksum::Checksum;
 use super::evr::{Cmp, Evr};
-use super::xml::{Ev, XmlStream, attr, local};
+use quick_xml::XmlVersion;
+
+use super::xml::{Ev, XmlStream, attr};
 
 /// One `<data type="...">` record of `repomd.xml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,10 +50,12 @@ impl Repomd {
         let mut in_checksum_type: Option<String> = None;
         loop {
             match x.event()? {
-                Ev::Start(e) | Ev::Empty(e) if local(&e) == b"repomd" => saw_root = true,
+                Ev::Start(e) | Ev::Empty(e) if e.local_name().as_ref() == b"repomd" => {
+                    saw_root = true
+                }
                 Ev::Start(e) => {
                     text.clear();
-                    match local(&e).as_slice() {
+                    match e.local_name().as_ref() {
                         b"data" => {
                             let kind = attr(&e, b"type")?.ok_or("<data> without type")?;
                             cur = Some((kind, None, None, None, None));
@@ -64,7 +68,7 @@ impl Repomd {
                     }
                 }
                 Ev::Empty(e) => {
-                    if local(&e) == b"location"
+                    if e.local_name().as_ref() == b"location"
                         && let Some(c) = cur.as_mut()
                     {
                         let href = attr(&e, b"href")?.ok_or("<location> without href")?;
@@ -72,8 +76,8 @@ impl Repomd {
                     }
                 }
                 Ev::Text(t) => text.push_str(&t),
-                Ev::End(name) => {
-                    match name.as_slice() {
+                Ev::End(end) => {
+                    match end.local_name().as_ref() {
                         b"revision" if cur.is_none() => md.revision = Some(text.trim().to_owned()),
                         b"checksum" => {
                             if let (Some(c), Some(t)) = (cur.as_mut(), in_checksum_type.take()) {
@@ -114,6 +118,7 @@ impl Repomd {
                     }
                     text.clear();
                 }
+                Ev::Skip => {}
                 Ev::Eof => break,
             }
         }
@@ -200,6 +205,72 @@ enum DepList {
     Ignored,
 }
 
+fn new_package() -> Package {
+    Package {
+        name: String::new(),
+        arch: String::new(),
+        evr: Evr::new(None, "", None),
+        checksum: Checksum::new("sha256", &"0".repeat(64)).expect("valid"),
+        href: String::new(),
+        base: None,
+        size: 0,
+        installed_size: 0,
+        license: None,
+        sourcerpm: None,
+        provides: Vec::new(),
+        requires: Vec::new(),
+        obsoletes: Vec::new(),
+        conflicts: Vec::new(),
+        recommends: Vec::new(),
+        files: Vec::new(),
+    }
+}
+
+fn ctx(name: &str, e: String) -> String {
+    if name.is_empty() {
+        e
+    } else {
+        format!("package `{name}`: {e}")
+    }
+}
+
+/// One `<rpm:entry/>`, reading its attributes in a single pass.
+fn entry(e: &quick_xml::events::BytesStart<'_>) -> Result<Dep, String> {
+    let (mut name, mut flags, mut epoch, mut ver, mut rel, mut pre) =
+        (None, None, None, None, None, false);
+    for a in e.attributes() {
+        let a = a.map_err(|e| format!("bad attribute: {e}"))?;
+        let v = || -> Result<String, String> {
+            a.normalized_value(XmlVersion::Implicit1_0)
+                .map(|v| v.into_owned())
+                .map_err(|e| format!("bad attribute value: {e}"))
+        };
+        match a.key.as_ref() {
+            b"name" => name = Some(v()?),
+            b"flags" => flags = Some(v()?),
+            b"epoch" => epoch = Some(v()?),
+            b"ver" => ver = Some(v()?),
+            b"rel" => rel = Some(v()?),
+            b"pre" => pre = matches!(a.value.as_ref(), b"1" | b"true"),
+            _ => {}
+        }
+    }
+    let name = name.ok_or("<rpm:entry> without name")?;
+    let cmp = match flags {
+        Some(f) => Some(
+            Cmp::parse(&f).ok_or_else(|| format!("unknown dependency flags `{f}` on `{name}`"))?,
+        ),
+        None => None,
+    };
+    let evr = ver.map(|v| Evr::new(epoch.as_deref(), &v, rel.as_deref()));
+    Ok(Dep {
+        name,
+        cmp,
+        evr,
+        pre,
+    })
+}
+
 /// Streams `primary.xml`, calling `f` for each package.
 pub fn parse_primary<R: BufRead>(
     r: R,
@@ -212,39 +283,14 @@ pub fn parse_primary<R: BufRead>(
     let mut checksum_type: Option<String> = None;
     let mut count = 0u64;
     let mut saw_root = false;
-    fn ctx(name: &str, e: String) -> String {
-        if name.is_empty() {
-            e
-        } else {
-            format!("package `{name}`: {e}")
-        }
-    }
     loop {
-        let ev = x.event()?;
-        match ev {
+        match x.event()? {
             Ev::Start(e) => {
                 text.clear();
-                match local(&e).as_slice() {
+                match e.local_name().as_ref() {
                     b"metadata" => saw_root = true,
                     b"package" => {
-                        pkg = Some(Package {
-                            name: String::new(),
-                            arch: String::new(),
-                            evr: Evr::new(None, "", None),
-                            checksum: Checksum::new("sha256", &"0".repeat(64)).expect("valid"),
-                            href: String::new(),
-                            base: None,
-                            size: 0,
-                            installed_size: 0,
-                            license: None,
-                            sourcerpm: None,
-                            provides: Vec::new(),
-                            requires: Vec::new(),
-                            obsoletes: Vec::new(),
-                            conflicts: Vec::new(),
-                            recommends: Vec::new(),
-                            files: Vec::new(),
-                        });
+                        pkg = Some(new_package());
                         checksum_type = None;
                     }
                     b"checksum" => checksum_type = attr(&e, b"type")?,
@@ -259,7 +305,7 @@ pub fn parse_primary<R: BufRead>(
             }
             Ev::Empty(e) => {
                 let Some(p) = pkg.as_mut() else { continue };
-                match local(&e).as_slice() {
+                match e.local_name().as_ref() {
                     b"version" => {
                         let Some(ver) = attr(&e, b"ver")? else {
                             return Err(ctx(&p.name, "<version> without ver".into()));
@@ -286,36 +332,7 @@ pub fn parse_primary<R: BufRead>(
                         p.base = attr(&e, b"xml:base")?;
                     }
                     b"entry" => {
-                        let Some(name) = attr(&e, b"name")? else {
-                            return Err(ctx(&p.name, "<rpm:entry> without name".into()));
-                        };
-                        let cmp = match attr(&e, b"flags")? {
-                            Some(f) => match Cmp::parse(&f) {
-                                Some(c) => Some(c),
-                                None => {
-                                    return Err(ctx(
-                                        &p.name,
-                                        format!("unknown dependency flags `{f}`"),
-                                    ));
-                                }
-                            },
-                            None => None,
-                        };
-                        let evr = match attr(&e, b"ver")? {
-                            Some(v) => Some(Evr::new(
-                                attr(&e, b"epoch")?.as_deref(),
-                                &v,
-                                attr(&e, b"rel")?.as_deref(),
-                            )),
-                            None => None,
-                        };
-                        let pre = matches!(attr(&e, b"pre")?.as_deref(), Some("1") | Some("true"));
-                        let dep = Dep {
-                            name,
-                            cmp,
-                            evr,
-                            pre,
-                        };
+                        let dep = entry(&e).map_err(|m| ctx(&p.name, m))?;
                         match list {
                             DepList::Provides => p.provides.push(dep),
                             DepList::Requires => p.requires.push(dep),
@@ -329,9 +346,9 @@ pub fn parse_primary<R: BufRead>(
                 }
             }
             Ev::Text(t) => text.push_str(&t),
-            Ev::End(name) => {
+            Ev::End(end) => {
                 if let Some(p) = pkg.as_mut() {
-                    match name.as_slice() {
+                    match end.local_name().as_ref() {
                         b"name" => p.name = text.trim().to_owned(),
                         b"arch" => p.arch = text.trim().to_owned(),
                         b"checksum" => {
@@ -369,6 +386,7 @@ pub fn parse_primary<R: BufRead>(
                 }
                 text.clear();
             }
+            Ev::Skip => {}
             Ev::Eof => break,
         }
     }
@@ -378,39 +396,32 @@ pub fn parse_primary<R: BufRead>(
     Ok(count)
 }
 
-/// Streams `filelists.xml`, calling `f(pkgid, name, arch, file)` for each file.
-pub fn parse_filelists<R: BufRead>(
-    r: R,
-    mut f: impl FnMut(&str, &str, &str, &str),
-) -> Result<(), String> {
+/// Streams `filelists.xml`, calling `f(pkgid, file)` for each file.
+pub fn parse_filelists<R: BufRead>(r: R, mut f: impl FnMut(&str, &str)) -> Result<(), String> {
     let mut x = XmlStream::new(r);
     let mut pkgid = String::new();
-    let mut name = String::new();
-    let mut arch = String::new();
     let mut text = String::new();
+    let mut in_file = false;
     let mut saw_root = false;
     loop {
         match x.event()? {
-            Ev::Start(e) => {
-                text.clear();
-                match local(&e).as_slice() {
-                    b"filelists" => saw_root = true,
-                    b"package" => {
-                        pkgid = attr(&e, b"pkgid")?.unwrap_or_default();
-                        name = attr(&e, b"name")?.unwrap_or_default();
-                        arch = attr(&e, b"arch")?.unwrap_or_default();
-                    }
-                    _ => {}
+            Ev::Start(e) => match e.local_name().as_ref() {
+                b"filelists" => saw_root = true,
+                b"package" => pkgid = attr(&e, b"pkgid")?.unwrap_or_default(),
+                b"file" => {
+                    in_file = true;
+                    text.clear();
+                }
+                _ => {}
+            },
+            Ev::Text(t) if in_file => text.push_str(&t),
+            Ev::End(end) => {
+                if end.local_name().as_ref() == b"file" {
+                    f(&pkgid, text.trim());
+                    in_file = false;
                 }
             }
-            Ev::Empty(_) => {}
-            Ev::Text(t) => text.push_str(&t),
-            Ev::End(n) => {
-                if n == b"file" {
-                    f(&pkgid, &name, &arch, text.trim());
-                }
-                text.clear();
-            }
+            Ev::Empty(_) | Ev::Text(_) | Ev::Skip => {}
             Ev::Eof => break,
         }
     }

@@ -27,6 +27,7 @@ use crate::cache::{Cache, CacheError};
 use crate::config::Config;
 use crate::fetch::{FetchError, SafeUrl, Transport, file_url};
 use checksum::Hasher;
+
 pub use index::{FileIndex, RepoIndex};
 use metadata::{Repomd, RepomdRecord};
 use modules::ModuleIndex;
@@ -309,14 +310,16 @@ impl RepoLoader<'_> {
         Ok(newest.and_then(|(_, p)| RepoIndex::open(&p)))
     }
 
-    /// Loads one repository (from the cache when `repomd.xml` is unchanged).
-    pub async fn load(&self, src: &RepoSource) -> Result<Repo, RepoError> {
-        let index = if self.offline {
-            self.cached_any(src)?.ok_or_else(|| RepoError::Offline {
+    /// Loads one repository (from the cache when `repomd.xml` is unchanged). With
+    /// `with_filelists`, filelists.xml is read too, concurrently with primary.xml.
+    pub async fn load(&self, src: &RepoSource, with_filelists: bool) -> Result<Repo, RepoError> {
+        let (index, files) = if self.offline {
+            let idx = self.cached_any(src)?.ok_or_else(|| RepoError::Offline {
                 repo: src.id.clone(),
-            })?
+            })?;
+            (idx, None)
         } else {
-            self.load_index(src).await?
+            self.load_index(src, with_filelists).await?
         };
         let hidden = match &index.modules {
             Some(m) => {
@@ -325,18 +328,27 @@ impl RepoLoader<'_> {
             }
             None => Default::default(),
         };
-        Ok(Repo {
+        let mut repo = Repo {
             source: src.clone(),
             index,
             hidden,
-        })
+        };
+        repo.index.all_files = files;
+        if with_filelists && repo.index.all_files.is_none() {
+            self.load_filelists(&mut repo).await?;
+        }
+        Ok(repo)
     }
 
-    async fn load_index(&self, src: &RepoSource) -> Result<RepoIndex, RepoError> {
+    async fn load_index(
+        &self,
+        src: &RepoSource,
+        with_filelists: bool,
+    ) -> Result<(RepoIndex, Option<FileIndex>), RepoError> {
         let mirrors = self.mirrors(src).await?;
         let mut errors = Vec::new();
         for mirror in &mirrors {
-            match self.load_from(src, mirror, &mirrors).await {
+            match self.load_from(src, mirror, &mirrors, with_filelists).await {
                 Ok(i) => return Ok(i),
                 // Fetch failures fall through to the next mirror; bad content is final.
                 Err(RepoError::Fetch { source, .. }) => {
@@ -356,34 +368,37 @@ impl RepoLoader<'_> {
         src: &RepoSource,
         mirror: &str,
         mirrors: &[String],
-    ) -> Result<RepoIndex, RepoError> {
+        with_filelists: bool,
+    ) -> Result<(RepoIndex, Option<FileIndex>), RepoError> {
         let repo = src.id.clone();
-        let fetch_err = |source| RepoError::Fetch {
-            repo: repo.clone(),
-            source,
-        };
         let repomd_url = join_url(mirror, "repodata/repomd.xml");
         let repomd_bytes = self
             .transport
             .get_bytes(&repomd_url, REPOMD_LIMIT)
             .await
-            .map_err(fetch_err)?;
+            .map_err(|source| RepoError::Fetch {
+                repo: repo.clone(),
+                source,
+            })?;
         let sha = hex::encode(sha2::Sha256::digest(&repomd_bytes));
         let dir = self.bucket(src)?;
-        let cached = dir.join(format!("{sha}.idx"));
-        if let Some(mut idx) = RepoIndex::open(&cached) {
+        if let Some(mut idx) = RepoIndex::open(&dir.join(format!("{sha}.idx"))) {
             idx.base_url = mirror.to_owned();
             tracing::debug!(repo = %src.id, "index cache hit {sha}");
-            return Ok(idx);
+            return Ok((idx, None));
         }
         if src.gpgcheck {
             self.verify_signature(src, mirror, &repomd_bytes).await?;
         }
-        let md = Repomd::parse(&repomd_bytes[..]).map_err(|message| RepoError::Metadata {
-            repo: repo.clone(),
-            url: SafeUrl(repomd_url.clone()),
-            message,
-        })?;
+        let md_err = |url: &str| {
+            let (repo, url) = (repo.clone(), SafeUrl(url.to_owned()));
+            move |message: String| RepoError::Metadata {
+                repo: repo.clone(),
+                url: url.clone(),
+                message,
+            }
+        };
+        let md = Repomd::parse(&repomd_bytes[..]).map_err(md_err(&repomd_url))?;
         let primary = md
             .record("primary")
             .ok_or_else(|| RepoError::MissingRecord {
@@ -391,70 +406,150 @@ impl RepoLoader<'_> {
                 kind: "primary".into(),
             })?
             .clone();
-        let body = self.fetch_verified(src, mirror, mirrors, &primary).await?;
-        let url = record_url(mirror, &primary);
-        let mut packages = Vec::new();
-        let reader = decompress::open(&body[..], &primary.href, self.max_metadata_bytes).map_err(
-            |message| RepoError::Metadata {
+        let filelists = md.record("filelists").cloned();
+
+        // primary.xml (and modules) on one blocking thread; filelists.xml on another.
+        let primary_job = async {
+            let t = std::time::Instant::now();
+            let body = self.fetch_verified(src, mirror, mirrors, &primary).await?;
+            let modules_body = match md.record("modules") {
+                Some(rec) => Some((
+                    rec.clone(),
+                    self.fetch_verified(src, mirror, mirrors, rec).await?,
+                )),
+                None => None,
+            };
+            tracing::debug!(repo = %src.id, "primary fetched and verified in {:?}", t.elapsed());
+            let (cap, href, url) = (
+                self.max_metadata_bytes,
+                primary.href.clone(),
+                record_url(mirror, &primary),
+            );
+            let (mirror_s, mirrors_v, repo_s) = (mirror.to_owned(), mirrors.to_vec(), repo.clone());
+            let (sha_s, rev, prim, fl) = (
+                sha.clone(),
+                md.revision.clone(),
+                primary.clone(),
+                filelists.clone(),
+            );
+            let murl = modules_body.as_ref().map(|(r, _)| record_url(mirror, r));
+            tokio::task::spawn_blocking(move || -> Result<RepoIndex, RepoError> {
+                let t = std::time::Instant::now();
+                let meta = |url: &str, message: String| RepoError::Metadata { repo: repo_s.clone(), url: SafeUrl(url.to_owned()), message };
+                let mut packages = Vec::new();
+                let reader = decompress::open(&body[..], &href, cap).map_err(|m| meta(&url, m))?;
+                metadata::parse_primary(reader, |p| {
+                    packages.push(p);
+                    Ok(())
+                })
+                .map_err(|m| meta(&url, m))?;
+                for p in &packages {
+                    check_href(&repo_s, &p.href, p.base.as_deref(), &mirrors_v)?;
+                }
+                let modules = match (modules_body, murl) {
+                    (Some((rec, mbody)), Some(murl)) => {
+                        let mut text = String::new();
+                        let mut r = decompress::open(&mbody[..], &rec.href, cap).map_err(|m| meta(&murl, m))?;
+                        std::io::Read::read_to_string(&mut r, &mut text).map_err(|e| meta(&murl, e.to_string()))?;
+                        Some(ModuleIndex::parse(&text).map_err(|m| meta(&murl, m))?)
+                    }
+                    _ => None,
+                };
+                tracing::debug!(repo = %repo_s, "primary parsed in {:?} ({} packages)", t.elapsed(), packages.len());
+                RepoIndex::build(repo_s.clone(), rev, sha_s, mirror_s, prim, fl, modules, &packages)
+                    .map_err(|e| RepoError::Config(format!("cannot encode the index: {e}")))
+            })
+            .await
+            .map_err(|e| RepoError::Config(format!("index task failed: {e}")))?
+        };
+        let filelists_job = async {
+            match (&filelists, with_filelists) {
+                (Some(rec), true) => self
+                    .fetch_parse_filelists(src, mirror, mirrors, rec)
+                    .await
+                    .map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (idx, files) = tokio::join!(primary_job, filelists_job);
+        let idx = idx?;
+        let files = files?;
+        let t = std::time::Instant::now();
+        self.cache
+            .write_atomic(&dir, &format!("{sha}.idx"), idx.bytes())?;
+        tracing::debug!(repo = %src.id, "index written in {:?}", t.elapsed());
+        let files = match files {
+            Some(raw) => Some(self.finish_filelists(&dir, &idx, raw).await?),
+            None => None,
+        };
+        Ok((idx, files))
+    }
+
+    /// Downloads and parses filelists.xml (on a blocking thread) into raw rows.
+    async fn fetch_parse_filelists(
+        &self,
+        src: &RepoSource,
+        mirror: &str,
+        mirrors: &[String],
+        rec: &RepomdRecord,
+    ) -> Result<RawFiles, RepoError> {
+        let t = std::time::Instant::now();
+        let body = self.fetch_verified(src, mirror, mirrors, rec).await?;
+        let (cap, href, url, repo) = (
+            self.max_metadata_bytes,
+            rec.href.clone(),
+            record_url(mirror, rec),
+            src.id.clone(),
+        );
+        let raw = tokio::task::spawn_blocking(move || -> Result<RawFiles, RepoError> {
+            let meta = |message: String| RepoError::Metadata {
                 repo: repo.clone(),
                 url: SafeUrl(url.clone()),
                 message,
-            },
-        )?;
-        metadata::parse_primary(reader, |p| {
-            packages.push(p);
-            Ok(())
+            };
+            let reader = decompress::open(&body[..], &href, cap).map_err(meta)?;
+            let (mut blob, mut rows, mut pkgids) =
+                (Vec::<u8>::new(), Vec::new(), Vec::<String>::new());
+            metadata::parse_filelists(reader, |pkgid, file| {
+                if pkgids.last().map(String::as_str) != Some(pkgid) {
+                    pkgids.push(pkgid.to_owned());
+                }
+                rows.push((
+                    blob.len() as u32,
+                    file.len() as u32,
+                    (pkgids.len() - 1) as u32,
+                ));
+                blob.extend_from_slice(file.as_bytes());
+            })
+            .map_err(meta)?;
+            let files = rows.len();
+            Ok(RawFiles {
+                table: table::build_hashed(&blob, &rows),
+                pkgids,
+                files,
+            })
         })
-        .map_err(|message| RepoError::Metadata {
-            repo: repo.clone(),
-            url: SafeUrl(url.clone()),
-            message,
-        })?;
-        for p in &packages {
-            check_href(&repo, &p.href, p.base.as_deref(), mirrors)?;
-        }
-        let modules = match md.record("modules") {
-            Some(rec) => {
-                let body = self.fetch_verified(src, mirror, mirrors, rec).await?;
-                let murl = record_url(mirror, rec);
-                let mut text = String::new();
-                let mut r = decompress::open(&body[..], &rec.href, self.max_metadata_bytes)
-                    .map_err(|message| RepoError::Metadata {
-                        repo: repo.clone(),
-                        url: SafeUrl(murl.clone()),
-                        message,
-                    })?;
-                std::io::Read::read_to_string(&mut r, &mut text).map_err(|e| {
-                    RepoError::Metadata {
-                        repo: repo.clone(),
-                        url: SafeUrl(murl.clone()),
-                        message: e.to_string(),
-                    }
-                })?;
-                Some(
-                    ModuleIndex::parse(&text).map_err(|message| RepoError::Metadata {
-                        repo: repo.clone(),
-                        url: SafeUrl(murl),
-                        message,
-                    })?,
-                )
-            }
-            None => None,
-        };
-        let idx = RepoIndex::build(
-            repo.clone(),
-            md.revision.clone(),
-            sha.clone(),
-            mirror.to_owned(),
-            primary,
-            md.record("filelists").cloned(),
-            modules,
-            &packages,
-        )
-        .map_err(|e| RepoError::Config(format!("cannot encode the index: {e}")))?;
+        .await
+        .map_err(|e| RepoError::Config(format!("filelists task failed: {e}")))??;
+        tracing::debug!(repo = %src.id, "filelists fetched, parsed and tabled in {:?} ({} files)", t.elapsed(), raw.files);
+        Ok(raw)
+    }
+
+    /// Maps raw filelists rows to package indexes, builds the file index and caches it.
+    async fn finish_filelists(
+        &self,
+        dir: &Path,
+        idx: &RepoIndex,
+        mut raw: RawFiles,
+    ) -> Result<FileIndex, RepoError> {
+        let t = std::time::Instant::now();
+        let ordinal: Vec<Option<u32>> = raw.pkgids.iter().map(|id| idx.by_pkgid(id)).collect();
+        table::remap_hashed(&mut raw.table, &ordinal);
+        let fi = FileIndex::from_table(&raw.table);
         self.cache
-            .write_atomic(&dir, &format!("{sha}.idx"), idx.bytes())?;
-        Ok(idx)
+            .write_atomic(dir, &format!("{}.files", idx.repomd_sha256), fi.bytes())?;
+        tracing::debug!(repo = %idx.id, "file index built and written in {:?}", t.elapsed());
+        Ok(fi)
     }
 
     /// Downloads a metadata file and checks its checksum before anything uses it.
@@ -499,8 +594,8 @@ impl RepoLoader<'_> {
             return Ok(());
         };
         let dir = self.bucket(&repo.source)?;
-        let name = format!("{}.files", repo.index.repomd_sha256);
-        if let Some(fi) = FileIndex::open(&dir.join(&name)) {
+        if let Some(fi) = FileIndex::open(&dir.join(format!("{}.files", repo.index.repomd_sha256)))
+        {
             repo.index.all_files = Some(fi);
             return Ok(());
         }
@@ -515,36 +610,10 @@ impl RepoLoader<'_> {
         } else {
             repo.source.baseurls.clone()
         };
-        let body = self
-            .fetch_verified(&repo.source, &mirror, &mirrors, &rec)
+        let raw = self
+            .fetch_parse_filelists(&repo.source, &mirror, &mirrors, &rec)
             .await?;
-        let url = record_url(&mirror, &rec);
-        let by_id: std::collections::HashMap<&str, u32> = repo
-            .index
-            .packages()
-            .map(|(i, p)| (p.checksum.hex.as_str(), i))
-            .collect();
-        let mut entries = Vec::new();
-        let reader =
-            decompress::open(&body[..], &rec.href, self.max_metadata_bytes).map_err(|message| {
-                RepoError::Metadata {
-                    repo: repo.source.id.clone(),
-                    url: SafeUrl(url.clone()),
-                    message,
-                }
-            })?;
-        metadata::parse_filelists(reader, |pkgid, _, _, file| {
-            if let Some(&i) = by_id.get(pkgid) {
-                entries.push((file.to_owned(), i));
-            }
-        })
-        .map_err(|message| RepoError::Metadata {
-            repo: repo.source.id.clone(),
-            url: SafeUrl(url),
-            message,
-        })?;
-        let fi = FileIndex::build(&entries);
-        self.cache.write_atomic(&dir, &name, fi.bytes())?;
+        let fi = self.finish_filelists(&dir, &repo.index, raw).await?;
         repo.index.all_files = Some(fi);
         Ok(())
     }
@@ -578,6 +647,15 @@ impl RepoLoader<'_> {
 }
 
 pub mod signature;
+
+/// filelists.xml as parsed: a hash-ordered path table whose values are package ordinals
+/// indexing `pkgids`, remapped to index positions once primary.xml is read. Building the
+/// table does not need primary.xml, so it runs beside it.
+struct RawFiles {
+    table: Vec<u8>,
+    pkgids: Vec<String>,
+    files: usize,
+}
 
 fn record_url(mirror: &str, rec: &RepomdRecord) -> String {
     join_url(rec.base.as_deref().unwrap_or(mirror), &rec.href)

@@ -5,7 +5,7 @@
 
 /// Builds a table from `(key, a, b)` rows.
 pub fn build(mut rows: Vec<(&str, u32, u32)>) -> Vec<u8> {
-    rows.sort();
+    rows.sort_unstable();
     let mut out =
         Vec::with_capacity(4 + rows.len() * 16 + rows.iter().map(|r| r.0.len()).sum::<usize>());
     out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
@@ -19,6 +19,27 @@ pub fn build(mut rows: Vec<(&str, u32, u32)>) -> Vec<u8> {
     }
     for (k, _, _) in &rows {
         out.extend_from_slice(k.as_bytes());
+    }
+    out
+}
+
+/// Builds a table from keys stored in one `blob`: rows are `(offset, len, a, b)`.
+pub fn build_from_blob(blob: &[u8], mut rows: Vec<(u32, u32, u32, u32)>) -> Vec<u8> {
+    let key = |r: &(u32, u32, u32, u32)| &blob[r.0 as usize..(r.0 + r.1) as usize];
+    rows.sort_unstable_by(|x, y| key(x).cmp(key(y)).then((x.2, x.3).cmp(&(y.2, y.3))));
+    let keys_len: usize = rows.iter().map(|r| r.1 as usize).sum();
+    let mut out = Vec::with_capacity(4 + rows.len() * 16 + keys_len);
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    let mut off = 0u32;
+    for r in &rows {
+        out.extend_from_slice(&off.to_le_bytes());
+        out.extend_from_slice(&r.1.to_le_bytes());
+        out.extend_from_slice(&r.2.to_le_bytes());
+        out.extend_from_slice(&r.3.to_le_bytes());
+        off += r.1;
+    }
+    for r in &rows {
+        out.extend_from_slice(key(r));
     }
     out
 }
@@ -58,6 +79,14 @@ impl<'a> Table<'a> {
             }
         }
         Some(t)
+    }
+
+    /// A table whose layout [`Table::new`] has already checked.
+    pub fn trusted(bytes: &'a [u8]) -> Table<'a> {
+        Table {
+            bytes,
+            count: u32_at(bytes, 0) as usize,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -134,5 +163,143 @@ mod tests {
         let mut bad = bytes.clone();
         bad[4] = 0xff; // offset out of range
         assert!(Table::new(&bad).is_none());
+    }
+}
+
+/// FNV-1a, 64-bit: the key hash of [`HashTable`].
+pub fn fnv1a(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Builds a hash-ordered table: `count: u32`, then `count` rows of
+/// `(hash: u64, offset: u32, len: u32, value: u32)` sorted by hash, then the key bytes.
+/// Building sorts integers, not strings, which matters for the 600,000 paths of a
+/// filelists.xml; lookups compare keys only where hashes match.
+pub fn build_hashed(blob: &[u8], rows: &[(u32, u32, u32)]) -> Vec<u8> {
+    let mut hashed: Vec<(u64, u32, u32, u32)> = rows
+        .iter()
+        .map(|&(o, l, v)| (fnv1a(&blob[o as usize..(o + l) as usize]), o, l, v))
+        .collect();
+    hashed.sort_unstable();
+    let mut out = Vec::with_capacity(4 + hashed.len() * 20 + blob.len());
+    out.extend_from_slice(&(hashed.len() as u32).to_le_bytes());
+    for &(h, o, l, v) in &hashed {
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(&o.to_le_bytes());
+        out.extend_from_slice(&l.to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(blob);
+    out
+}
+
+/// Rewrites the values of a hash-ordered table built by [`build_hashed`] in place:
+/// `map[value]`, or `u32::MAX` (never returned by lookups) where the map has no entry.
+pub fn remap_hashed(bytes: &mut [u8], map: &[Option<u32>]) {
+    let count = u32_at(bytes, 0) as usize;
+    for i in 0..count {
+        let at = 4 + i * 20 + 16;
+        let v = u32_at(bytes, at) as usize;
+        let new = map.get(v).copied().flatten().unwrap_or(u32::MAX);
+        bytes[at..at + 4].copy_from_slice(&new.to_le_bytes());
+    }
+}
+
+/// A hash-ordered table over borrowed bytes.
+#[derive(Clone, Copy)]
+pub struct HashTable<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> HashTable<'a> {
+    pub fn new(bytes: &'a [u8]) -> Option<HashTable<'a>> {
+        if bytes.len() < 4 {
+            return None;
+        }
+        let count = u32_at(bytes, 0) as usize;
+        let keys = 4usize.checked_add(count.checked_mul(20)?)?;
+        if keys > bytes.len() {
+            return None;
+        }
+        let blob_len = bytes.len() - keys;
+        for i in 0..count {
+            let at = 4 + i * 20;
+            let (o, l) = (
+                u32_at(bytes, at + 8) as usize,
+                u32_at(bytes, at + 12) as usize,
+            );
+            if o.checked_add(l)? > blob_len {
+                return None;
+            }
+        }
+        Some(HashTable { bytes, count })
+    }
+
+    /// A table whose layout [`HashTable::new`] has already checked.
+    pub fn trusted(bytes: &'a [u8]) -> HashTable<'a> {
+        HashTable {
+            bytes,
+            count: u32_at(bytes, 0) as usize,
+        }
+    }
+
+    fn hash(&self, i: usize) -> u64 {
+        let at = 4 + i * 20;
+        u64::from_le_bytes(self.bytes[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    /// The values stored under `key`.
+    pub fn get(&self, key: &str) -> Vec<u32> {
+        let h = fnv1a(key.as_bytes());
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.hash(mid) < h {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let blob = &self.bytes[4 + self.count * 20..];
+        let mut out = Vec::new();
+        let mut i = lo;
+        while i < self.count && self.hash(i) == h {
+            let at = 4 + i * 20;
+            let (o, l) = (
+                u32_at(self.bytes, at + 8) as usize,
+                u32_at(self.bytes, at + 12) as usize,
+            );
+            let v = u32_at(self.bytes, at + 16);
+            if v != u32::MAX && &blob[o..o + l] == key.as_bytes() {
+                out.push(v);
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod hashed_tests {
+    use super::*;
+
+    #[test]
+    fn hashed_lookups() {
+        let blob = b"/usr/bin/bash/usr/lib64/libc.so.6/usr/bin/bash";
+        let rows = [(0, 13, 1), (13, 20, 2), (33, 13, 3)];
+        let bytes = build_hashed(blob, &rows);
+        let t = HashTable::new(&bytes).unwrap();
+        let mut v = t.get("/usr/bin/bash");
+        v.sort();
+        assert_eq!(v, [1, 3]);
+        assert_eq!(t.get("/usr/lib64/libc.so.6"), [2]);
+        assert!(t.get("/nope").is_empty());
+        assert!(HashTable::new(&bytes[..30]).is_none());
     }
 }

@@ -1,19 +1,23 @@
 //! A strict streaming view of repository XML: no DOCTYPE, no entity declarations, only the
-//! predefined entities and character references.
+//! predefined entities and character references. Events borrow the reader's buffer, so
+//! parsing allocates only for the values a caller keeps.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
 use quick_xml::XmlVersion;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesEnd, BytesStart, Event};
 use quick_xml::reader::Reader;
 
-/// A simplified XML event.
-pub enum Ev {
-    Start(BytesStart<'static>),
+/// A simplified XML event, borrowing the reader's buffer until the next call.
+pub enum Ev<'b> {
+    Start(BytesStart<'b>),
     /// An element with no content (`<x/>`); no matching `End` follows.
-    Empty(BytesStart<'static>),
-    End(Vec<u8>),
-    Text(String),
+    Empty(BytesStart<'b>),
+    End(BytesEnd<'b>),
+    Text(Cow<'b, str>),
+    /// A declaration, comment or processing instruction: nothing to do.
+    Skip,
     Eof,
 }
 
@@ -30,65 +34,49 @@ impl<R: BufRead> XmlStream<R> {
         c.expand_empty_elements = false;
         XmlStream {
             reader,
-            buf: Vec::with_capacity(4096),
+            buf: Vec::with_capacity(64 * 1024),
         }
     }
 
-    /// Byte position, for messages.
-    pub fn position(&self) -> u64 {
-        self.reader.buffer_position()
-    }
-
-    pub fn event(&mut self) -> Result<Ev, String> {
-        loop {
-            self.buf.clear();
-            let ev = self.reader.read_event_into(&mut self.buf).map_err(|e| {
-                format!(
-                    "malformed XML at byte {}: {e}",
-                    self.reader.error_position()
-                )
-            })?;
-            return Ok(match ev {
-                Event::Start(s) => Ev::Start(s.into_owned()),
-                Event::Empty(s) => Ev::Empty(s.into_owned()),
-                Event::End(e) => Ev::End(e.local_name().as_ref().to_vec()),
-                Event::Text(t) => Ev::Text(
-                    t.decode()
-                        .map_err(|e| format!("bad text encoding: {e}"))?
-                        .into_owned(),
-                ),
-                Event::CData(t) => Ev::Text(String::from_utf8_lossy(&t).into_owned()),
-                Event::GeneralRef(r) => {
-                    if r.is_char_ref() {
-                        match r.resolve_char_ref() {
-                            Ok(Some(c)) => Ev::Text(c.to_string()),
-                            _ => return Err("invalid character reference".into()),
-                        }
-                    } else {
-                        let name = r.decode().map_err(|e| e.to_string())?;
-                        Ev::Text(
-                            match name.as_ref() {
-                                "amp" => "&",
-                                "lt" => "<",
-                                "gt" => ">",
-                                "quot" => "\"",
-                                "apos" => "'",
-                                other => return Err(format!("undefined entity `&{other};`")),
-                            }
-                            .to_owned(),
-                        )
+    pub fn event(&mut self) -> Result<Ev<'_>, String> {
+        self.buf.clear();
+        let pos = self.reader.buffer_position();
+        let ev = self
+            .reader
+            .read_event_into(&mut self.buf)
+            .map_err(|e| format!("malformed XML near byte {pos}: {e}"))?;
+        Ok(match ev {
+            Event::Start(s) => Ev::Start(s),
+            Event::Empty(s) => Ev::Empty(s),
+            Event::End(e) => Ev::End(e),
+            Event::Text(t) => Ev::Text(t.decode().map_err(|e| format!("bad text encoding: {e}"))?),
+            Event::CData(t) => Ev::Text(Cow::Owned(String::from_utf8_lossy(&t).into_owned())),
+            Event::GeneralRef(r) => {
+                if r.is_char_ref() {
+                    match r.resolve_char_ref() {
+                        Ok(Some(c)) => Ev::Text(Cow::Owned(c.to_string())),
+                        _ => return Err("invalid character reference".into()),
                     }
+                } else {
+                    let name = r.decode().map_err(|e| e.to_string())?;
+                    Ev::Text(Cow::Borrowed(match name.as_ref() {
+                        "amp" => "&",
+                        "lt" => "<",
+                        "gt" => ">",
+                        "quot" => "\"",
+                        "apos" => "'",
+                        other => return Err(format!("undefined entity `&{other};`")),
+                    }))
                 }
-                Event::DocType(_) => {
-                    return Err(
-                        "DOCTYPE and entity declarations are not allowed in repository metadata"
-                            .into(),
-                    );
-                }
-                Event::Eof => Ev::Eof,
-                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
-            });
-        }
+            }
+            Event::DocType(_) => {
+                return Err(
+                    "DOCTYPE and entity declarations are not allowed in repository metadata".into(),
+                );
+            }
+            Event::Eof => Ev::Eof,
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => Ev::Skip,
+        })
     }
 }
 
@@ -104,9 +92,4 @@ pub fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, String> {
         }
     }
     Ok(None)
-}
-
-/// Local name of an element (`rpm:entry` → `entry`).
-pub fn local(e: &BytesStart<'_>) -> Vec<u8> {
-    e.local_name().as_ref().to_vec()
 }
