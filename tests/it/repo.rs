@@ -854,3 +854,60 @@ fn rpmvercmp_agrees_with_rpm() {
         assert_eq!(got, want, "rpmvercmp({a:?}, {b:?})");
     }
 }
+
+/// The committed pipeline.toml, unchanged, resolves the paper's C++ job once
+/// `scripts/fixture-repos fixtures/repo` has run (what `scripts/demo` does).
+#[test]
+fn committed_config_resolves_the_paper_job() {
+    let fx = fixture_repos();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy("pipeline.toml", d.path().join("pipeline.toml")).unwrap();
+    std::fs::create_dir_all(d.path().join("fixtures/repo")).unwrap();
+    std::os::unix::fs::symlink(fx.join("main"), d.path().join("fixtures/repo/main")).unwrap();
+    let job = d.path().join("job");
+    std::fs::create_dir(&job).unwrap();
+    for f in ["job.sh", "fib.cpp"] {
+        std::fs::copy(
+            Path::new("fixtures/jobs/paper-listing3-fib").join(f),
+            job.join(f),
+        )
+        .unwrap();
+    }
+    require("g++", "g++");
+    run_ok(
+        Command::new("g++")
+            .args(["-O2", "-o", "a.out", "fib.cpp"])
+            .current_dir(&job),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+        .args(["resolve", "--json", "job/job.sh"])
+        .current_dir(d.path())
+        .env_remove("PBSIMAGE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: BTreeSet<&str> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "bash",
+            "coreutils",
+            "filesystem",
+            "glibc",
+            "libgcc",
+            "libstdc++",
+            "ncurses-libs",
+            "setup"
+        ])
+    );
+    assert!(
+        d.path().join("cache/repo-index-v1/fixture").is_dir(),
+        "cache/ beside pipeline.toml"
+    );
+}
