@@ -68,6 +68,8 @@ impl FetchError {
 #[derive(Clone)]
 pub struct Transport {
     client: reqwest::Client,
+    /// For repositories with `sslverify = false` only.
+    unverified: reqwest::Client,
     pub retries: u32,
     pub backoff: Duration,
 }
@@ -96,8 +98,16 @@ impl Transport {
             }
         }
         let client = b.build().map_err(|e| FetchError::Setup(e.to_string()))?;
+        let unverified = reqwest::Client::builder()
+            .user_agent(concat!("pbsimage/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| FetchError::Setup(e.to_string()))?;
         Ok(Transport {
             client,
+            unverified,
             retries: 3,
             backoff: Duration::from_millis(200),
         })
@@ -105,9 +115,20 @@ impl Transport {
 
     /// The whole body of `url`, at most `limit` bytes; transient failures are retried.
     pub async fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.get_bytes_with(url, limit, true).await
+    }
+
+    /// As [`Transport::get_bytes`]; `verify_tls = false` skips certificate checks (a
+    /// repository's `sslverify = false`).
+    pub async fn get_bytes_with(
+        &self,
+        url: &str,
+        limit: u64,
+        verify_tls: bool,
+    ) -> Result<Vec<u8>, FetchError> {
         let mut attempt = 0;
         loop {
-            match self.get_bytes_once(url, limit).await {
+            match self.get_bytes_once(url, limit, verify_tls).await {
                 Err(e) if e.is_transient() && attempt + 1 < self.retries => {
                     attempt += 1;
                     tracing::debug!("retrying {}: {e}", SafeUrl(url.into()));
@@ -118,7 +139,12 @@ impl Transport {
         }
     }
 
-    async fn get_bytes_once(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+    async fn get_bytes_once(
+        &self,
+        url: &str,
+        limit: u64,
+        verify_tls: bool,
+    ) -> Result<Vec<u8>, FetchError> {
         let safe = || SafeUrl(url.to_owned());
         if let Some(path) = file_path(url) {
             let meta = tokio::fs::metadata(&path)
@@ -140,8 +166,12 @@ impl Transport {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(FetchError::Unsupported(safe()));
         }
-        let resp = self
-            .client
+        let client = if verify_tls {
+            &self.client
+        } else {
+            &self.unverified
+        };
+        let resp = client
             .get(url)
             .send()
             .await

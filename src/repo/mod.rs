@@ -108,6 +108,8 @@ pub struct RepoSource {
     pub gpgcheck: bool,
     pub gpgkey: Option<String>,
     pub sslcacert: Option<PathBuf>,
+    /// `sslverify = false`: TLS certificates are not checked (warned about).
+    pub sslverify: bool,
     pub modules: Vec<String>,
 }
 
@@ -140,6 +142,7 @@ pub fn sources(config: &Config) -> Result<Vec<RepoSource>, RepoError> {
             gpgcheck: r.gpgcheck,
             gpgkey: r.gpgkey.as_ref().map(expand).transpose()?,
             sslcacert: r.sslcacert.as_ref().map(|p| config.base_dir.join(p)),
+            sslverify: r.sslverify,
             modules: r.modules.clone(),
         });
     }
@@ -191,6 +194,7 @@ pub fn sources(config: &Config) -> Result<Vec<RepoSource>, RepoError> {
                     gpgcheck: sec.gpgcheck,
                     gpgkey: sec.gpgkey.as_ref().map(expand).transpose()?,
                     sslcacert: sec.sslcacert.as_ref().map(PathBuf::from),
+                    sslverify: sec.sslverify,
                     modules: Vec::new(),
                 });
             }
@@ -263,13 +267,19 @@ const REPOMD_LIMIT: u64 = 16 << 20;
 
 impl RepoLoader<'_> {
     async fn mirrors(&self, src: &RepoSource) -> Result<Vec<String>, RepoError> {
+        if !src.sslverify {
+            tracing::warn!(
+                "repo `{}`: sslverify = false: TLS certificates are not checked",
+                src.id
+            );
+        }
         if !src.baseurls.is_empty() {
             return Ok(src.baseurls.clone());
         }
         let url = src.mirrorlist.as_deref().unwrap_or_default();
         let bytes = self
             .transport
-            .get_bytes(url, REPOMD_LIMIT)
+            .get_bytes_with(url, REPOMD_LIMIT, src.sslverify)
             .await
             .map_err(|source| RepoError::Fetch {
                 repo: src.id.clone(),
@@ -374,7 +384,7 @@ impl RepoLoader<'_> {
         let repomd_url = join_url(mirror, "repodata/repomd.xml");
         let repomd_bytes = self
             .transport
-            .get_bytes(&repomd_url, REPOMD_LIMIT)
+            .get_bytes_with(&repomd_url, REPOMD_LIMIT, src.sslverify)
             .await
             .map_err(|source| RepoError::Fetch {
                 repo: repo.clone(),
@@ -564,7 +574,7 @@ impl RepoLoader<'_> {
         let url = record_url(mirror, rec);
         let body = self
             .transport
-            .get_bytes(&url, self.max_metadata_bytes)
+            .get_bytes_with(&url, self.max_metadata_bytes, src.sslverify)
             .await
             .map_err(|source| RepoError::Fetch {
                 repo: src.id.clone(),
@@ -634,12 +644,16 @@ impl RepoLoader<'_> {
             .ok_or_else(|| sig_err("gpgcheck is on but no gpgkey is set".into()))?;
         let key = self
             .transport
-            .get_bytes(key_url, REPOMD_LIMIT)
+            .get_bytes_with(key_url, REPOMD_LIMIT, src.sslverify)
             .await
             .map_err(|e| sig_err(format!("cannot read the key: {e}")))?;
         let sig = self
             .transport
-            .get_bytes(&join_url(mirror, "repodata/repomd.xml.asc"), REPOMD_LIMIT)
+            .get_bytes_with(
+                &join_url(mirror, "repodata/repomd.xml.asc"),
+                REPOMD_LIMIT,
+                src.sslverify,
+            )
             .await
             .map_err(|e| sig_err(format!("cannot read repomd.xml.asc: {e}")))?;
         signature::verify(&key, &sig, repomd).map_err(sig_err)
