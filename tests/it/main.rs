@@ -5,6 +5,7 @@ mod common;
 mod elf;
 mod fixtures;
 mod http;
+mod layer;
 mod props;
 mod repo;
 mod wrapper;

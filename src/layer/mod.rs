@@ -1,0 +1,614 @@
+//! Layers: RPM payloads → deterministic, content-addressed tar layers.
+//!
+//! [`LayerWriter`] transcodes cpio entries straight into tar entries (nothing is extracted
+//! to the host) and hashes as it writes: the tar stream gives the `diff_id`, the compressed
+//! stream the blob `digest`. Paths are normalised and checked, owners come from the `setup`
+//! package's passwd/group, symlinks from the header's `linkto`, hard-link sets are emitted
+//! with the data on the first member written, `%ghost` files are skipped, file capabilities
+//! become `security.capability` xattrs, every time is the configured epoch, and paths through
+//! directory symlinks of the filesystem layout (`/lib64 → usr/lib64`) are written where rpm
+//! would put them.
+
+pub mod caps;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Compression;
+use crate::rpm::{Entry, FileInfo, RpmError, RpmReader};
+
+/// Bumped whenever the bytes a layer gets could change; part of every layer cache key.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(transparent)]
+    Rpm(#[from] RpmError),
+    #[error("package `{package}`: refusing entry `{path}`: {reason}")]
+    Unsafe {
+        package: String,
+        path: String,
+        reason: String,
+    },
+    #[error("package `{package}`: {message}")]
+    Bad { package: String, message: String },
+    #[error("cannot write the layer")]
+    Io(#[source] io::Error),
+}
+
+/// Writes through, hashing with sha256 and counting.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+    /// (inner, `sha256:<hex>`, bytes)
+    pub fn finish(self) -> (W, String, u64) {
+        (
+            self.inner,
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.count,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Compressor<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(w) => w.write(buf),
+            Compressor::Zstd(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(w) => w.flush(),
+            Compressor::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Compressor<W> {
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(w) => w.finish(),
+            Compressor::Zstd(w) => w.finish(),
+        }
+    }
+}
+
+/// How layers are written.
+#[derive(Debug, Clone, Default)]
+pub struct LayerOptions {
+    /// Every file time.
+    pub epoch: u64,
+    pub compression: Compression,
+    /// Owner names → ids (from the setup package); `root` is always 0.
+    pub users: BTreeMap<String, u32>,
+    pub groups: BTreeMap<String, u32>,
+    /// Directory symlinks of the layout, relative: `lib64` → `usr/lib64`.
+    pub dir_links: BTreeMap<String, String>,
+}
+
+impl LayerOptions {
+    /// The media type of layers written with these options.
+    pub fn media_type(&self) -> &'static str {
+        match self.compression {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+
+    /// A digest of everything besides package content that shapes a layer's bytes.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "v{FORMAT_VERSION}|{}|{:?}|",
+            self.epoch, self.compression
+        ));
+        for (k, v) in &self.users {
+            h.update(format!("u:{k}={v}|"));
+        }
+        for (k, v) in &self.groups {
+            h.update(format!("g:{k}={v}|"));
+        }
+        for (k, v) in &self.dir_links {
+            h.update(format!("l:{k}={v}|"));
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// A written layer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layer {
+    /// `sha256:` of the compressed blob.
+    pub digest: String,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: String,
+    /// NEVRAs of the packages in it.
+    pub packages: Vec<String>,
+}
+
+/// Checks and normalises a payload name: relative (`./usr/bin/x` or `usr/bin/x`), no `..`,
+/// `.` or empty components, no NUL, no `.wh.` basename. Returns it without the `./`.
+pub fn normalize(name: &str) -> Result<String, String> {
+    if name.starts_with('/') {
+        return Err("the path is absolute".into());
+    }
+    let s = name.strip_prefix("./").unwrap_or(name);
+    if s.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if s.contains('\0') {
+        return Err("the path contains NUL".into());
+    }
+    if s.starts_with('/') {
+        return Err("the path is absolute".into());
+    }
+    let parts: Vec<&str> = s.trim_end_matches('/').split('/').collect();
+    for p in &parts {
+        match *p {
+            "" => return Err("the path has an empty component".into()),
+            "." => return Err("the path has a `.` component".into()),
+            ".." => return Err("the path has a `..` component".into()),
+            _ => {}
+        }
+    }
+    if parts.last().is_some_and(|b| b.starts_with(".wh.")) {
+        return Err("`.wh.` names are whiteouts in OCI layers".into());
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves the leading directories of `path` through the layout's directory symlinks.
+pub fn through_dir_links(path: &str, links: &BTreeMap<String, String>) -> String {
+    let mut p = path.to_owned();
+    for _ in 0..16 {
+        let mut changed = false;
+        let comps: Vec<&str> = p.split('/').collect();
+        for i in 1..comps.len() {
+            let prefix = comps[..i].join("/");
+            if let Some(target) = links.get(&prefix) {
+                p = format!("{target}/{}", comps[i..].join("/"));
+                changed = true;
+                break;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    p
+}
+
+/// Writes one layer.
+pub struct LayerWriter<W: Write> {
+    tar: tar::Builder<HashingWriter<Compressor<HashingWriter<W>>>>,
+    opts: LayerOptions,
+    written: BTreeSet<String>,
+    /// Symlinks this layer created (a later entry may not go through them).
+    symlinks: BTreeSet<String>,
+    packages: Vec<String>,
+}
+
+fn io_err(e: io::Error) -> LayerError {
+    LayerError::Io(e)
+}
+
+impl<W: Write> LayerWriter<W> {
+    pub fn new(out: W, opts: LayerOptions) -> Result<LayerWriter<W>, LayerError> {
+        let outer = HashingWriter::new(out);
+        let comp = match opts.compression {
+            Compression::Gzip => Compressor::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(outer, flate2::Compression::new(6)),
+            ),
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(outer, 3).map_err(io_err)?;
+                e.include_checksum(false).map_err(io_err)?;
+                Compressor::Zstd(e)
+            }
+        };
+        let mut tar = tar::Builder::new(HashingWriter::new(comp));
+        tar.mode(tar::HeaderMode::Complete);
+        tar.follow_symlinks(false);
+        Ok(LayerWriter {
+            tar,
+            opts,
+            written: BTreeSet::new(),
+            symlinks: BTreeSet::new(),
+            packages: Vec::new(),
+        })
+    }
+
+    fn header(
+        &self,
+        mode: u32,
+        user: &str,
+        group: &str,
+        pkg: &str,
+    ) -> Result<tar::Header, LayerError> {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(mode & 0o7777);
+        h.set_mtime(self.opts.epoch);
+        let uid = if user == "root" {
+            Some(0)
+        } else {
+            self.opts.users.get(user).copied()
+        };
+        let gid = if group == "root" {
+            Some(0)
+        } else {
+            self.opts.groups.get(group).copied()
+        };
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            return Err(LayerError::Bad {
+                package: pkg.to_owned(),
+                message: format!(
+                    "owner `{user}:{group}` is not in the setup package's /etc/passwd and /etc/group"
+                ),
+            });
+        };
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
+        h.set_username(user).map_err(io_err)?;
+        h.set_groupname(group).map_err(io_err)?;
+        Ok(h)
+    }
+
+    /// Adds one package's payload, skipping `skip` (paths a later package of this layer
+    /// writes). Returns the paths written.
+    pub fn add_package(
+        &mut self,
+        rpm: &mut RpmReader,
+        skip: &BTreeSet<String>,
+    ) -> Result<(), LayerError> {
+        let pkg = format!("{}-{}.{}", rpm.name, rpm.evr, rpm.arch);
+        let infos: HashMap<String, FileInfo> = rpm
+            .files
+            .iter()
+            .map(|f| (f.path.trim_start_matches('/').to_owned(), f.clone()))
+            .collect();
+        let unsafe_ = |path: &str, reason: String| LayerError::Unsafe {
+            package: pkg.clone(),
+            path: path.to_owned(),
+            reason,
+        };
+        // Hard-link sets awaiting their data member: ino → (names, members seen, nlink).
+        let mut links: BTreeMap<u32, (Vec<String>, u32, u32)> = BTreeMap::new();
+        let mut seen_here: BTreeSet<String> = BTreeSet::new();
+        while let Some(e) = rpm.next_entry()? {
+            let Entry {
+                name,
+                mode,
+                ino,
+                nlink,
+                size,
+                rdev_major,
+                rdev_minor,
+                ..
+            } = e;
+            let rel = normalize(&name).map_err(|r| unsafe_(&name, r))?;
+            if !seen_here.insert(rel.clone()) {
+                return Err(unsafe_(&rel, "the payload has it twice".into()));
+            }
+            let Some(info) = infos.get(&rel) else {
+                return Err(unsafe_(
+                    &rel,
+                    "the payload has a file the header does not list".into(),
+                ));
+            };
+            if info.ghost || skip.contains(&rel) {
+                continue;
+            }
+            let path = through_dir_links(&rel, &self.opts.dir_links);
+            // No entry may be written through a symlink another entry of this layer made.
+            let comps: Vec<&str> = path.split('/').collect();
+            for i in 1..comps.len() {
+                let prefix = comps[..i].join("/");
+                if self.symlinks.contains(&prefix) {
+                    return Err(unsafe_(
+                        &rel,
+                        format!("it would be written through the symlink `{prefix}`"),
+                    ));
+                }
+            }
+            if self.written.contains(&path) {
+                return Err(unsafe_(
+                    &rel,
+                    "another entry of this layer already wrote it".into(),
+                ));
+            }
+            let mut h = self.header(mode, &info.user, &info.group, &pkg)?;
+            match mode & 0o170000 {
+                0o040000 => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    self.tar
+                        .append_data(&mut h, format!("{path}/"), io::empty())
+                        .map_err(io_err)?;
+                }
+                0o120000 => {
+                    let mut target = String::new();
+                    rpm.data()
+                        .take(4096)
+                        .read_to_string(&mut target)
+                        .map_err(|e| unsafe_(&rel, format!("bad symlink data: {e}")))?;
+                    let target = info.linkto.clone().unwrap_or(target);
+                    if target.is_empty() || target.contains('\0') {
+                        return Err(unsafe_(&rel, "the symlink has no target".into()));
+                    }
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    self.tar
+                        .append_link(&mut h, &path, &target)
+                        .map_err(io_err)?;
+                    self.symlinks.insert(path.clone());
+                }
+                0o100000 => {
+                    if let Some(c) = &info.caps {
+                        let v = caps::xattr(c)
+                            .map_err(|m| unsafe_(&rel, format!("bad capabilities: {m}")))?;
+                        self.tar
+                            .append_pax_extensions([(
+                                "SCHILY.xattr.security.capability",
+                                v.as_slice(),
+                            )])
+                            .map_err(io_err)?;
+                    }
+                    if nlink > 1 {
+                        if nlink as usize > rpm.files.len() {
+                            return Err(unsafe_(
+                                &rel,
+                                format!("hard-link count {nlink} exceeds the package's files"),
+                            ));
+                        }
+                        let set = links.entry(ino).or_insert_with(|| (Vec::new(), 0, nlink));
+                        set.1 += 1;
+                        if size == 0 && set.1 < set.2 {
+                            set.0.push(path.clone());
+                            self.written.insert(path);
+                            continue;
+                        }
+                        // The data member: written first, then links for the others.
+                        h.set_entry_type(tar::EntryType::Regular);
+                        h.set_size(size);
+                        self.tar
+                            .append_data(&mut h, &path, rpm.data())
+                            .map_err(|e| unsafe_(&rel, e.to_string()))?;
+                        let (others, _, _) = links.remove(&ino).unwrap_or_default();
+                        for o in others {
+                            let oi = infos.get(&o).or(Some(info)).expect("present");
+                            let mut lh = self.header(mode, &oi.user, &oi.group, &pkg)?;
+                            lh.set_entry_type(tar::EntryType::Link);
+                            lh.set_size(0);
+                            self.tar.append_link(&mut lh, &o, &path).map_err(io_err)?;
+                        }
+                    } else {
+                        h.set_entry_type(tar::EntryType::Regular);
+                        h.set_size(size);
+                        self.tar
+                            .append_data(&mut h, &path, rpm.data())
+                            .map_err(|e| unsafe_(&rel, e.to_string()))?;
+                    }
+                }
+                t @ (0o020000 | 0o060000) => {
+                    h.set_entry_type(if t == 0o020000 {
+                        tar::EntryType::Char
+                    } else {
+                        tar::EntryType::Block
+                    });
+                    h.set_size(0);
+                    h.set_device_major(rdev_major).map_err(io_err)?;
+                    h.set_device_minor(rdev_minor).map_err(io_err)?;
+                    self.tar
+                        .append_data(&mut h, &path, io::empty())
+                        .map_err(io_err)?;
+                }
+                0o010000 => {
+                    h.set_entry_type(tar::EntryType::Fifo);
+                    h.set_size(0);
+                    self.tar
+                        .append_data(&mut h, &path, io::empty())
+                        .map_err(io_err)?;
+                }
+                other => return Err(unsafe_(&rel, format!("unsupported file type {other:o}"))),
+            }
+            self.written.insert(path);
+        }
+        if let Some((ino, (names, seen, nlink))) = links.into_iter().next() {
+            return Err(LayerError::Bad {
+                package: pkg,
+                message: format!(
+                    "hard-link set of inode {ino} ({}) has {seen} of {nlink} members and no data",
+                    names.join(", ")
+                ),
+            });
+        }
+        self.packages.push(pkg);
+        Ok(())
+    }
+
+    /// Adds a file that is not from a package (the job's own files).
+    pub fn add_file(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<(), LayerError> {
+        let rel = normalize(path).map_err(|reason| LayerError::Unsafe {
+            package: "job".into(),
+            path: path.into(),
+            reason,
+        })?;
+        // parent directories first
+        let parts: Vec<&str> = rel.split('/').collect();
+        for i in 1..parts.len() {
+            let dir = parts[..i].join("/");
+            let dir = through_dir_links(&dir, &self.opts.dir_links);
+            if self.written.insert(dir.clone()) {
+                let mut h = self.header(0o755, "root", "root", "job")?;
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                self.tar
+                    .append_data(&mut h, format!("{dir}/"), io::empty())
+                    .map_err(io_err)?;
+            }
+        }
+        let path = through_dir_links(&rel, &self.opts.dir_links);
+        let mut h = self.header(mode, "root", "root", "job")?;
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        self.tar.append_data(&mut h, &path, data).map_err(io_err)?;
+        self.written.insert(path);
+        Ok(())
+    }
+
+    /// Ends the archive; returns the output and the layer's identity.
+    pub fn finish(self) -> Result<(W, Layer), LayerError> {
+        let media_type = self.opts.media_type().to_owned();
+        let packages = self.packages;
+        let inner = self.tar.into_inner().map_err(io_err)?;
+        let (comp, diff_id, _) = inner.finish();
+        let outer = comp.finish().map_err(io_err)?;
+        let (out, digest, size) = outer.finish();
+        Ok((
+            out,
+            Layer {
+                digest,
+                diff_id,
+                size,
+                media_type,
+                packages,
+            },
+        ))
+    }
+}
+
+/// Owner or group names → ids.
+pub type IdMap = BTreeMap<String, u32>;
+
+/// Owners from a setup package's `/etc/passwd` and `/etc/group`.
+pub fn owners_from_setup(rpm: &mut RpmReader) -> Result<(IdMap, IdMap), LayerError> {
+    let (mut users, mut groups) = (BTreeMap::new(), BTreeMap::new());
+    while let Some(e) = rpm.next_entry()? {
+        let target = match e.name.as_str() {
+            "./etc/passwd" => &mut users,
+            "./etc/group" => &mut groups,
+            _ => continue,
+        };
+        let mut text = String::new();
+        rpm.data()
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| LayerError::Bad {
+                package: rpm.name.clone(),
+                message: format!("cannot read its passwd/group: {e}"),
+            })?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 3
+                && let Ok(id) = f[2].parse()
+            {
+                target.insert(f[0].to_owned(), id);
+            }
+        }
+    }
+    users.insert("root".into(), 0);
+    groups.insert("root".into(), 0);
+    Ok((users, groups))
+}
+
+/// Directory symlinks among the packages' files: a symlink whose target (resolved against
+/// its own directory) is a directory some package lists. `lib64` → `usr/lib64`.
+pub fn dir_links(files: &[&FileInfo]) -> BTreeMap<String, String> {
+    let dirs: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.mode & 0o170000 == 0o040000)
+        .map(|f| f.path.trim_start_matches('/').to_owned())
+        .collect();
+    let mut out = BTreeMap::new();
+    for f in files.iter().filter(|f| f.mode & 0o170000 == 0o120000) {
+        let Some(target) = &f.linkto else { continue };
+        let link = f.path.trim_start_matches('/');
+        let parent = link.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        let joined = if target.starts_with('/') {
+            target.trim_start_matches('/').to_owned()
+        } else if parent.is_empty() {
+            target.clone()
+        } else {
+            format!("{parent}/{target}")
+        };
+        let resolved = crate::elf::search::normalize(std::path::Path::new(&joined))
+            .to_string_lossy()
+            .into_owned();
+        if dirs.contains(&resolved) {
+            out.insert(link.to_owned(), resolved);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalising_paths() {
+        assert_eq!(normalize("./usr/bin/x").unwrap(), "usr/bin/x");
+        assert_eq!(normalize("etc/passwd").unwrap(), "etc/passwd");
+        for bad in [
+            "./../etc/x",
+            "./usr/../../x",
+            "./usr//x",
+            "./usr/./x",
+            "./a/.wh.b",
+            "",
+            "./",
+            "//etc",
+            "/etc/passwd",
+        ] {
+            assert!(normalize(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dir_link_resolution() {
+        let links = BTreeMap::from([
+            ("lib64".to_string(), "usr/lib64".to_string()),
+            ("bin".into(), "usr/bin".into()),
+        ]);
+        assert_eq!(
+            through_dir_links("lib64/libc.so.6", &links),
+            "usr/lib64/libc.so.6"
+        );
+        assert_eq!(through_dir_links("lib64", &links), "lib64");
+        assert_eq!(through_dir_links("usr/lib64/x", &links), "usr/lib64/x");
+    }
+}

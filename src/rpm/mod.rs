@@ -1,0 +1,344 @@
+//! RPM reading: the header through the `rpm` crate, the payload streamed entry by entry.
+//!
+//! [`RpmReader::open`] parses the lead, signature and header (`rpm::PackageMetadata`), then
+//! wraps the rest of the file in the payload's decompressor (gzip, xz, zstd, bzip2; legacy
+//! lzma is refused) and a cap at the size the header declares. [`RpmReader::next_entry`]
+//! yields cpio entries (`070701` newc, and rpm's `07070X` stripped form for large files) whose
+//! data is read straight from the stream: a payload is never held in memory.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::repo::decompress::Capped;
+
+/// Limits checked before anything is allocated from header values.
+pub mod limits {
+    /// Files in one package.
+    pub const MAX_FILES: usize = 1_000_000;
+    /// Length of a cpio entry name.
+    pub const MAX_NAME: usize = 4096;
+    /// Size of one file in a payload (rpm's own limit for newc is 4 GiB).
+    pub const MAX_FILE: u64 = 64 << 30;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpmError {
+    #[error("cannot read `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{}` is not a readable RPM: {message}", path.display())]
+    Header { path: PathBuf, message: String },
+    #[error("`{}` uses the legacy lzma payload compression, which pbsimage does not read", path.display())]
+    Lzma { path: PathBuf },
+    #[error("`{}`: bad payload: {message}", path.display())]
+    Payload { path: PathBuf, message: String },
+}
+
+/// One file of the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// As stored (`./usr/bin/x`); normalise before use.
+    pub name: String,
+    pub mode: u32,
+    pub ino: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub rdev_major: u32,
+    pub rdev_minor: u32,
+    /// Index in the header's file list (stripped payloads name files this way).
+    pub file_index: Option<usize>,
+}
+
+/// Per-file header data, by path as the header lists it (`/usr/bin/x`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub path: String,
+    pub mode: u32,
+    pub user: String,
+    pub group: String,
+    pub size: u64,
+    pub linkto: Option<String>,
+    pub caps: Option<String>,
+    pub ghost: bool,
+    pub rdev: u16,
+}
+
+/// A package being read.
+pub struct RpmReader {
+    pub path: PathBuf,
+    pub name: String,
+    pub evr: String,
+    pub arch: String,
+    pub files: Vec<FileInfo>,
+    payload: Box<dyn BufRead + Send>,
+    /// Bytes of data left in the current entry, and its padding.
+    pending: u64,
+    pad: u64,
+    done: bool,
+}
+
+fn hex_field(b: &[u8], i: usize) -> Result<u32, String> {
+    let s = std::str::from_utf8(&b[i * 8..i * 8 + 8]).map_err(|_| "cpio header is not ASCII")?;
+    u32::from_str_radix(s, 16).map_err(|_| format!("cpio header field `{s}` is not hex"))
+}
+
+impl RpmReader {
+    pub fn open(path: &Path) -> Result<RpmReader, RpmError> {
+        let io_err = |source| RpmError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let mut r = BufReader::with_capacity(256 * 1024, file);
+        let header = |message: String| RpmError::Header {
+            path: path.to_owned(),
+            message,
+        };
+        let meta = rpm::PackageMetadata::parse(&mut r).map_err(|e| header(e.to_string()))?;
+        let files = meta.get_file_entries().map_err(|e| header(e.to_string()))?;
+        if files.len() > limits::MAX_FILES {
+            return Err(header(format!(
+                "{} files (limit {})",
+                files.len(),
+                limits::MAX_FILES
+            )));
+        }
+        let files: Vec<FileInfo> = files
+            .iter()
+            .map(|f| FileInfo {
+                path: f.path().to_string_lossy().into_owned(),
+                mode: u32::from(u16::from(f.mode())),
+                user: f.user().to_owned(),
+                group: f.group().to_owned(),
+                size: f.size() as u64,
+                linkto: f.linkto().filter(|l| !l.is_empty()).map(str::to_owned),
+                caps: f.caps().filter(|c| !c.is_empty()).map(str::to_owned),
+                ghost: f.flags().contains(rpm::FileFlags::GHOST),
+                rdev: f.rdev(),
+            })
+            .collect();
+        let h = &meta.header;
+        let name = meta
+            .get_name()
+            .map_err(|e| header(e.to_string()))?
+            .to_owned();
+        let version = meta.get_version().map_err(|e| header(e.to_string()))?;
+        let release = meta.get_release().map_err(|e| header(e.to_string()))?;
+        let epoch = meta.get_epoch().ok().filter(|e| *e != 0);
+        let evr = match epoch {
+            Some(e) => format!("{e}:{version}-{release}"),
+            None => format!("{version}-{release}"),
+        };
+        let arch = meta.get_arch().unwrap_or("noarch").to_owned();
+        // The payload's uncompressed size, as declared: the decompressed stream may not exceed it.
+        let declared = h
+            .get_entry_data_as_u64(rpm::IndexTag::RPMTAG_LONGARCHIVESIZE)
+            .ok()
+            .or_else(|| {
+                h.get_entry_data_as_u32(rpm::IndexTag::RPMTAG_ARCHIVESIZE)
+                    .ok()
+                    .map(u64::from)
+            })
+            .or_else(|| {
+                meta.signature
+                    .get_entry_data_as_u64(rpm::IndexSignatureTag::RPMSIGTAG_LONGARCHIVESIZE)
+                    .ok()
+            })
+            .or_else(|| {
+                meta.signature
+                    .get_entry_data_as_u32(rpm::IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE)
+                    .ok()
+                    .map(u64::from)
+            });
+        // Without a declaration, bound by a generous ratio of the file size.
+        let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let cap = declared
+            .map(|d| d + 512)
+            .unwrap_or(file_len.saturating_mul(64).max(1 << 30));
+        let compressor = h
+            .get_entry_data_as_string(rpm::IndexTag::RPMTAG_PAYLOADCOMPRESSOR)
+            .unwrap_or("gzip")
+            .to_owned();
+        let payload: Box<dyn Read + Send> = match compressor.as_str() {
+            "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+            "xz" => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),
+            "zstd" => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(io_err)?),
+            "bzip2" => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
+            "lzma" => {
+                return Err(RpmError::Lzma {
+                    path: path.to_owned(),
+                });
+            }
+            "identity" | "none" => Box::new(r),
+            other => {
+                return Err(RpmError::Payload {
+                    path: path.to_owned(),
+                    message: format!("unknown payload compressor `{other}`"),
+                });
+            }
+        };
+        let capped = Capped::new(payload, cap);
+        Ok(RpmReader {
+            path: path.to_owned(),
+            name,
+            evr,
+            arch,
+            files,
+            payload: Box::new(BufReader::with_capacity(256 * 1024, capped)),
+            pending: 0,
+            pad: 0,
+            done: false,
+        })
+    }
+
+    fn bad(&self, message: impl Into<String>) -> RpmError {
+        RpmError::Payload {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn io(&self, e: io::Error) -> RpmError {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            self.bad("the payload ends early (truncated file?)")
+        } else {
+            self.bad(e.to_string())
+        }
+    }
+
+    /// Skips what is left of the current entry.
+    fn skip_rest(&mut self) -> Result<(), RpmError> {
+        let n = self.pending + self.pad;
+        if n > 0 {
+            let copied = io::copy(&mut (&mut self.payload).take(n), &mut io::sink())
+                .map_err(|e| self.io(e))?;
+            if copied != n {
+                return Err(self.bad("the payload ends inside an entry (truncated file?)"));
+            }
+        }
+        self.pending = 0;
+        self.pad = 0;
+        Ok(())
+    }
+
+    /// The next entry, or `None` after the trailer. Unread data of the previous entry is
+    /// skipped.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, RpmError> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip_rest()?;
+        let mut magic = [0u8; 6];
+        self.payload
+            .read_exact(&mut magic)
+            .map_err(|e| self.io(e))?;
+        match &magic {
+            b"070701" | b"070702" => {
+                let mut h = [0u8; 104];
+                self.payload.read_exact(&mut h).map_err(|e| self.io(e))?;
+                let f = |i| hex_field(&h, i).map_err(|m| self.bad(m));
+                let (ino, mode, nlink, size) = (f(0)?, f(1)?, f(4)?, u64::from(f(6)?));
+                let (rmaj, rmin, namesize) = (f(9)?, f(10)?, f(11)? as usize);
+                if namesize == 0 || namesize > limits::MAX_NAME {
+                    return Err(self.bad(format!("cpio name length {namesize} is out of range")));
+                }
+                let mut name = vec![0u8; namesize];
+                self.payload.read_exact(&mut name).map_err(|e| self.io(e))?;
+                if name.pop() != Some(0) || name.contains(&0) {
+                    return Err(self.bad("cpio name is not NUL-terminated or contains NUL"));
+                }
+                let name =
+                    String::from_utf8(name).map_err(|_| self.bad("cpio name is not UTF-8"))?;
+                // header (110) + name is padded to 4
+                let used = (110 + namesize) as u64;
+                let pad = (4 - used % 4) % 4;
+                let mut skip = [0u8; 3];
+                self.payload
+                    .read_exact(&mut skip[..pad as usize])
+                    .map_err(|e| self.io(e))?;
+                if name == "TRAILER!!!" {
+                    self.done = true;
+                    return Ok(None);
+                }
+                if size > limits::MAX_FILE {
+                    return Err(self.bad(format!("entry `{name}` claims {size} bytes")));
+                }
+                self.pending = size;
+                self.pad = (4 - size % 4) % 4;
+                Ok(Some(Entry {
+                    name,
+                    mode,
+                    ino,
+                    nlink,
+                    size,
+                    rdev_major: rmaj,
+                    rdev_minor: rmin,
+                    file_index: None,
+                }))
+            }
+            b"07070X" => {
+                // rpm's stripped header: the file index; everything else is in the header.
+                let mut h = [0u8; 8];
+                self.payload.read_exact(&mut h).map_err(|e| self.io(e))?;
+                let idx = hex_field(&h, 0).map_err(|m| self.bad(m))? as usize;
+                let info = self.files.get(idx).ok_or_else(|| {
+                    self.bad(format!(
+                        "stripped entry for file {idx}, beyond the header's list"
+                    ))
+                })?;
+                let is_reg = info.mode & 0o170000 == 0o100000;
+                let size = if is_reg { info.size } else { 0 };
+                let name = format!(".{}", info.path);
+                let mode = info.mode;
+                self.pending = size;
+                self.pad = (4 - size % 4) % 4;
+                Ok(Some(Entry {
+                    name,
+                    mode,
+                    ino: idx as u32,
+                    nlink: 1,
+                    size,
+                    rdev_major: u32::from(info.rdev >> 8),
+                    rdev_minor: u32::from(info.rdev & 0xff),
+                    file_index: Some(idx),
+                }))
+            }
+            other => Err(self.bad(format!(
+                "unknown cpio magic {:?}",
+                String::from_utf8_lossy(other)
+            ))),
+        }
+    }
+
+    /// A reader over the current entry's data.
+    pub fn data(&mut self) -> EntryData<'_> {
+        EntryData { r: self }
+    }
+}
+
+/// The data of the current entry; reading stops at its end.
+pub struct EntryData<'a> {
+    r: &'a mut RpmReader,
+}
+
+impl Read for EntryData<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.r.pending == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.r.pending as usize);
+        let n = self.r.payload.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "payload ends inside a file",
+            ));
+        }
+        self.r.pending -= n as u64;
+        Ok(n)
+    }
+}
