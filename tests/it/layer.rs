@@ -106,7 +106,7 @@ fn layers_match_rpm2cpio_for_every_payload_compression() {
         let rpm = rpm_path(&format!("special-{comp}-"));
         let d = tempfile::tempdir().unwrap();
         let blob = d.path().join("layer");
-        let layer = write_layer(&[rpm.clone()], options(Compression::Gzip), &blob);
+        let layer = write_layer(std::slice::from_ref(&rpm), options(Compression::Gzip), &blob);
         assert!(layer.digest.starts_with("sha256:") && layer.diff_id.starts_with("sha256:"));
         // The digest is of the blob, the diff_id of the uncompressed tar.
         let bytes = std::fs::read(&blob).unwrap();
