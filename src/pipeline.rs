@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::elf::Arch;
+use crate::fetch::download::{Download, DownloadError, Downloader};
 use crate::fetch::{FetchError, Transport};
 use crate::job::JobSpec;
+use crate::layer::plan::{self, BuiltLayer, JobFile, JobSource, LocalPackage, PlanError};
 use crate::needs::{Needs, NeedsAnalyzer, NeedsError};
 use crate::repo::{Repo, RepoError, RepoLoader};
 use crate::resolve::{Resolution, ResolveError, Resolver};
@@ -22,6 +24,10 @@ pub enum PipelineError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error("no repositories are enabled in {0}")]
@@ -35,6 +41,9 @@ impl PipelineError {
             PipelineError::Repo(e) => e.hint(),
             PipelineError::Resolve(e) => e.hint(),
             PipelineError::NoRepos(_) => Some("add a [[repo]] section to pipeline.toml".into()),
+            PipelineError::Download(DownloadError::Checksum { .. }) => {
+                Some("the mirror serves a different file than its metadata describes; try again or another mirror".into())
+            }
             _ => None,
         }
     }
@@ -199,5 +208,131 @@ impl Context {
             }
             r => Ok(r?),
         }
+    }
+}
+
+/// The layers of one job's image, bottom to top.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    pub layers: Vec<BuiltLayer>,
+    pub conflicts: Vec<String>,
+    pub options: crate::layer::LayerOptions,
+}
+
+impl Context {
+    /// Downloads the resolved packages into the cache (verified), plans and builds the
+    /// layers, and builds the job's own layer on top.
+    pub fn layers(
+        &self,
+        job: &JobSpec,
+        needs: &Needs,
+        res: &Resolution,
+    ) -> Result<Layers, PipelineError> {
+        let items: Vec<Download> = res
+            .packages
+            .iter()
+            .map(|p| {
+                let (algo, hex) = p
+                    .checksum
+                    .split_once(':')
+                    .unwrap_or(("sha256", &p.checksum));
+                Download {
+                    name: p.nevra.clone(),
+                    urls: vec![crate::repo::join_url(&p.base_url, &p.href)],
+                    checksum: crate::repo::checksum::Checksum::new(algo, hex)
+                        .expect("from metadata"),
+                    size: p.size,
+                }
+            })
+            .collect();
+        let downloader = Downloader {
+            transport: &self.transport,
+            cache: &self.cache,
+            concurrency: 4,
+        };
+        let paths = self.runtime.block_on(downloader.fetch_all(&items))?;
+        let locals: Vec<LocalPackage> = res
+            .packages
+            .iter()
+            .zip(paths)
+            .map(|(p, path)| {
+                let sha256 = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                LocalPackage {
+                    nevra: p.nevra.clone(),
+                    name: p.name.clone(),
+                    path,
+                    sha256,
+                    base: p.base,
+                }
+            })
+            .collect();
+        let s = &self.config.settings;
+        let epoch = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(s.image.source_date_epoch);
+        let (opts, files) = plan::options_for(&locals, epoch, s.image.compression)?;
+        let planned = plan::plan(&locals, s.image.max_layers);
+        let (mut layers, conflicts) = plan::build(&self.cache, &locals, &files, &planned, &opts)?;
+        layers.push(plan::build_job_layer(
+            &self.cache,
+            &opts,
+            &self.job_files(job, needs),
+        )?);
+        Ok(Layers {
+            layers,
+            conflicts,
+            options: opts,
+        })
+    }
+
+    /// The job's own files: the wrapper, the script, the binary and its bundled libraries.
+    pub fn job_files(&self, job: &JobSpec, needs: &Needs) -> Vec<JobFile> {
+        let dir = self
+            .config
+            .settings
+            .image
+            .job_dir
+            .trim_end_matches('/')
+            .to_owned();
+        let script_dir = job
+            .script
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .to_owned();
+        let mut files = vec![JobFile {
+            dest: crate::kube::WRAPPER_PATH.into(),
+            mode: 0o755,
+            source: JobSource::Bytes(crate::kube::WRAPPER_SCRIPT.as_bytes().to_vec()),
+        }];
+        let name = job
+            .script
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job.sh".into());
+        files.push(JobFile {
+            dest: format!("{dir}/{name}"),
+            mode: 0o755,
+            source: JobSource::Path(job.script.clone()),
+        });
+        if let Some(bin) = &job.binary {
+            let rel = bin.strip_prefix(&script_dir).unwrap_or(bin);
+            files.push(JobFile {
+                dest: format!("{dir}/{}", rel.display()),
+                mode: 0o755,
+                source: JobSource::Path(bin.clone()),
+            });
+        }
+        for b in &needs.bundled {
+            files.push(JobFile {
+                dest: format!("{dir}/{}", b.path.display()),
+                mode: 0o755,
+                source: JobSource::Path(script_dir.join(&b.path)),
+            });
+        }
+        files
     }
 }

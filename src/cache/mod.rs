@@ -47,9 +47,152 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
     }
 }
 
+/// Checks a sha256 digest (`sha256:<hex>` or bare hex) and returns the hex.
+pub fn sha256_hex(digest: &str) -> Result<&str, CacheError> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        Ok(hex)
+    } else {
+        Err(CacheError::BadName(digest.to_owned()))
+    }
+}
+
+/// An exclusive cross-process lock (flock), released when dropped.
+pub struct FileLock {
+    _file: std::fs::File,
+}
+
+/// What `pbsimage cache verify` found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Verification {
+    pub checked: usize,
+    pub bad: Vec<String>,
+}
+
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Cache {
         Cache { root: root.into() }
+    }
+
+    /// `blobs/sha256/`, created if missing.
+    pub fn blobs_dir(&self) -> Result<PathBuf, CacheError> {
+        self.dir(&["blobs", "sha256"])
+    }
+
+    /// Where the blob with this sha256 lives (it may not exist).
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, CacheError> {
+        Ok(self.blobs_dir()?.join(sha256_hex(digest)?))
+    }
+
+    /// Takes the named lock, waiting for other processes that hold it.
+    pub fn lock(&self, name: &str) -> Result<FileLock, CacheError> {
+        let dir = self.dir(&["locks"])?;
+        let path = dir.join(format!("{}.lock", path_segment(name)?));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            CacheError::Io {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// Removes temporary files older than `age` (left by killed processes).
+    pub fn sweep(&self, age: std::time::Duration) -> usize {
+        let mut removed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    stack.push(p);
+                } else if e.file_name().to_string_lossy().starts_with(".tmp-")
+                    && m.modified()
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|a| a > age)
+                    && std::fs::remove_file(&p).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Re-hashes every blob; a blob whose content does not match its name is reported.
+    pub fn verify(&self) -> Result<Verification, CacheError> {
+        let dir = self.blobs_dir()?;
+        let mut v = Verification::default();
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        names.sort();
+        for p in names {
+            let f = std::fs::File::open(&p).map_err(io(&p))?;
+            let (hex, _) = crate::repo::checksum::hash_reader(
+                std::io::BufReader::new(f),
+                crate::repo::checksum::Algo::Sha256,
+            )
+            .map_err(io(&p))?;
+            v.checked += 1;
+            if p.file_name().is_none_or(|n| n.to_string_lossy() != hex) {
+                v.bad.push(p.display().to_string());
+            }
+        }
+        // Indexes carry a CRC checked on open.
+        for idx in walk_files(&self.root.join(crate::repo::INDEX_BUCKET)) {
+            if idx.extension().is_some_and(|x| x == "idx") {
+                v.checked += 1;
+                if crate::repo::RepoIndex::open(&idx).is_none() {
+                    v.bad.push(idx.display().to_string());
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Removes blobs no record references; returns (removed, bytes freed).
+    pub fn gc(&self) -> Result<(usize, u64), CacheError> {
+        let mut keep = std::collections::BTreeSet::new();
+        for rec in walk_files(&self.root.join(crate::layer::plan::LAYER_BUCKET)) {
+            let text = std::fs::read_to_string(&rec).unwrap_or_default();
+            for tok in text.split(|c: char| !c.is_ascii_alphanumeric() && c != ':') {
+                if let Ok(h) = sha256_hex(tok) {
+                    keep.insert(h.to_owned());
+                }
+            }
+        }
+        let dir = self.blobs_dir()?;
+        let (mut removed, mut freed) = (0, 0);
+        for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) && sha256_hex(&name).is_ok() {
+                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                if std::fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        self.sweep(std::time::Duration::from_secs(3600));
+        Ok((removed, freed))
     }
 
     pub fn root(&self) -> &Path {
@@ -94,6 +237,23 @@ impl Cache {
             .tempfile_in(dir)
             .map_err(io(dir))
     }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Writes a file anywhere atomically: a temporary file beside it, then a rename.

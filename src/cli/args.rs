@@ -37,8 +37,13 @@ pub enum Command {
     Needs(NeedsArgs),
     /// Resolve a job's needs to packages from the configured repositories.
     Resolve(ResolveArgs),
+    /// Fetch the packages and build the image's layers (into the cache).
+    Layers(LayersArgs),
     /// Print the Kubernetes Job (or Pod) that runs a job from an image.
     Manifest(ManifestArgs),
+    /// Inspect and maintain the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
 }
 
 #[derive(Debug, Args)]
@@ -105,4 +110,26 @@ pub struct ResolveArgs {
     /// Use only cached repository metadata.
     #[arg(long)]
     pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LayersArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Use only cached repository metadata.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print the cache directory.
+    Dir,
+    /// Re-hash every blob and check every index; fails if any is damaged.
+    Verify,
+    /// Remove blobs no layer record references, and stale temporary files.
+    Gc,
 }

@@ -1,6 +1,8 @@
 //! The command line: arguments → settings → library calls. Nothing here does pipeline work.
 
 pub mod args;
+mod cache;
+mod layers;
 mod manifest;
 mod needs;
 mod parse;
@@ -84,6 +86,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Resolve(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;
             resolve::run(a, config, &printer)
+        }
+        Command::Layers(a) => {
+            let config = Config::discover(cli.global.config.as_deref())?;
+            layers::run(a, config, &printer)
+        }
+        Command::Cache(c) => {
+            let config = Config::discover(cli.global.config.as_deref())?;
+            cache::run(c, config, &printer)
         }
         Command::Manifest(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;

@@ -63,7 +63,9 @@ pub fn error(err: &anyhow::Error) -> String {
             }
         }
     }
-    for h in hints(err) {
+    let mut hs = hints(err);
+    hs.dedup();
+    for h in hs {
         let _ = writeln!(out, "{} {h}", paint("hint:", "1;36"));
     }
     out

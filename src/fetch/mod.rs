@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
+pub mod download;
+
 /// A URL that masks any `user:password@` when displayed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SafeUrl(pub String);
@@ -67,7 +69,7 @@ impl FetchError {
 /// How metadata and packages are fetched.
 #[derive(Clone)]
 pub struct Transport {
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     /// For repositories with `sslverify = false` only.
     unverified: reqwest::Client,
     pub retries: u32,

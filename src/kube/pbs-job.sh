@@ -52,8 +52,8 @@ if [ -n "${PBSIMAGE_ARRAY:-}" ]; then
     export PBS_ARRAYID PBS_ARRAY_INDEX
 fi
 
-# PBS_NODEFILE: one line per slot.
-mkdir -p "$tmp"
+# PBS_NODEFILE: one line per slot. (TMPDIR is an emptyDir; no mkdir needed or assumed.)
+[ -d "$tmp" ] || tmp=/tmp
 nodefile=$tmp/pbs_nodefile
 : >"$nodefile"
 if [ -n "${PBSIMAGE_PPN_LIST:-}" ]; then

@@ -10,6 +10,7 @@
 //! would put them.
 
 pub mod caps;
+pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};

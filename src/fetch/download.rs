@@ -1,0 +1,258 @@
+//! Downloading packages into the cache: bounded and concurrent (largest first), hashed while
+//! streaming, verified against the repository's checksum before the file gets its final
+//! name, resumed only on a matching `206 Content-Range`, and shared safely between
+//! processes (a per-blob lock; the second process finds the finished file).
+
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+
+use futures_util::StreamExt;
+
+use super::{FetchError, SafeUrl, Transport, file_path};
+use crate::cache::{Cache, CacheError};
+use crate::repo::checksum::{Algo, Checksum, Hasher};
+
+/// One package to fetch.
+#[derive(Debug, Clone)]
+pub struct Download {
+    /// For messages: the NEVRA.
+    pub name: String,
+    /// Candidate URLs, tried in order.
+    pub urls: Vec<String>,
+    /// The repository's checksum of the file (`pkgid`).
+    pub checksum: Checksum,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("`{name}`: every source failed:\n{}", errors.join("\n"))]
+    AllFailed { name: String, errors: Vec<String> },
+    #[error("checksum mismatch for `{name}` from `{url}`: expected {expected}, got {actual}")]
+    Checksum {
+        name: String,
+        url: SafeUrl,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("download task failed: {0}")]
+    Task(String),
+}
+
+/// Fetches packages into `blobs/sha256/`.
+pub struct Downloader<'a> {
+    pub transport: &'a Transport,
+    pub cache: &'a Cache,
+    pub concurrency: usize,
+}
+
+/// A sha256 hasher and the repository's (when it is not sha256) together.
+struct Hashes {
+    sha256: Hasher,
+    other: Option<Hasher>,
+}
+
+impl Hashes {
+    fn new(algo: Algo) -> Hashes {
+        Hashes {
+            sha256: Hasher::new(Algo::Sha256),
+            other: (algo != Algo::Sha256).then(|| Hasher::new(algo)),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        self.sha256.update(b);
+        if let Some(o) = &mut self.other {
+            o.update(b);
+        }
+    }
+    /// (sha256, the repository's algorithm)
+    fn finish(self) -> (String, String) {
+        let sha = self.sha256.finish_hex();
+        let other = self
+            .other
+            .map(|o| o.finish_hex())
+            .unwrap_or_else(|| sha.clone());
+        (sha, other)
+    }
+}
+
+impl Downloader<'_> {
+    /// Fetches all, largest first, at most `concurrency` at a time. Returns the blob paths
+    /// in the order of `items`.
+    pub async fn fetch_all(&self, items: &[Download]) -> Result<Vec<PathBuf>, DownloadError> {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| items[b].size.cmp(&items[a].size).then(a.cmp(&b)));
+        let results: Vec<(usize, Result<PathBuf, DownloadError>)> =
+            futures_util::stream::iter(order)
+                .map(|i| async move { (i, self.fetch(&items[i]).await) })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
+        let mut out = vec![PathBuf::new(); items.len()];
+        for (i, r) in results {
+            out[i] = r?;
+        }
+        Ok(out)
+    }
+
+    /// Fetches one package (or finds it in the cache).
+    pub async fn fetch(&self, d: &Download) -> Result<PathBuf, DownloadError> {
+        if d.checksum.algo == Algo::Sha256 {
+            let p = self.cache.blob_path(&d.checksum.hex)?;
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        // One process downloads a given package at a time; the others then find it.
+        let lock_name = format!("pkg-{}", d.checksum.hex);
+        let cache = self.cache.clone();
+        let _lock = tokio::task::spawn_blocking(move || cache.lock(&lock_name))
+            .await
+            .map_err(|e| DownloadError::Task(e.to_string()))??;
+        if d.checksum.algo == Algo::Sha256 {
+            let p = self.cache.blob_path(&d.checksum.hex)?;
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        let mut errors = Vec::new();
+        for url in &d.urls {
+            match self.fetch_from(d, url).await {
+                Ok(p) => return Ok(p),
+                Err(DownloadError::AllFailed { errors: e, .. }) => errors.extend(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DownloadError::AllFailed {
+            name: d.name.clone(),
+            errors,
+        })
+    }
+
+    async fn fetch_from(&self, d: &Download, url: &str) -> Result<PathBuf, DownloadError> {
+        let dir = self.cache.blobs_dir()?;
+        let mut tmp = self.cache.temp_in(&dir)?;
+        let fail = |e: String| DownloadError::AllFailed {
+            name: d.name.clone(),
+            errors: vec![format!("  {}: {e}", SafeUrl(url.to_owned()))],
+        };
+        let mut attempt = 0;
+        let hashes = loop {
+            match self
+                .stream_into(url, tmp.as_file_mut(), d.checksum.algo)
+                .await
+            {
+                Ok(h) => break h,
+                Err(e) if e.is_transient() && attempt + 1 < self.transport.retries => {
+                    attempt += 1;
+                    tracing::debug!("retrying {}: {e}", SafeUrl(url.to_owned()));
+                    tokio::time::sleep(self.transport.backoff * 2u32.pow(attempt - 1)).await;
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        };
+        let (sha, theirs) = hashes.finish();
+        if theirs != d.checksum.hex {
+            return Err(DownloadError::Checksum {
+                name: d.name.clone(),
+                url: SafeUrl(url.to_owned()),
+                expected: d.checksum.to_string(),
+                actual: format!("{}:{theirs}", d.checksum.algo.name()),
+            });
+        }
+        let dest = dir.join(&sha);
+        tmp.persist(&dest).map_err(|e| CacheError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(dest)
+    }
+
+    /// Streams `url` into `file` (appending after what a failed attempt left, when the
+    /// server answers the range request with a matching 206), hashing everything.
+    async fn stream_into(
+        &self,
+        url: &str,
+        file: &mut std::fs::File,
+        algo: Algo,
+    ) -> Result<Hashes, FetchError> {
+        let safe = || SafeUrl(url.to_owned());
+        let io = |source: std::io::Error| FetchError::File {
+            url: safe(),
+            source,
+        };
+        let mut hashes = Hashes::new(algo);
+        if let Some(path) = file_path(url) {
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            let mut src = std::fs::File::open(&path).map_err(io)?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = src.read(&mut buf).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                hashes.update(&buf[..n]);
+                file.write_all(&buf[..n]).map_err(io)?;
+            }
+            return Ok(hashes);
+        }
+        let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut req = self.transport.client.get(url);
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = req.send().await.map_err(|e| FetchError::Transport {
+            url: safe(),
+            message: e.to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        let resumed = have > 0
+            && status == 206
+            && resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(&format!("bytes {have}-")));
+        if resumed {
+            // Hash what is already there, then append.
+            file.rewind().map_err(io)?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = file.read(&mut buf).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                hashes.update(&buf[..n]);
+            }
+        } else {
+            // Not a resumption: start the file over.
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            if status == 206 {
+                return Err(FetchError::Transport {
+                    url: safe(),
+                    message: "unexpected partial content".into(),
+                });
+            }
+            if !(200..300).contains(&status) {
+                return Err(FetchError::Status {
+                    url: safe(),
+                    status,
+                });
+            }
+        }
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| FetchError::Transport {
+                url: safe(),
+                message: e.to_string(),
+            })?;
+            hashes.update(&chunk);
+            file.write_all(&chunk).map_err(io)?;
+        }
+        Ok(hashes)
+    }
+}

@@ -1,0 +1,359 @@
+//! The layer plan: which packages go into which layer, and building the layers (cached by
+//! content, in parallel).
+//!
+//! The `[base]` packages (and what they pull in) form one shared base layer, keyed by the
+//! sorted package checksums, so every image built from the same repository snapshot reuses
+//! it. Every other package gets its own layer keyed by its RPM checksum (the same RPM gives
+//! the same layer in every image) up to `max-layers`; beyond that the remaining packages are
+//! merged, in name order, into one layer. The job's own files are the top layer. Within a
+//! layer, a path two packages write goes to the later one, and the conflict is reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::{Layer, LayerError, LayerOptions, LayerWriter};
+use crate::cache::{Cache, CacheError};
+use crate::rpm::{FileInfo, RpmReader};
+
+/// Cache bucket of layer records (`<key>.json`).
+pub const LAYER_BUCKET: &str = "layers-v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("cannot read `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A package ready to be layered.
+#[derive(Debug, Clone)]
+pub struct LocalPackage {
+    pub nevra: String,
+    pub name: String,
+    /// The RPM file (in the cache).
+    pub path: PathBuf,
+    /// sha256 of the RPM file.
+    pub sha256: String,
+    pub base: bool,
+}
+
+/// One planned layer: indexes into the package list, in write order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLayer {
+    pub label: String,
+    pub packages: Vec<usize>,
+}
+
+/// Splits packages into layers: base, then one per package, merging past the budget.
+pub fn plan(packages: &[LocalPackage], max_layers: u32) -> Vec<PlannedLayer> {
+    let mut base: Vec<usize> = (0..packages.len()).filter(|&i| packages[i].base).collect();
+    let mut rest: Vec<usize> = (0..packages.len()).filter(|&i| !packages[i].base).collect();
+    let by_name = |v: &mut Vec<usize>| {
+        v.sort_by(|&a, &b| {
+            packages[a]
+                .name
+                .cmp(&packages[b].name)
+                .then(packages[a].nevra.cmp(&packages[b].nevra))
+        })
+    };
+    by_name(&mut base);
+    by_name(&mut rest);
+    let mut out = Vec::new();
+    if !base.is_empty() {
+        out.push(PlannedLayer {
+            label: "base".into(),
+            packages: base,
+        });
+    }
+    // One layer stays for the job's own files.
+    let budget = (max_layers as usize).saturating_sub(out.len() + 1).max(1);
+    if rest.len() > budget {
+        let merged = rest.split_off(budget - 1);
+        for i in rest {
+            out.push(PlannedLayer {
+                label: packages[i].nevra.clone(),
+                packages: vec![i],
+            });
+        }
+        out.push(PlannedLayer {
+            label: format!("{} merged packages", merged.len()),
+            packages: merged,
+        });
+    } else {
+        for i in rest {
+            out.push(PlannedLayer {
+                label: packages[i].nevra.clone(),
+                packages: vec![i],
+            });
+        }
+    }
+    out
+}
+
+/// Layer options for a package set: owners from `setup`, directory links from all headers.
+pub fn options_for(
+    packages: &[LocalPackage],
+    epoch: u64,
+    compression: crate::config::Compression,
+) -> Result<(LayerOptions, Vec<Vec<FileInfo>>), PlanError> {
+    let mut files = Vec::with_capacity(packages.len());
+    let (mut users, mut groups) = (
+        BTreeMap::from([("root".to_string(), 0)]),
+        BTreeMap::from([("root".to_string(), 0)]),
+    );
+    for p in packages {
+        let mut r = RpmReader::open(&p.path).map_err(LayerError::from)?;
+        if p.name == "setup" {
+            (users, groups) = super::owners_from_setup(&mut r)?;
+        }
+        files.push(r.files.clone());
+    }
+    let all: Vec<&FileInfo> = files.iter().flatten().collect();
+    let dir_links = super::dir_links(&all);
+    Ok((
+        LayerOptions {
+            epoch,
+            compression,
+            users,
+            groups,
+            dir_links,
+        },
+        files,
+    ))
+}
+
+/// The cache key of a layer: options fingerprint + the RPMs, in order.
+fn key(opts: &LayerOptions, packages: &[&LocalPackage]) -> String {
+    let mut h = Sha256::new();
+    h.update(opts.fingerprint());
+    for p in packages {
+        h.update(b"|");
+        h.update(&p.sha256);
+    }
+    hex::encode(h.finalize())
+}
+
+/// A built layer and whether the cache had it.
+#[derive(Debug, Clone)]
+pub struct BuiltLayer {
+    pub label: String,
+    pub layer: Layer,
+    pub path: PathBuf,
+    pub cached: bool,
+}
+
+/// Builds (or finds) every planned layer, in parallel. Returns them in plan order, with the
+/// conflicts found.
+pub fn build(
+    cache: &Cache,
+    packages: &[LocalPackage],
+    files: &[Vec<FileInfo>],
+    planned: &[PlannedLayer],
+    opts: &LayerOptions,
+) -> Result<(Vec<BuiltLayer>, Vec<String>), PlanError> {
+    let mut conflicts = Vec::new();
+    // Who writes each path, in plan order: later wins within a layer.
+    let mut owners: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for l in planned {
+        for &i in &l.packages {
+            for f in &files[i] {
+                if f.mode & 0o170000 != 0o040000 && !f.ghost {
+                    owners.entry(f.path.as_str()).or_default().push(i);
+                }
+            }
+        }
+    }
+    for (path, who) in &owners {
+        if who.len() > 1 {
+            let differ = who.windows(2).any(|w| {
+                let a = files[w[0]].iter().find(|f| f.path == *path);
+                let b = files[w[1]].iter().find(|f| f.path == *path);
+                a.map(|f| (&f.linkto, f.mode, f.size)) != b.map(|f| (&f.linkto, f.mode, f.size))
+            });
+            if differ {
+                conflicts.push(format!(
+                    "{path} is in {}; {} wins",
+                    who.iter()
+                        .map(|&i| packages[i].nevra.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    packages[*who.last().expect("non-empty")].nevra
+                ));
+            }
+        }
+    }
+    let records = cache.dir(&[LAYER_BUCKET])?;
+    let blobs = cache.blobs_dir()?;
+    let built: Vec<Result<BuiltLayer, PlanError>> = planned
+        .par_iter()
+        .map(|l| {
+            let pkgs: Vec<&LocalPackage> = l.packages.iter().map(|&i| &packages[i]).collect();
+            let k = key(opts, &pkgs);
+            let rec = records.join(format!("{k}.json"));
+            if let Some(layer) = std::fs::read(&rec)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
+            {
+                let path = cache.blob_path(&layer.digest)?;
+                if path.is_file() {
+                    return Ok(BuiltLayer {
+                        label: l.label.clone(),
+                        layer,
+                        path,
+                        cached: true,
+                    });
+                }
+            }
+            // Skip sets: a path a later package of this layer writes is left to it.
+            let mut later: BTreeSet<String> = BTreeSet::new();
+            let mut skips: Vec<BTreeSet<String>> = vec![BTreeSet::new(); l.packages.len()];
+            for (pos, &i) in l.packages.iter().enumerate().rev() {
+                let mine: BTreeSet<String> = files[i]
+                    .iter()
+                    .map(|f| f.path.trim_start_matches('/').to_owned())
+                    .collect();
+                skips[pos] = mine.intersection(&later).cloned().collect();
+                later.extend(mine);
+            }
+            let tmp = cache.temp_in(&blobs)?;
+            let mut w = LayerWriter::new(tmp, opts.clone())?;
+            for (pos, &i) in l.packages.iter().enumerate() {
+                let mut r = RpmReader::open(&packages[i].path).map_err(LayerError::from)?;
+                w.add_package(&mut r, &skips[pos])?;
+            }
+            let (tmp, layer) = w.finish()?;
+            let path = cache.blob_path(&layer.digest)?;
+            tmp.persist(&path).map_err(|e| CacheError::Io {
+                path: path.clone(),
+                source: e.error,
+            })?;
+            let mut record = serde_json::to_value(&layer).expect("serializable");
+            record["sources"] = serde_json::json!(
+                pkgs.iter()
+                    .map(|p| format!("sha256:{}", p.sha256))
+                    .collect::<Vec<_>>()
+            );
+            cache.write_atomic(
+                &records,
+                &format!("{k}.json"),
+                record.to_string().as_bytes(),
+            )?;
+            Ok(BuiltLayer {
+                label: l.label.clone(),
+                layer,
+                path,
+                cached: false,
+            })
+        })
+        .collect();
+    let built = built.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok((built, conflicts))
+}
+
+/// A file of the job's own layer.
+pub struct JobFile {
+    /// Absolute path in the image.
+    pub dest: String,
+    pub mode: u32,
+    pub source: JobSource,
+}
+
+pub enum JobSource {
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// Builds the job's layer (script, binary, bundled libraries, the wrapper).
+pub fn build_job_layer(
+    cache: &Cache,
+    opts: &LayerOptions,
+    files: &[JobFile],
+) -> Result<BuiltLayer, PlanError> {
+    let blobs = cache.blobs_dir()?;
+    let tmp = cache.temp_in(&blobs)?;
+    let mut w = LayerWriter::new(tmp, opts.clone())?;
+    let mut sorted: Vec<&JobFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.dest.cmp(&b.dest));
+    for f in sorted {
+        let data = match &f.source {
+            JobSource::Bytes(b) => b.clone(),
+            JobSource::Path(p) => std::fs::read(p).map_err(|source| PlanError::Io {
+                path: p.clone(),
+                source,
+            })?,
+        };
+        w.add_file(f.dest.trim_start_matches('/'), f.mode, &data)?;
+    }
+    let (tmp, layer) = w.finish()?;
+    let path = cache.blob_path(&layer.digest)?;
+    tmp.persist(&path).map_err(|e| CacheError::Io {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    Ok(BuiltLayer {
+        label: "job".into(),
+        layer,
+        path,
+        cached: false,
+    })
+}
+
+/// sha256 of a file.
+pub fn file_sha256(path: &Path) -> Result<String, PlanError> {
+    let f = std::fs::File::open(path).map_err(|source| PlanError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    crate::repo::checksum::hash_reader(
+        std::io::BufReader::new(f),
+        crate::repo::checksum::Algo::Sha256,
+    )
+    .map(|(h, _)| h)
+    .map_err(|source| PlanError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, base: bool) -> LocalPackage {
+        LocalPackage {
+            nevra: format!("{name}-1-1.x86_64"),
+            name: name.into(),
+            path: PathBuf::new(),
+            sha256: String::new(),
+            base,
+        }
+    }
+
+    #[test]
+    fn budget_merges_the_tail() {
+        let p: Vec<LocalPackage> = ["glibc", "bash", "b", "a", "d", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| pkg(n, i < 2))
+            .collect();
+        let l = plan(&p, 64);
+        assert_eq!(l.len(), 5);
+        assert_eq!(l[0].label, "base");
+        assert_eq!(l[0].packages, [1, 0]); // bash, glibc
+        assert_eq!(l[1].label, "a-1-1.x86_64");
+        let l = plan(&p, 4); // base + 2 + job
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[1].label, "a-1-1.x86_64");
+        assert_eq!(l[2].label, "3 merged packages");
+    }
+}
