@@ -324,15 +324,6 @@ impl<W: Write> LayerWriter<W> {
             if !seen_here.insert(rel.clone()) {
                 return Err(unsafe_(&rel, "the payload has it twice".into()));
             }
-            let Some(info) = infos.get(&rel) else {
-                return Err(unsafe_(
-                    &rel,
-                    "the payload has a file the header does not list".into(),
-                ));
-            };
-            if info.ghost || skip.contains(&rel) {
-                continue;
-            }
             let path = through_dir_links(&rel, &self.opts.dir_links);
             // No entry may be written through a symlink another entry of this layer made.
             let comps: Vec<&str> = path.split('/').collect();
@@ -350,6 +341,15 @@ impl<W: Write> LayerWriter<W> {
                     &rel,
                     "another entry of this layer already wrote it".into(),
                 ));
+            }
+            let Some(info) = infos.get(&rel) else {
+                return Err(unsafe_(
+                    &rel,
+                    "the payload has a file the header does not list".into(),
+                ));
+            };
+            if info.ghost || skip.contains(&rel) {
+                continue;
             }
             let mut h = self.header(mode, &info.user, &info.group, &pkg)?;
             match mode & 0o170000 {

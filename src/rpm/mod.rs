@@ -34,8 +34,12 @@ pub enum RpmError {
     Header { path: PathBuf, message: String },
     #[error("`{}` uses the legacy lzma payload compression, which pbsimage does not read", path.display())]
     Lzma { path: PathBuf },
-    #[error("`{}`: bad payload: {message}", path.display())]
-    Payload { path: PathBuf, message: String },
+    #[error("package `{package}` (`{}`): bad payload: {message}", path.display())]
+    Payload {
+        path: PathBuf,
+        package: String,
+        message: String,
+    },
 }
 
 /// One file of the payload.
@@ -177,6 +181,7 @@ impl RpmReader {
             other => {
                 return Err(RpmError::Payload {
                     path: path.to_owned(),
+                    package: name,
                     message: format!("unknown payload compressor `{other}`"),
                 });
             }
@@ -198,6 +203,7 @@ impl RpmReader {
     fn bad(&self, message: impl Into<String>) -> RpmError {
         RpmError::Payload {
             path: self.path.clone(),
+            package: format!("{}-{}.{}", self.name, self.evr, self.arch),
             message: message.into(),
         }
     }

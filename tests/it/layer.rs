@@ -229,3 +229,374 @@ fn layers_are_reproducible_and_independent_of_umask_and_tz() {
     );
     assert_ne!(z1.digest, a.digest);
 }
+
+/// A job directory (the paper's Fibonacci job, compiled) and a config for the fixture repo.
+fn fib_job(repo: &Path, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    for f in ["job.sh", "fib.cpp"] {
+        std::fs::copy(
+            Path::new("fixtures/jobs/paper-listing3-fib").join(f),
+            d.path().join(f),
+        )
+        .unwrap();
+    }
+    require("g++", "g++");
+    run_ok(
+        Command::new("g++")
+            .args(["-O2", "-o", "a.out", "fib.cpp"])
+            .current_dir(d.path()),
+    );
+    let cfg = d.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(
+            &[("fixture", format!("file://{}", repo.display()))],
+            cache,
+            "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
+        ),
+    )
+    .unwrap();
+    let script = d.path().join("job.sh");
+    (d, cfg, script)
+}
+
+fn layers_json(cfg: &Path, script: &Path) -> serde_json::Value {
+    let o = pbsimage(&[
+        "-q",
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        "--json",
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn digests(v: &serde_json::Value) -> Vec<String> {
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_paper_job_runs_in_a_root_unpacked_from_its_layers() {
+    assert!(
+        rustix::process::getuid().is_root(),
+        "this test runs the job with chroot, which needs root (CI runs as root)"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    let v = layers_json(&cfg, &script);
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.first().unwrap()["label"], "base");
+    assert_eq!(layers.last().unwrap()["label"], "job");
+    let root = tempfile::tempdir().unwrap();
+    for l in layers {
+        run_ok(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(l["path"].as_str().unwrap())
+                .args(["--numeric-owner", "-p", "-C"])
+                .arg(root.path()),
+        );
+    }
+    require("/usr/sbin/chroot", "coreutils");
+    let o = run_ok(
+        Command::new("/usr/sbin/chroot")
+            .arg(root.path())
+            .arg(pbsimage::kube::WRAPPER_PATH)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("PBSIMAGE_SCRIPT", "/pbs/job/job.sh")
+            .env("PBSIMAGE_SHELL", "/bin/bash")
+            .env("PBS_O_WORKDIR", "/pbs/job")
+            .env("PBS_JOBNAME", "fib")
+            .env("TMPDIR", "/tmp"),
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "0 1 1 2 3 5\n");
+    // A second build finds every package layer in the cache and gives the same digests.
+    let again = layers_json(&cfg, &script);
+    assert_eq!(digests(&again), digests(&v));
+    assert!(
+        again["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["label"] != "job")
+            .all(|l| l["cached"] == true)
+    );
+    let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn a_tampered_package_is_refused_before_it_lands() {
+    let repo = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fixture_repos().join("main")).unwrap() {
+        let p = e.unwrap().path();
+        let dest = repo.path().join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, dest.join(f.file_name().unwrap())).unwrap();
+            }
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+    let victim = std::fs::read_dir(repo.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("libstdc++-")
+        })
+        .unwrap();
+    let mut b = std::fs::read(&victim).unwrap();
+    let n = b.len();
+    b[n - 10] ^= 0xff;
+    std::fs::write(&victim, b).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(repo.path(), cache.path());
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        script.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("checksum mismatch for `libstdc++-") && e.contains("hint:"),
+        "{e}"
+    );
+    let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
+    assert!(o.status.success(), "a bad download landed: {}", stdout(&o));
+}
+
+#[test]
+fn concurrent_builds_share_one_cache() {
+    let repo = fixture_repos().join("main");
+    let shared = tempfile::tempdir().unwrap();
+    let alone = tempfile::tempdir().unwrap();
+    let (_d1, cfg_alone, script) = fib_job(&repo, alone.path());
+    let want = digests(&layers_json(&cfg_alone, &script));
+    let (_d2, cfg, script) = fib_job(&repo, shared.path());
+    let children: Vec<std::process::Child> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+                .args([
+                    "-q",
+                    "--config",
+                    cfg.to_str().unwrap(),
+                    "layers",
+                    "--json",
+                    script.to_str().unwrap(),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(digests(&v), want);
+    }
+    let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn a_killed_build_leaves_no_partial_entry() {
+    let repo = fixture_repos().join("main");
+    let reference = tempfile::tempdir().unwrap();
+    let (_d0, cfg0, script0) = fib_job(&repo, reference.path());
+    let want = digests(&layers_json(&cfg0, &script0));
+    for delay_ms in [30u64, 120, 250, 400] {
+        let cache = tempfile::tempdir().unwrap();
+        let (_d, cfg, script) = fib_job(&repo, cache.path());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+            .args([
+                "-q",
+                "--config",
+                cfg.to_str().unwrap(),
+                "layers",
+                script.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Whatever carries a final name is complete and correct.
+        let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
+        assert!(
+            o.status.success(),
+            "after a kill at {delay_ms} ms: {}",
+            stdout(&o)
+        );
+        assert_eq!(
+            digests(&layers_json(&cfg, &script)),
+            want,
+            "rerun after a kill at {delay_ms} ms"
+        );
+    }
+}
+
+/// One cpio newc entry.
+fn cpio_entry(out: &mut Vec<u8>, name: &str, mode: u32, ino: u32, nlink: u32, data: &[u8]) {
+    let namesize = name.len() + 1;
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        nlink,
+        315_532_800,
+        data.len() as u32,
+        0,
+        0,
+        0,
+        0,
+        namesize as u32,
+        0,
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08X}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    while !(out.len()).is_multiple_of(4) {
+        out.push(0);
+    }
+    out.extend_from_slice(data);
+    while !(out.len()).is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+/// A copy of a real (rpmbuild) package whose payload is replaced by `entries` (gzip cpio).
+fn with_payload(base: &Path, entries: &[(&str, u32, u32, u32, Vec<u8>)], dest: &Path) {
+    let bytes = std::fs::read(base).unwrap();
+    let mut cur = std::io::Cursor::new(&bytes[..]);
+    rpm::PackageMetadata::parse(&mut cur).unwrap();
+    let header_end = cur.position() as usize;
+    let mut cpio = Vec::new();
+    for (name, mode, ino, nlink, data) in entries {
+        cpio_entry(&mut cpio, name, *mode, *ino, *nlink, data);
+    }
+    cpio_entry(&mut cpio, "TRAILER!!!", 0, 0, 1, b"");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut e, &cpio).unwrap();
+    let mut out = bytes[..header_end].to_vec();
+    out.extend(e.finish().unwrap());
+    std::fs::write(dest, out).unwrap();
+}
+
+#[test]
+fn hostile_payloads_are_refused_and_nothing_escapes() {
+    let base = rpm_path("special-gz-");
+    let d = tempfile::tempdir().unwrap();
+    let sentinel = d.path().join("sentinel");
+    std::fs::create_dir(&sentinel).unwrap();
+    std::fs::write(sentinel.join("keep"), b"untouched").unwrap();
+    let file = 0o100644;
+    let cases: Vec<(&str, Vec<(&str, u32, u32, u32, Vec<u8>)>, &str)> = vec![
+        (
+            "dotdot",
+            vec![("./../../sentinel/keep", file, 1, 1, b"pwned".to_vec())],
+            "`..` component",
+        ),
+        (
+            "absolute",
+            vec![("/etc/special.conf", file, 1, 1, b"x".to_vec())],
+            "is absolute",
+        ),
+        (
+            "whiteout",
+            vec![("./usr/bin/.wh.hl-a", file, 1, 1, b"".to_vec())],
+            "whiteouts",
+        ),
+        (
+            "through a symlink",
+            vec![
+                (
+                    "./usr/lib64/libspecial.so.1",
+                    0o120777,
+                    1,
+                    1,
+                    b"/etc".to_vec(),
+                ),
+                (
+                    "./usr/lib64/libspecial.so.1/passwd",
+                    file,
+                    2,
+                    1,
+                    b"root::0:0::/:/bin/sh\n".to_vec(),
+                ),
+            ],
+            "through the symlink `usr/lib64/libspecial.so.1`",
+        ),
+        (
+            "hard link to nowhere",
+            vec![("./usr/bin/hl-a", file, 77, 2, b"".to_vec())],
+            "has 1 of 2 members and no data",
+        ),
+        (
+            "duplicate",
+            vec![
+                ("./etc/special.conf", file, 1, 1, b"a".to_vec()),
+                ("./etc/special.conf", file, 2, 1, b"b".to_vec()),
+            ],
+            "has it twice",
+        ),
+        (
+            "unlisted",
+            vec![(
+                "./usr/bin/backdoor",
+                0o104755,
+                1,
+                1,
+                b"#!/bin/sh\n".to_vec(),
+            )],
+            "does not list",
+        ),
+        (
+            "larger than declared",
+            vec![("./usr/lib64/big.dat", file, 1, 1, vec![b'x'; 8 << 20])],
+            "exceeds the limit",
+        ),
+    ];
+    for (name, entries, want) in cases {
+        let evil = d.path().join(format!("{}.rpm", name.replace(' ', "-")));
+        with_payload(&base, &entries, &evil);
+        let out = d.path().join("layer");
+        let f = std::fs::File::create(&out).unwrap();
+        let mut w = LayerWriter::new(f, options(Compression::Gzip)).unwrap();
+        let mut r = RpmReader::open(&evil).unwrap();
+        let err = w
+            .add_package(&mut r, &BTreeSet::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            err.contains("special-gz"),
+            "{name} names the package: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(sentinel.join("keep")).unwrap(), b"untouched");
+    assert_eq!(std::fs::read_dir(&sentinel).unwrap().count(), 1);
+}
