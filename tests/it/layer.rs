@@ -455,6 +455,9 @@ fn a_killed_build_leaves_no_partial_entry() {
     }
 }
 
+/// A crafted cpio entry: (name, mode, inode, nlink, data).
+type CpioSpec<'a> = (&'a str, u32, u32, u32, Vec<u8>);
+
 /// One cpio newc entry.
 fn cpio_entry(out: &mut Vec<u8>, name: &str, mode: u32, ino: u32, nlink: u32, data: &[u8]) {
     let namesize = name.len() + 1;
@@ -489,7 +492,7 @@ fn cpio_entry(out: &mut Vec<u8>, name: &str, mode: u32, ino: u32, nlink: u32, da
 }
 
 /// A copy of a real (rpmbuild) package whose payload is replaced by `entries` (gzip cpio).
-fn with_payload(base: &Path, entries: &[(&str, u32, u32, u32, Vec<u8>)], dest: &Path) {
+fn with_payload(base: &Path, entries: &[CpioSpec<'_>], dest: &Path) {
     let bytes = std::fs::read(base).unwrap();
     let mut cur = std::io::Cursor::new(&bytes[..]);
     rpm::PackageMetadata::parse(&mut cur).unwrap();
@@ -514,7 +517,7 @@ fn hostile_payloads_are_refused_and_nothing_escapes() {
     std::fs::create_dir(&sentinel).unwrap();
     std::fs::write(sentinel.join("keep"), b"untouched").unwrap();
     let file = 0o100644;
-    let cases: Vec<(&str, Vec<(&str, u32, u32, u32, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<CpioSpec<'_>>, &str)> = vec![
         (
             "dotdot",
             vec![("./../../sentinel/keep", file, 1, 1, b"pwned".to_vec())],
