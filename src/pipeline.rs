@@ -92,8 +92,14 @@ impl Context {
             .enable_all()
             .build()
             .map_err(PipelineError::Runtime)?;
+        let cache = Cache::new(config.cache_dir());
+        // Temporary files of processes killed more than an hour ago.
+        let swept = cache.sweep(std::time::Duration::from_secs(3600));
+        if swept > 0 {
+            tracing::debug!("removed {swept} stale temporary files from the cache");
+        }
         Ok(Context {
-            cache: Cache::new(config.cache_dir()),
+            cache,
             config,
             transport,
             options,

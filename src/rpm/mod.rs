@@ -20,6 +20,92 @@ pub mod limits {
     pub const MAX_NAME: usize = 4096;
     /// Size of one file in a payload (rpm's own limit for newc is 4 GiB).
     pub const MAX_FILE: u64 = 64 << 30;
+    /// Index entries in one header (real packages have a few hundred).
+    pub const MAX_TAGS: u32 = 65_536;
+    /// Data store of one header (a large package's file lists take a few MiB).
+    pub const MAX_STORE: u32 = 256 << 20;
+}
+
+/// Checks the lead and both headers' structure before the rpm crate reads them: counts and
+/// sizes within limits, and every index entry's data inside the store (the crate slices
+/// without checking, and panics on a hostile offset).
+fn check_headers(mut r: impl Read) -> Result<(), String> {
+    let mut lead = [0u8; 96];
+    r.read_exact(&mut lead)
+        .map_err(|_| "the file is shorter than an RPM lead".to_string())?;
+    if lead[..4] != [0xed, 0xab, 0xee, 0xdb] {
+        return Err("no RPM lead magic".into());
+    }
+    for (which, pad) in [("signature", true), ("main", false)] {
+        let mut intro = [0u8; 16];
+        r.read_exact(&mut intro)
+            .map_err(|_| format!("the file ends before the {which} header"))?;
+        if intro[..3] != [0x8e, 0xad, 0xe8] {
+            return Err(format!("no {which} header magic"));
+        }
+        let be = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
+        let (count, store) = (be(&intro[8..12]), be(&intro[12..16]));
+        if count > limits::MAX_TAGS || store > limits::MAX_STORE {
+            return Err(format!(
+                "the {which} header claims {count} tags and {store} bytes of data"
+            ));
+        }
+        let mut index = vec![0u8; count as usize * 16];
+        r.read_exact(&mut index)
+            .map_err(|_| format!("the file ends inside the {which} header index"))?;
+        let mut data = vec![0u8; store as usize];
+        r.read_exact(&mut data)
+            .map_err(|_| format!("the file ends inside the {which} header data"))?;
+        for e in index.chunks_exact(16) {
+            let (tag, ty, off, n) = (
+                be(&e[0..4]),
+                be(&e[4..8]),
+                be(&e[8..12]) as usize,
+                be(&e[12..16]) as usize,
+            );
+            let bad = || format!("{which} header tag {tag} (type {ty}) points outside its data");
+            if off > data.len() {
+                return Err(bad());
+            }
+            let fixed = match ty {
+                0 => Some(0),
+                1 | 2 | 7 => Some(1),
+                3 => Some(2),
+                4 => Some(4),
+                5 => Some(8),
+                6 | 8 | 9 => None,
+                _ => return Err(format!("{which} header tag {tag} has unknown type {ty}")),
+            };
+            match fixed {
+                Some(size) => {
+                    let end = n
+                        .checked_mul(size)
+                        .and_then(|l| l.checked_add(off))
+                        .ok_or_else(bad)?;
+                    if end > data.len() {
+                        return Err(bad());
+                    }
+                }
+                None => {
+                    // `n` NUL-terminated strings must fit.
+                    let strings = if ty == 6 { 1 } else { n };
+                    let nuls = data[off..]
+                        .iter()
+                        .filter(|&&b| b == 0)
+                        .take(strings)
+                        .count();
+                    if nuls < strings {
+                        return Err(bad());
+                    }
+                }
+            }
+        }
+        if pad {
+            let skip = (8 - (u64::from(store) % 8)) % 8;
+            io::copy(&mut (&mut r).take(skip), &mut io::sink()).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +182,14 @@ impl RpmReader {
             path: path.to_owned(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
-        let mut r = BufReader::with_capacity(256 * 1024, file);
         let header = |message: String| RpmError::Header {
             path: path.to_owned(),
             message,
         };
+        // The rpm crate trusts the counts in a header (it overflows on hostile ones).
+        check_headers(BufReader::new(File::open(path).map_err(io_err)?)).map_err(header)?;
+        let file = File::open(path).map_err(io_err)?;
+        let mut r = BufReader::with_capacity(256 * 1024, file);
         let meta = rpm::PackageMetadata::parse(&mut r).map_err(|e| header(e.to_string()))?;
         let files = meta.get_file_entries().map_err(|e| header(e.to_string()))?;
         if files.len() > limits::MAX_FILES {

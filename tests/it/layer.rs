@@ -603,3 +603,66 @@ fn hostile_payloads_are_refused_and_nothing_escapes() {
     assert_eq!(std::fs::read(sentinel.join("keep")).unwrap(), b"untouched");
     assert_eq!(std::fs::read_dir(&sentinel).unwrap().count(), 1);
 }
+
+#[test]
+fn implausible_headers_are_refused_before_allocation() {
+    let base = std::fs::read(rpm_path("special-gz-")).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    // The signature header's index count (after the 96-byte lead and 8 magic bytes).
+    let mut huge = base.clone();
+    huge[104..108].copy_from_slice(&u32::MAX.to_be_bytes());
+    let p = d.path().join("huge.rpm");
+    std::fs::write(&p, &huge).unwrap();
+    let err = RpmReader::open(&p).err().unwrap().to_string();
+    assert!(err.contains("claims 4294967295 tags"), "{err}");
+    for (name, bytes) in [
+        ("empty.rpm", Vec::new()),
+        ("short.rpm", base[..50].to_vec()),
+        ("cut.rpm", base[..200].to_vec()),
+    ] {
+        let p = d.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let err = RpmReader::open(&p).err().unwrap().to_string();
+        assert!(
+            err.contains(name) && err.contains("not a readable RPM"),
+            "{name}: {err}"
+        );
+    }
+    // A truncated payload is an error, not a short layer.
+    let p = d.path().join("truncated.rpm");
+    std::fs::write(&p, &base[..base.len() - 200]).unwrap();
+    let mut r = RpmReader::open(&p).unwrap();
+    let f = std::fs::File::create(d.path().join("l")).unwrap();
+    let mut w = LayerWriter::new(f, options(Compression::Gzip)).unwrap();
+    assert!(w.add_package(&mut r, &BTreeSet::new()).is_err());
+}
+
+#[test]
+fn mutated_packages_never_panic() {
+    let base = std::fs::read(rpm_path("special-gz-")).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("m.rpm");
+    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let header_span = 4096.min(base.len());
+    let rounds: usize = std::env::var("PBSIMAGE_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for _ in 0..rounds {
+        let mut m = base.clone();
+        for _ in 0..(1 + next() % 8) {
+            let i = (next() as usize) % header_span;
+            m[i] = next() as u8;
+        }
+        std::fs::write(&p, &m).unwrap();
+        if let Ok(mut r) = RpmReader::open(&p) {
+            while let Ok(Some(_)) = r.next_entry() {}
+        }
+    }
+}
