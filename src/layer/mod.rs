@@ -21,7 +21,7 @@ use crate::config::Compression;
 use crate::rpm::{Entry, FileInfo, RpmError, RpmReader};
 
 /// Bumped whenever the bytes a layer gets could change; part of every layer cache key.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -76,8 +76,100 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Size of the independently compressed gzip members of a layer.
+pub const GZIP_CHUNK: usize = 4 << 20;
+
+/// gzip on several cores: the stream is cut every [`GZIP_CHUNK`] bytes and each piece is
+/// compressed as its own gzip member (mtime 0) on a worker thread; members are written in
+/// order. Concatenated members are one valid gzip stream (RFC 1952; Go's compress/gzip, as in
+/// containerd and skopeo, reads them), and fixed cut points keep the bytes the same on every
+/// machine and thread count.
+pub struct ParallelGzip<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    level: u32,
+    /// Pieces in flight, oldest first.
+    pending: std::collections::VecDeque<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    workers: usize,
+}
+
+fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut e = flate2::GzBuilder::new().mtime(0).write(
+        Vec::with_capacity(data.len() / 2 + 64),
+        flate2::Compression::new(level),
+    );
+    e.write_all(data)?;
+    e.finish()
+}
+
+impl<W: Write> ParallelGzip<W> {
+    pub fn new(out: W, level: u32) -> Self {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .max(1);
+        ParallelGzip {
+            out,
+            buf: Vec::with_capacity(GZIP_CHUNK),
+            level,
+            pending: Default::default(),
+            workers,
+        }
+    }
+
+    fn dispatch(&mut self) -> io::Result<()> {
+        // Keep at most `workers` pieces in flight: memory stays bounded.
+        while self.pending.len() >= self.workers {
+            self.drain_one()?;
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
+        let level = self.level;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let _ = tx.send(gzip_member(&data, level));
+        });
+        self.pending.push_back(rx);
+        Ok(())
+    }
+
+    fn drain_one(&mut self) -> io::Result<()> {
+        if let Some(rx) = self.pending.pop_front() {
+            let member = rx
+                .recv()
+                .map_err(|_| io::Error::other("a compression thread died"))??;
+            self.out.write_all(&member)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() || self.pending.is_empty() {
+            self.dispatch()?;
+        }
+        while !self.pending.is_empty() {
+            self.drain_one()?;
+        }
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for ParallelGzip<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = GZIP_CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == GZIP_CHUNK {
+            self.dispatch()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 enum Compressor<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -230,11 +322,7 @@ impl<W: Write> LayerWriter<W> {
     pub fn new(out: W, opts: LayerOptions) -> Result<LayerWriter<W>, LayerError> {
         let outer = HashingWriter::new(out);
         let comp = match opts.compression {
-            Compression::Gzip => Compressor::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(outer, flate2::Compression::new(6)),
-            ),
+            Compression::Gzip => Compressor::Gzip(ParallelGzip::new(outer, 6)),
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(outer, 3).map_err(io_err)?;
                 e.include_checksum(false).map_err(io_err)?;

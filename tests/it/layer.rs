@@ -118,7 +118,7 @@ fn layers_match_rpm2cpio_for_every_payload_compression() {
         assert_eq!(layer.digest, format!("sha256:{}", sha(&bytes)));
         let mut tar_bytes = Vec::new();
         std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(&bytes[..]),
+            &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
             &mut tar_bytes,
         )
         .unwrap();
