@@ -60,6 +60,7 @@ pub mod kube;
 pub mod layer;
 pub mod needs;
 pub mod pipeline;
+pub mod progress;
 pub mod repo;
 pub mod resolve;
 pub mod rpm;

@@ -69,6 +69,8 @@ impl Default for Options {
 /// What jobs built together share: configuration, cache, HTTP client, async runtime.
 pub struct Context {
     pub config: Config,
+    /// Where progress goes (silent unless the CLI sets bars).
+    pub reporter: std::sync::Arc<dyn crate::progress::Reporter>,
     pub cache: Cache,
     pub transport: Transport,
     pub options: Options,
@@ -99,6 +101,7 @@ impl Context {
             tracing::debug!("removed {swept} stale temporary files from the cache");
         }
         Ok(Context {
+            reporter: std::sync::Arc::new(crate::progress::Silent),
             cache,
             config,
             transport,
@@ -244,7 +247,10 @@ impl Context {
                     .unwrap_or(("sha256", &p.checksum));
                 Download {
                     name: p.nevra.clone(),
-                    urls: vec![crate::repo::join_url(&p.base_url, &p.href)],
+                    urls: std::iter::once(&p.base_url)
+                        .chain(&p.mirrors)
+                        .map(|b| crate::repo::join_url(b, &p.href))
+                        .collect(),
                     checksum: crate::repo::checksum::Checksum::new(algo, hex)
                         .expect("from metadata"),
                     size: p.size,
@@ -255,8 +261,13 @@ impl Context {
             transport: &self.transport,
             cache: &self.cache,
             concurrency: 4,
+            reporter: self.reporter.as_ref(),
         };
-        let paths = self.runtime.block_on(downloader.fetch_all(&items))?;
+        self.reporter
+            .start("download", items.iter().map(|i| i.size).sum(), true);
+        let paths = self.runtime.block_on(downloader.fetch_all(&items));
+        self.reporter.finish();
+        let paths = paths?;
         let locals: Vec<LocalPackage> = res
             .packages
             .iter()
@@ -282,7 +293,17 @@ impl Context {
             .unwrap_or(s.image.source_date_epoch);
         let (opts, files) = plan::options_for(&locals, epoch, s.image.compression)?;
         let planned = plan::plan(&locals, s.image.max_layers);
-        let (mut layers, conflicts) = plan::build(&self.cache, &locals, &files, &planned, &opts)?;
+        self.reporter.start("layers", planned.len() as u64, false);
+        let built = plan::build(
+            &self.cache,
+            &locals,
+            &files,
+            &planned,
+            &opts,
+            self.reporter.as_ref(),
+        );
+        self.reporter.finish();
+        let (mut layers, conflicts) = built?;
         layers.push(plan::build_job_layer(
             &self.cache,
             &opts,

@@ -8,13 +8,14 @@ use crate::pipeline::{Context, Options};
 
 pub fn run(args: &LayersArgs, config: Config, printer: &Printer) -> Result<()> {
     let job = parse_script(&args.script, printer)?;
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         config,
         Options {
             offline: args.offline,
             ..Options::default()
         },
     )?;
+    ctx.reporter = super::progress::reporter(printer.quiet);
     let needs = ctx.needs(&job)?;
     let mut repos = ctx.load_repos_for(Some(&needs))?;
     let res = ctx.resolve(&mut repos, &needs)?;

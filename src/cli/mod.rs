@@ -6,6 +6,7 @@ mod layers;
 mod manifest;
 mod needs;
 mod parse;
+mod progress;
 pub mod render;
 mod resolve;
 

@@ -46,6 +46,7 @@ pub struct Downloader<'a> {
     pub transport: &'a Transport,
     pub cache: &'a Cache,
     pub concurrency: usize,
+    pub reporter: &'a dyn crate::progress::Reporter,
 }
 
 /// A sha256 hasher and the repository's (when it is not sha256) together.
@@ -102,6 +103,7 @@ impl Downloader<'_> {
         if d.checksum.algo == Algo::Sha256 {
             let p = self.cache.blob_path(&d.checksum.hex)?;
             if p.is_file() {
+                self.reporter.advance(d.size);
                 return Ok(p);
             }
         }
@@ -153,6 +155,7 @@ impl Downloader<'_> {
                 Err(e) => return Err(fail(e.to_string())),
             }
         };
+        self.reporter.advance(d.size);
         let (sha, theirs) = hashes.finish();
         if theirs != d.checksum.hex {
             return Err(DownloadError::Checksum {

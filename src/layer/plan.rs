@@ -160,6 +160,7 @@ pub fn build(
     files: &[Vec<FileInfo>],
     planned: &[PlannedLayer],
     opts: &LayerOptions,
+    reporter: &dyn crate::progress::Reporter,
 ) -> Result<(Vec<BuiltLayer>, Vec<String>), PlanError> {
     let mut conflicts = Vec::new();
     // Who writes each path, in plan order: later wins within a layer.
@@ -206,6 +207,7 @@ pub fn build(
             {
                 let path = cache.blob_path(&layer.digest)?;
                 if path.is_file() {
+                    reporter.advance(1);
                     return Ok(BuiltLayer {
                         label: l.label.clone(),
                         layer,
@@ -248,6 +250,7 @@ pub fn build(
                 &format!("{k}.json"),
                 record.to_string().as_bytes(),
             )?;
+            reporter.advance(1);
             Ok(BuiltLayer {
                 label: l.label.clone(),
                 layer,

@@ -76,6 +76,9 @@ pub struct Chosen {
     pub checksum: String,
     pub href: String,
     pub base_url: String,
+    /// Other base URLs of the repository (its other mirrors), tried in turn.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
     pub size: u64,
     pub installed_size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -887,6 +890,19 @@ impl<'a> Resolver<'a> {
                 .base
                 .clone()
                 .unwrap_or_else(|| repo.index.base_url.clone()),
+            mirrors: match &p.base {
+                // An xml:base names the one place the package lives.
+                Some(_) => Vec::new(),
+                None => repo
+                    .source
+                    .baseurls
+                    .iter()
+                    .filter(|m| {
+                        m.trim_end_matches('/') != repo.index.base_url.trim_end_matches('/')
+                    })
+                    .cloned()
+                    .collect(),
+            },
             size: p.size,
             installed_size: p.installed_size,
             license: p.license.clone(),

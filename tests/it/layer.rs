@@ -666,3 +666,78 @@ fn mutated_packages_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_package_missing_on_one_mirror_comes_from_the_next() {
+    let full = fixture_repos().join("main");
+    let partial = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(format!("{}/.", full.display()))
+            .arg(partial.path()),
+    );
+    let gone = std::fs::read_dir(partial.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("libstdc++-")
+        })
+        .unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let (d, _, script) = fib_job(&full, cache.path());
+    let cfg = d.path().join("mirrors.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(&[], cache.path(), &format!(
+            "[[repo]]\nid = \"m\"\nbaseurl = [\"file://{}\", \"file://{}\"]\n[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
+            partial.path().display(),
+            full.display()
+        )),
+    )
+    .unwrap();
+    let v = layers_json(&cfg, &script);
+    assert!(
+        v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["label"].as_str().unwrap().starts_with("libstdc++-"))
+    );
+}
+
+#[test]
+fn progress_bars_only_on_a_terminal_and_never_in_ci() {
+    require("script", "bsdutils");
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    let cmd = format!(
+        "{} --config {} layers {}",
+        env!("CARGO_BIN_EXE_pbsimage"),
+        cfg.display(),
+        script.display()
+    );
+    let run = |ci: Option<&str>| {
+        let _ = std::fs::remove_dir_all(cache.path().join("layers-v1"));
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]).env_remove("CI");
+        if let Some(v) = ci {
+            c.env("CI", v);
+        }
+        String::from_utf8_lossy(&run_ok(&mut c).stdout).into_owned()
+    };
+    assert!(run(None).contains("layers ["), "a terminal shows bars");
+    assert!(!run(Some("true")).contains("layers ["), "CI shows none");
+    // A pipe shows none either (the other tests read stdout through pipes).
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        script.to_str().unwrap(),
+    ]);
+    assert!(!stderr(&o).contains('['), "{}", stderr(&o));
+}
