@@ -741,3 +741,63 @@ fn progress_bars_only_on_a_terminal_and_never_in_ci() {
     ]);
     assert!(!stderr(&o).contains('['), "{}", stderr(&o));
 }
+
+/// Fetches the fib job's packages over HTTP from `server` into a fresh cache.
+fn fetch_over(server: &crate::http::Server) -> (tempfile::TempDir, serde_json::Value) {
+    let cache = tempfile::tempdir().unwrap();
+    let (d, _, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    let cfg = d.path().join("http.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(
+            &[("web", server.url(""))],
+            cache.path(),
+            "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
+        ),
+    )
+    .unwrap();
+    let v = layers_json(&cfg, &script);
+    std::mem::forget(d);
+    (cache, v)
+}
+
+#[test]
+fn downloads_retry_resume_and_restart() {
+    use std::sync::atomic::Ordering;
+    let reference = {
+        let cache = tempfile::tempdir().unwrap();
+        let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+        digests(&layers_json(&cfg, &script))
+    };
+    let server = crate::http::Server::serve(&fixture_repos().join("main"));
+    *server.faults.target.lock().unwrap() = "libstdc++-".into();
+    // 503 twice, then the file.
+    server.faults.unavailable.store(2, Ordering::SeqCst);
+    let (_c, v) = fetch_over(&server);
+    assert_eq!(digests(&v), reference);
+    let gets = |log: &[String]| {
+        log.iter()
+            .filter(|l| l.contains("libstdc++-"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(gets(&server.requests()).len(), 3, "{:?}", server.requests());
+    // Dropped halfway, then resumed from where it stopped (206 + Content-Range).
+    let before = server.requests().len();
+    server.faults.truncate.store(1, Ordering::SeqCst);
+    let (_c, v) = fetch_over(&server);
+    assert_eq!(digests(&v), reference);
+    let log = gets(&server.requests()[before..]);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(
+        log[1].contains("range="),
+        "the retry asks for the rest: {log:?}"
+    );
+    // Dropped halfway, and the server ignores ranges: the download starts over.
+    let before = server.requests().len();
+    server.faults.truncate.store(1, Ordering::SeqCst);
+    server.faults.ignore_range.store(true, Ordering::SeqCst);
+    let (_c, v) = fetch_over(&server);
+    assert_eq!(digests(&v), reference);
+    assert_eq!(gets(&server.requests()[before..]).len(), 2);
+}
