@@ -233,12 +233,7 @@ pub fn build(
                 let mut r = RpmReader::open(&packages[i].path).map_err(LayerError::from)?;
                 w.add_package(&mut r, &skips[pos])?;
             }
-            let (tmp, layer) = w.finish()?;
-            let path = cache.blob_path(&layer.digest)?;
-            tmp.persist(&path).map_err(|e| CacheError::Io {
-                path: path.clone(),
-                source: e.error,
-            })?;
+            let (layer, path) = store(cache, w)?;
             let mut record = serde_json::to_value(&layer).expect("serializable");
             record["sources"] = serde_json::json!(
                 pkgs.iter()
@@ -261,6 +256,20 @@ pub fn build(
         .collect();
     let built = built.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok((built, conflicts))
+}
+
+/// Ends a layer written to a cache temp file and moves it to its digest's name.
+fn store(
+    cache: &Cache,
+    w: LayerWriter<tempfile::NamedTempFile>,
+) -> Result<(Layer, PathBuf), PlanError> {
+    let (tmp, layer) = w.finish()?;
+    let path = cache.blob_path(&layer.digest)?;
+    tmp.persist(&path).map_err(|e| CacheError::Io {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    Ok((layer, path))
 }
 
 /// A file of the job's own layer.
@@ -297,12 +306,7 @@ pub fn build_job_layer(
         };
         w.add_file(f.dest.trim_start_matches('/'), f.mode, &data)?;
     }
-    let (tmp, layer) = w.finish()?;
-    let path = cache.blob_path(&layer.digest)?;
-    tmp.persist(&path).map_err(|e| CacheError::Io {
-        path: path.clone(),
-        source: e.error,
-    })?;
+    let (layer, path) = store(cache, w)?;
     Ok(BuiltLayer {
         label: "job".into(),
         layer,

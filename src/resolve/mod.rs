@@ -629,6 +629,17 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    fn rich_failure(&self, text: &str, by: &By) -> Failure {
+        Failure {
+            message: format!(
+                "`{text}` is needed by {}; no combination of packages in repos {} satisfies it",
+                self.label(by),
+                self.repo_ids()
+            ),
+            hint: None,
+        }
+    }
+
     fn has_condition(r: &Rich) -> bool {
         match r {
             Rich::If(..) | Rich::Unless(..) => true,
@@ -705,14 +716,7 @@ impl<'a> Resolver<'a> {
                         continue;
                     }
                     if !self.require_rich(st, &r, &text, &by) {
-                        st.failures.push(Failure {
-                            message: format!(
-                                "`{text}` is needed by {}; no combination of packages in repos {} satisfies it",
-                                self.label(&by),
-                                self.repo_ids()
-                            ),
-                            hint: None,
-                        });
+                        st.failures.push(self.rich_failure(&text, &by));
                     } else if Self::has_condition(&r) {
                         st.pending.push((r, text, by));
                     }
@@ -787,14 +791,7 @@ impl<'a> Resolver<'a> {
             let before = st.chosen.len();
             for (r, text, by) in std::mem::take(&mut st.pending) {
                 if !self.holds(&st, &r) && !self.require_rich(&mut st, &r, &text, &by) {
-                    st.failures.push(Failure {
-                        message: format!(
-                            "`{text}` is needed by {}; no combination of packages in repos {} satisfies it",
-                            self.label(&by),
-                            self.repo_ids()
-                        ),
-                        hint: None,
-                    });
+                    st.failures.push(self.rich_failure(&text, &by));
                 }
                 st.pending.push((r, text, by));
             }

@@ -159,3 +159,15 @@ pub fn repo_config(repos: &[(&str, String)], cache: &Path, extra: &str) -> Strin
     s.push_str(extra);
     s
 }
+
+/// The file in `dir` whose name starts with `prefix` (a package by name).
+pub fn find_prefixed(dir: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+}

@@ -13,17 +13,7 @@ use pbsimage::rpm::RpmReader;
 use crate::common::*;
 
 fn rpm_path(name_prefix: &str) -> PathBuf {
-    let main = fixture_repos().join("main");
-    std::fs::read_dir(&main)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(name_prefix)
-        })
-        .unwrap_or_else(|| panic!("no {name_prefix}* in {}", main.display()))
+    find_prefixed(&fixture_repos().join("main"), name_prefix)
 }
 
 fn options(compression: Compression) -> LayerOptions {
@@ -349,16 +339,7 @@ fn a_tampered_package_is_refused_before_it_lands() {
             std::fs::copy(&p, &dest).unwrap();
         }
     }
-    let victim = std::fs::read_dir(repo.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("libstdc++-")
-        })
-        .unwrap();
+    let victim = find_prefixed(repo.path(), "libstdc++-");
     let mut b = std::fs::read(&victim).unwrap();
     let n = b.len();
     b[n - 10] ^= 0xff;
@@ -677,16 +658,7 @@ fn a_package_missing_on_one_mirror_comes_from_the_next() {
             .arg(format!("{}/.", full.display()))
             .arg(partial.path()),
     );
-    let gone = std::fs::read_dir(partial.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("libstdc++-")
-        })
-        .unwrap();
+    let gone = find_prefixed(partial.path(), "libstdc++-");
     std::fs::remove_file(&gone).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let (d, _, script) = fib_job(&full, cache.path());
