@@ -13,6 +13,7 @@ use crate::layer::plan::{self, BuiltLayer, JobFile, JobSource, LocalPackage, Pla
 use crate::needs::{Needs, NeedsAnalyzer, NeedsError};
 use crate::repo::{Repo, RepoError, RepoLoader};
 use crate::resolve::{Resolution, ResolveError, Resolver};
+use futures_util::StreamExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -257,33 +258,16 @@ impl Context {
                 }
             })
             .collect();
-        let downloader = Downloader {
-            transport: &self.transport,
-            cache: &self.cache,
-            concurrency: 4,
-            reporter: self.reporter.as_ref(),
-        };
-        self.reporter
-            .start("download", items.iter().map(|i| i.size).sum(), true);
-        let paths = self.runtime.block_on(downloader.fetch_all(&items));
-        self.reporter.finish();
-        let paths = paths?;
-        let locals: Vec<LocalPackage> = res
+        let n = res.packages.len();
+        let mut locals: Vec<LocalPackage> = res
             .packages
             .iter()
-            .zip(paths)
-            .map(|(p, path)| {
-                let sha256 = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                LocalPackage {
-                    nevra: p.nevra.clone(),
-                    name: p.name.clone(),
-                    path,
-                    sha256,
-                    base: p.base,
-                }
+            .map(|p| LocalPackage {
+                nevra: p.nevra.clone(),
+                name: p.name.clone(),
+                path: std::path::PathBuf::new(),
+                sha256: String::new(),
+                base: p.base,
             })
             .collect();
         let s = &self.config.settings;
@@ -291,19 +275,119 @@ impl Context {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(s.image.source_date_epoch);
-        let (opts, files) = plan::options_for(&locals, epoch, s.image.compression)?;
+        let compression = s.image.compression;
         let planned = plan::plan(&locals, s.image.max_layers);
-        self.reporter.start("layers", planned.len() as u64, false);
-        let built = plan::build(
-            &self.cache,
-            &locals,
-            &files,
-            &planned,
-            &opts,
-            self.reporter.as_ref(),
-        );
+        // The base packages fix the layout and owners; they are fetched first, and every
+        // other layer is built (on rayon) as soon as its packages have arrived.
+        let base: Vec<usize> = (0..n).filter(|&i| locals[i].base).collect();
+        let layout: Vec<usize> = if base.is_empty() {
+            (0..n).collect()
+        } else {
+            base
+        };
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (!layout.contains(&i), std::cmp::Reverse(items[i].size), i));
+        let downloader = Downloader {
+            transport: &self.transport,
+            cache: &self.cache,
+            concurrency: 4,
+            reporter: self.reporter.as_ref(),
+        };
+        let mut files: Vec<Option<Vec<crate::rpm::FileInfo>>> = vec![None; n];
+        let mut opts: Option<crate::layer::LayerOptions> = None;
+        let mut started = vec![false; planned.len()];
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<BuiltLayer, PlanError>)>();
+        let start_ready = |opts: &crate::layer::LayerOptions,
+                           locals: &[LocalPackage],
+                           files: &[Option<Vec<crate::rpm::FileInfo>>],
+                           started: &mut [bool]| {
+            for (li, l) in planned.iter().enumerate() {
+                if started[li] || !l.packages.iter().all(|&j| files[j].is_some()) {
+                    continue;
+                }
+                started[li] = true;
+                let pkgs: Vec<LocalPackage> =
+                    l.packages.iter().map(|&j| locals[j].clone()).collect();
+                let fs: Vec<Vec<crate::rpm::FileInfo>> = l
+                    .packages
+                    .iter()
+                    .map(|&j| files[j].clone().unwrap_or_default())
+                    .collect();
+                let (cache, o, label, tx) = (
+                    self.cache.clone(),
+                    opts.clone(),
+                    l.label.clone(),
+                    tx.clone(),
+                );
+                rayon::spawn(move || {
+                    let pr: Vec<&LocalPackage> = pkgs.iter().collect();
+                    let fr: Vec<&[crate::rpm::FileInfo]> = fs.iter().map(Vec::as_slice).collect();
+                    let _ = tx.send((li, plan::build_layer(&cache, &label, &pr, &fr, &o)));
+                });
+            }
+        };
+        self.reporter
+            .start("download", items.iter().map(|i| i.size).sum(), true);
+        let fetched = self.runtime.block_on(async {
+            let mut stream = futures_util::stream::iter(order)
+                .map(|i| {
+                    let (d, item) = (&downloader, &items[i]);
+                    async move { (i, d.fetch(item).await) }
+                })
+                .buffer_unordered(downloader.concurrency);
+            while let Some((i, r)) = stream.next().await {
+                let path = r?;
+                locals[i].sha256 = path
+                    .file_name()
+                    .map(|x| x.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                locals[i].path = path;
+                // Reading a header takes a few milliseconds.
+                let reader = crate::rpm::RpmReader::open(&locals[i].path)
+                    .map_err(|e| PlanError::from(crate::layer::LayerError::from(e)))?;
+                files[i] = Some(reader.files);
+                if opts.is_none() && layout.iter().all(|&j| files[j].is_some()) {
+                    let lp: Vec<&LocalPackage> = layout.iter().map(|&j| &locals[j]).collect();
+                    let lf: Vec<&[crate::rpm::FileInfo]> = layout
+                        .iter()
+                        .map(|&j| files[j].as_deref().unwrap_or_default())
+                        .collect();
+                    opts = Some(plan::options_for(&lp, &lf, epoch, compression)?);
+                }
+                if let Some(o) = &opts {
+                    start_ready(o, &locals, &files, &mut started);
+                }
+            }
+            Ok::<(), PipelineError>(())
+        });
         self.reporter.finish();
-        let (mut layers, conflicts) = built?;
+        fetched?;
+        let opts = match opts {
+            Some(o) => o,
+            None => plan::options_for(&[], &[], epoch, compression)?,
+        };
+        start_ready(&opts, &locals, &files, &mut started);
+        drop(tx);
+        self.reporter.start("layers", planned.len() as u64, false);
+        let mut built: Vec<Option<BuiltLayer>> = vec![None; planned.len()];
+        let mut first_err = None;
+        for (li, r) in rx {
+            self.reporter.advance(1);
+            match r {
+                Ok(b) => built[li] = Some(b),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        self.reporter.finish();
+        if let Some(e) = first_err {
+            return Err(e.into());
+        }
+        let mut layers: Vec<BuiltLayer> = built.into_iter().flatten().collect();
+        let all_files: Vec<Vec<crate::rpm::FileInfo>> =
+            files.into_iter().map(Option::unwrap_or_default).collect();
+        let conflicts = plan::conflicts(&locals, &all_files, &planned);
         layers.push(plan::build_job_layer(
             &self.cache,
             &opts,

@@ -100,36 +100,31 @@ pub fn plan(packages: &[LocalPackage], max_layers: u32) -> Vec<PlannedLayer> {
     out
 }
 
-/// Layer options for a package set: owners from `setup`, directory links from all headers.
+/// Layer options for a package set. The filesystem layout (directory links) and owner names
+/// come from the base packages (from all packages when there is no base), so they are known as
+/// soon as the base is downloaded and every other package can be layered as it arrives.
 pub fn options_for(
-    packages: &[LocalPackage],
+    packages: &[&LocalPackage],
+    files: &[&[FileInfo]],
     epoch: u64,
     compression: crate::config::Compression,
-) -> Result<(LayerOptions, Vec<Vec<FileInfo>>), PlanError> {
-    let mut files = Vec::with_capacity(packages.len());
+) -> Result<LayerOptions, PlanError> {
     let (mut users, mut groups) = (
         BTreeMap::from([("root".to_string(), 0)]),
         BTreeMap::from([("root".to_string(), 0)]),
     );
-    for p in packages {
-        let mut r = RpmReader::open(&p.path).map_err(LayerError::from)?;
-        if p.name == "setup" {
-            (users, groups) = super::owners_from_setup(&mut r)?;
-        }
-        files.push(r.files.clone());
+    if let Some(setup) = packages.iter().find(|p| p.name == "setup") {
+        let mut r = RpmReader::open(&setup.path).map_err(LayerError::from)?;
+        (users, groups) = super::owners_from_setup(&mut r)?;
     }
-    let all: Vec<&FileInfo> = files.iter().flatten().collect();
-    let dir_links = super::dir_links(&all);
-    Ok((
-        LayerOptions {
-            epoch,
-            compression,
-            users,
-            groups,
-            dir_links,
-        },
-        files,
-    ))
+    let all: Vec<&FileInfo> = files.iter().flat_map(|f| f.iter()).collect();
+    Ok(LayerOptions {
+        epoch,
+        compression,
+        users,
+        groups,
+        dir_links: super::dir_links(&all),
+    })
 }
 
 /// The cache key of a layer: options fingerprint + the RPMs, in order.
@@ -152,18 +147,13 @@ pub struct BuiltLayer {
     pub cached: bool,
 }
 
-/// Builds (or finds) every planned layer, in parallel. Returns them in plan order, with the
-/// conflicts found.
-pub fn build(
-    cache: &Cache,
+/// Paths that several packages write with different content (type, mode or size): the
+/// later package in the plan wins.
+pub fn conflicts(
     packages: &[LocalPackage],
     files: &[Vec<FileInfo>],
     planned: &[PlannedLayer],
-    opts: &LayerOptions,
-    reporter: &dyn crate::progress::Reporter,
-) -> Result<(Vec<BuiltLayer>, Vec<String>), PlanError> {
-    let mut conflicts = Vec::new();
-    // Who writes each path, in plan order: later wins within a layer.
+) -> Vec<String> {
     let mut owners: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for l in planned {
         for &i in &l.packages {
@@ -174,6 +164,7 @@ pub fn build(
             }
         }
     }
+    let mut out = Vec::new();
     for (path, who) in &owners {
         if who.len() > 1 {
             let differ = who.windows(2).any(|w| {
@@ -182,7 +173,7 @@ pub fn build(
                 a.map(|f| (&f.linkto, f.mode, f.size)) != b.map(|f| (&f.linkto, f.mode, f.size))
             });
             if differ {
-                conflicts.push(format!(
+                out.push(format!(
                     "{path} is in {}; {} wins",
                     who.iter()
                         .map(|&i| packages[i].nevra.as_str())
@@ -193,69 +184,95 @@ pub fn build(
             }
         }
     }
+    out
+}
+
+/// Builds (or finds in the cache) one layer of `packages`, written in order; `files` are
+/// their header file lists.
+pub fn build_layer(
+    cache: &Cache,
+    label: &str,
+    packages: &[&LocalPackage],
+    files: &[&[FileInfo]],
+    opts: &LayerOptions,
+) -> Result<BuiltLayer, PlanError> {
     let records = cache.dir(&[LAYER_BUCKET])?;
-    let blobs = cache.blobs_dir()?;
+    let k = key(opts, packages);
+    let rec = records.join(format!("{k}.json"));
+    if let Some(layer) = std::fs::read(&rec)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
+    {
+        let path = cache.blob_path(&layer.digest)?;
+        if path.is_file() {
+            return Ok(BuiltLayer {
+                label: label.to_owned(),
+                layer,
+                path,
+                cached: true,
+            });
+        }
+    }
+    // A path a later package of this layer writes is left to it.
+    let mut later: BTreeSet<String> = BTreeSet::new();
+    let mut skips: Vec<BTreeSet<String>> = vec![BTreeSet::new(); packages.len()];
+    for pos in (0..packages.len()).rev() {
+        let mine: BTreeSet<String> = files[pos]
+            .iter()
+            .map(|f| f.path.trim_start_matches('/').to_owned())
+            .collect();
+        skips[pos] = mine.intersection(&later).cloned().collect();
+        later.extend(mine);
+    }
+    let tmp = cache.temp_in(&cache.blobs_dir()?)?;
+    let mut w = LayerWriter::new(tmp, opts.clone())?;
+    for (pos, p) in packages.iter().enumerate() {
+        let mut r = RpmReader::open(&p.path).map_err(LayerError::from)?;
+        w.add_package(&mut r, &skips[pos])?;
+    }
+    let (layer, path) = store(cache, w)?;
+    let mut record = serde_json::to_value(&layer).expect("serializable");
+    record["sources"] = serde_json::json!(
+        packages
+            .iter()
+            .map(|p| format!("sha256:{}", p.sha256))
+            .collect::<Vec<_>>()
+    );
+    cache.write_atomic(
+        &records,
+        &format!("{k}.json"),
+        record.to_string().as_bytes(),
+    )?;
+    Ok(BuiltLayer {
+        label: label.to_owned(),
+        layer,
+        path,
+        cached: false,
+    })
+}
+
+/// Builds (or finds) every planned layer, in parallel; returns them in plan order, with the
+/// conflicts found.
+pub fn build(
+    cache: &Cache,
+    packages: &[LocalPackage],
+    files: &[Vec<FileInfo>],
+    planned: &[PlannedLayer],
+    opts: &LayerOptions,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<(Vec<BuiltLayer>, Vec<String>), PlanError> {
     let built: Vec<Result<BuiltLayer, PlanError>> = planned
         .par_iter()
         .map(|l| {
             let pkgs: Vec<&LocalPackage> = l.packages.iter().map(|&i| &packages[i]).collect();
-            let k = key(opts, &pkgs);
-            let rec = records.join(format!("{k}.json"));
-            if let Some(layer) = std::fs::read(&rec)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
-            {
-                let path = cache.blob_path(&layer.digest)?;
-                if path.is_file() {
-                    reporter.advance(1);
-                    return Ok(BuiltLayer {
-                        label: l.label.clone(),
-                        layer,
-                        path,
-                        cached: true,
-                    });
-                }
-            }
-            // Skip sets: a path a later package of this layer writes is left to it.
-            let mut later: BTreeSet<String> = BTreeSet::new();
-            let mut skips: Vec<BTreeSet<String>> = vec![BTreeSet::new(); l.packages.len()];
-            for (pos, &i) in l.packages.iter().enumerate().rev() {
-                let mine: BTreeSet<String> = files[i]
-                    .iter()
-                    .map(|f| f.path.trim_start_matches('/').to_owned())
-                    .collect();
-                skips[pos] = mine.intersection(&later).cloned().collect();
-                later.extend(mine);
-            }
-            let tmp = cache.temp_in(&blobs)?;
-            let mut w = LayerWriter::new(tmp, opts.clone())?;
-            for (pos, &i) in l.packages.iter().enumerate() {
-                let mut r = RpmReader::open(&packages[i].path).map_err(LayerError::from)?;
-                w.add_package(&mut r, &skips[pos])?;
-            }
-            let (layer, path) = store(cache, w)?;
-            let mut record = serde_json::to_value(&layer).expect("serializable");
-            record["sources"] = serde_json::json!(
-                pkgs.iter()
-                    .map(|p| format!("sha256:{}", p.sha256))
-                    .collect::<Vec<_>>()
-            );
-            cache.write_atomic(
-                &records,
-                &format!("{k}.json"),
-                record.to_string().as_bytes(),
-            )?;
+            let fs: Vec<&[FileInfo]> = l.packages.iter().map(|&i| files[i].as_slice()).collect();
+            let r = build_layer(cache, &l.label, &pkgs, &fs, opts);
             reporter.advance(1);
-            Ok(BuiltLayer {
-                label: l.label.clone(),
-                layer,
-                path,
-                cached: false,
-            })
+            r
         })
         .collect();
     let built = built.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok((built, conflicts))
+    Ok((built, conflicts(packages, files, planned)))
 }
 
 /// Ends a layer written to a cache temp file and moves it to its digest's name.

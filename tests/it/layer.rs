@@ -773,3 +773,61 @@ fn downloads_retry_resume_and_restart() {
     assert_eq!(digests(&v), reference);
     assert_eq!(gets(&server.requests()[before..]).len(), 2);
 }
+
+#[test]
+fn packages_are_layered_while_others_still_download() {
+    use std::sync::atomic::Ordering;
+    let server = crate::http::Server::serve(&fixture_repos().join("main"));
+    *server.faults.target.lock().unwrap() = "libstdc++-".into();
+    server.faults.delay_ms.store(3000, Ordering::SeqCst);
+    let cache = tempfile::tempdir().unwrap();
+    let (d, _, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    let cfg = d.path().join("http.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(
+            &[("web", server.url(""))],
+            cache.path(),
+            "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+        .args([
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "layers",
+            "--json",
+            script.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While libstdc++ is held back (3 s from its request), the base and libgcc layers get built.
+    let records = cache.path().join("layers-v1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut held_since = None;
+    let mut seen_early = 0;
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        if held_since.is_none() && server.requests().iter().any(|r| r.contains("libstdc++-")) {
+            held_since = Some(std::time::Instant::now());
+        }
+        if let Some(t) = held_since {
+            if t.elapsed() > std::time::Duration::from_millis(2500) {
+                break;
+            }
+            seen_early =
+                seen_early.max(std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(
+        seen_early >= 2,
+        "layers were only built after every download finished"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 4);
+}
