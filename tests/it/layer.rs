@@ -831,3 +831,42 @@ fn packages_are_layered_while_others_still_download() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["layers"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn legacy_lzma_payloads_are_a_clear_error() {
+    let err = RpmReader::open(&rpm_path("special-lz-"))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("legacy lzma") && err.contains("special-lz-"),
+        "{err}"
+    );
+}
+
+#[test]
+fn same_digests_from_two_caches_whatever_umask_tz_and_locale() {
+    let runs: Vec<Vec<String>> = [("022", "UTC", "C.UTF-8"), ("077", "Asia/Tokyo", "POSIX")]
+        .iter()
+        .map(|(umask, tz, lang)| {
+            let cache = tempfile::tempdir().unwrap();
+            let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "umask {umask} && exec '{}' -q --config '{}' layers --json '{}'",
+                    env!("CARGO_BIN_EXE_pbsimage"),
+                    cfg.display(),
+                    script.display()
+                ))
+                .env("TZ", tz)
+                .env("LC_ALL", lang)
+                .env("LANG", lang)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            digests(&serde_json::from_slice(&o.stdout).unwrap())
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+}
