@@ -25,8 +25,8 @@ pub struct Faults {
     pub truncate: std::sync::atomic::AtomicUsize,
     /// Answer range requests with the whole file (200), as servers without range support do.
     pub ignore_range: AtomicBool,
-    /// Wait this long before answering.
-    pub delay_ms: std::sync::atomic::AtomicU64,
+    /// Hold answers back until this is cleared.
+    pub hold: AtomicBool,
 }
 
 impl Server {
@@ -115,11 +115,8 @@ fn handle(s: TcpStream, root: &Path, log: &Mutex<Vec<String>>, faults: &Faults) 
         let t = faults.target.lock().unwrap();
         !t.is_empty() && path.contains(t.as_str())
     };
-    if targeted {
-        let ms = faults.delay_ms.load(Ordering::SeqCst);
-        if ms > 0 {
-            thread::sleep(std::time::Duration::from_millis(ms));
-        }
+    while targeted && faults.hold.load(Ordering::SeqCst) {
+        thread::sleep(std::time::Duration::from_millis(10));
     }
     if targeted && take(&faults.unavailable) {
         let _ = s.write_all(

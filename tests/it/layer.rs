@@ -220,8 +220,17 @@ fn layers_are_reproducible_and_independent_of_umask_and_tz() {
     assert_ne!(z1.digest, a.digest);
 }
 
-/// A job directory (the paper's Fibonacci job, compiled) and a config for the fixture repo.
+/// The shared base of the layer tests' configs.
+const BASE: &str =
+    "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n";
+
+/// A job directory (the paper's Fibonacci job, compiled) and a config for the repo at `repo`.
 fn fib_job(repo: &Path, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    fib_job_at(&format!("file://{}", repo.display()), cache)
+}
+
+/// As [`fib_job`], for a repository at any URL.
+fn fib_job_at(url: &str, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     for f in ["job.sh", "fib.cpp"] {
         std::fs::copy(
@@ -239,11 +248,7 @@ fn fib_job(repo: &Path, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let cfg = d.path().join("pipeline.toml");
     std::fs::write(
         &cfg,
-        repo_config(
-            &[("fixture", format!("file://{}", repo.display()))],
-            cache,
-            "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
-        ),
+        repo_config(&[("fixture", url.to_owned())], cache, BASE),
     )
     .unwrap();
     let script = d.path().join("job.sh");
@@ -665,11 +670,15 @@ fn a_package_missing_on_one_mirror_comes_from_the_next() {
     let cfg = d.path().join("mirrors.toml");
     std::fs::write(
         &cfg,
-        repo_config(&[], cache.path(), &format!(
-            "[[repo]]\nid = \"m\"\nbaseurl = [\"file://{}\", \"file://{}\"]\n[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
-            partial.path().display(),
-            full.display()
-        )),
+        repo_config(
+            &[],
+            cache.path(),
+            &format!(
+                "[[repo]]\nid = \"m\"\nbaseurl = [\"file://{}\", \"file://{}\"]\n{BASE}",
+                partial.path().display(),
+                full.display()
+            ),
+        ),
     )
     .unwrap();
     let v = layers_json(&cfg, &script);
@@ -715,22 +724,13 @@ fn progress_bars_only_on_a_terminal_and_never_in_ci() {
 }
 
 /// Fetches the fib job's packages over HTTP from `server` into a fresh cache.
-fn fetch_over(server: &crate::http::Server) -> (tempfile::TempDir, serde_json::Value) {
+fn fetch_over(
+    server: &crate::http::Server,
+) -> (tempfile::TempDir, tempfile::TempDir, serde_json::Value) {
     let cache = tempfile::tempdir().unwrap();
-    let (d, _, script) = fib_job(&fixture_repos().join("main"), cache.path());
-    let cfg = d.path().join("http.toml");
-    std::fs::write(
-        &cfg,
-        repo_config(
-            &[("web", server.url(""))],
-            cache.path(),
-            "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
-        ),
-    )
-    .unwrap();
+    let (d, cfg, script) = fib_job_at(&server.url(""), cache.path());
     let v = layers_json(&cfg, &script);
-    std::mem::forget(d);
-    (cache, v)
+    (d, cache, v)
 }
 
 #[test]
@@ -745,7 +745,7 @@ fn downloads_retry_resume_and_restart() {
     *server.faults.target.lock().unwrap() = "libstdc++-".into();
     // 503 twice, then the file.
     server.faults.unavailable.store(2, Ordering::SeqCst);
-    let (_c, v) = fetch_over(&server);
+    let (_d, _c, v) = fetch_over(&server);
     assert_eq!(digests(&v), reference);
     let gets = |log: &[String]| {
         log.iter()
@@ -757,7 +757,7 @@ fn downloads_retry_resume_and_restart() {
     // Dropped halfway, then resumed from where it stopped (206 + Content-Range).
     let before = server.requests().len();
     server.faults.truncate.store(1, Ordering::SeqCst);
-    let (_c, v) = fetch_over(&server);
+    let (_d, _c, v) = fetch_over(&server);
     assert_eq!(digests(&v), reference);
     let log = gets(&server.requests()[before..]);
     assert_eq!(log.len(), 2, "{log:?}");
@@ -769,7 +769,7 @@ fn downloads_retry_resume_and_restart() {
     let before = server.requests().len();
     server.faults.truncate.store(1, Ordering::SeqCst);
     server.faults.ignore_range.store(true, Ordering::SeqCst);
-    let (_c, v) = fetch_over(&server);
+    let (_d, _c, v) = fetch_over(&server);
     assert_eq!(digests(&v), reference);
     assert_eq!(gets(&server.requests()[before..]).len(), 2);
 }
@@ -779,19 +779,9 @@ fn packages_are_layered_while_others_still_download() {
     use std::sync::atomic::Ordering;
     let server = crate::http::Server::serve(&fixture_repos().join("main"));
     *server.faults.target.lock().unwrap() = "libstdc++-".into();
-    server.faults.delay_ms.store(3000, Ordering::SeqCst);
+    server.faults.hold.store(true, Ordering::SeqCst);
     let cache = tempfile::tempdir().unwrap();
-    let (d, _, script) = fib_job(&fixture_repos().join("main"), cache.path());
-    let cfg = d.path().join("http.toml");
-    std::fs::write(
-        &cfg,
-        repo_config(
-            &[("web", server.url(""))],
-            cache.path(),
-            "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
-        ),
-    )
-    .unwrap();
+    let (_d, cfg, script) = fib_job_at(&server.url(""), cache.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_pbsimage"))
         .args([
             "-q",
@@ -804,24 +794,22 @@ fn packages_are_layered_while_others_still_download() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // While libstdc++ is held back (3 s from its request), the base and libgcc layers get built.
+    // While libstdc++ is held back, the base and libgcc layers get built; then it is let go.
     let records = cache.path().join("layers-v1");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut held_since = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut seen_early = 0;
     while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-        if held_since.is_none() && server.requests().iter().any(|r| r.contains("libstdc++-")) {
-            held_since = Some(std::time::Instant::now());
-        }
-        if let Some(t) = held_since {
-            if t.elapsed() > std::time::Duration::from_millis(2500) {
-                break;
-            }
-            seen_early =
-                seen_early.max(std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0));
+        seen_early = std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0);
+        if seen_early >= 2 {
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert!(
+        server.requests().iter().any(|r| r.contains("libstdc++-")),
+        "libstdc++ was requested"
+    );
+    server.faults.hold.store(false, Ordering::SeqCst);
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
     assert!(
