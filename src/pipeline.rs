@@ -29,6 +29,8 @@ pub enum PipelineError {
     Download(#[from] DownloadError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Image(#[from] crate::image::oci::ImageError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error("no repositories are enabled in {0}")]
@@ -445,5 +447,88 @@ impl Context {
             });
         }
         files
+    }
+}
+
+/// A built image in an OCI layout.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub image: crate::image::oci::Image,
+    pub layers: Layers,
+    /// `repository@sha256:...`
+    pub reference: String,
+    pub repository: String,
+    pub tag: String,
+    pub layout: std::path::PathBuf,
+}
+
+impl Context {
+    /// The whole pipeline for one job, up to an OCI layout at `layout`.
+    pub fn build(
+        &self,
+        job: &JobSpec,
+        layout: &std::path::Path,
+    ) -> Result<(Needs, Built), PipelineError> {
+        let needs = self.needs(job)?;
+        let mut repos = self.load_repos_for(Some(&needs))?;
+        let res = self.resolve(&mut repos, &needs)?;
+        let layers = self.layers(job, &needs, &res)?;
+        let s = &self.config.settings;
+        let dns = job.name.dns_label(63);
+        let queue = job
+            .queue
+            .clone()
+            .unwrap_or_else(|| s.kube.default_queue.clone());
+        let script_digest = plan::file_sha256(&job.script)?;
+        let fill = |t: &str| {
+            t.replace("{name}", &dns)
+                .replace(
+                    "{queue}",
+                    &crate::job::JobName::new(&queue)
+                        .map(|q| q.dns_label(63))
+                        .unwrap_or_default(),
+                )
+                .replace("{script-digest}", &script_digest[..12])
+        };
+        let (repository, tag) = (fill(&s.image.repository), fill(&s.image.tag));
+        let mut labels = std::collections::BTreeMap::from([
+            (
+                "org.opencontainers.image.title".to_string(),
+                job.name.to_string(),
+            ),
+            ("io.pbsimage.job".to_string(), job.name.to_string()),
+            (
+                "io.pbsimage.script-sha256".to_string(),
+                script_digest.clone(),
+            ),
+        ]);
+        for r in &repos {
+            labels.insert(
+                format!("io.pbsimage.repo.{}", r.source.id),
+                r.index.repomd_sha256.clone(),
+            );
+        }
+        let spec = crate::image::oci::ImageSpec {
+            arch: needs.arch,
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            entrypoint: vec![crate::kube::WRAPPER_PATH.into()],
+            working_dir: s.image.job_dir.clone(),
+            labels,
+            epoch: layers.options.epoch,
+        };
+        let image = crate::image::oci::assemble(&spec, &layers.layers)?;
+        crate::image::oci::write_layout(layout, &image, &layers.layers, &tag)?;
+        let reference = format!("{repository}@{}", image.manifest_digest);
+        Ok((
+            needs,
+            Built {
+                image,
+                layers,
+                reference,
+                repository,
+                tag,
+                layout: layout.to_owned(),
+            },
+        ))
     }
 }

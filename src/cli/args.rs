@@ -31,6 +31,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build the job's image into an OCI layout; print its digest-pinned reference and write
+    /// the Job (or Pod) that runs it.
+    Build(BuildArgs),
     /// Parse a job script's #PBS directives and show the job spec.
     Parse(ParseArgs),
     /// Show what a job needs from the repositories (ELF and script analysis), and why.
@@ -132,4 +135,26 @@ pub enum CacheCommand {
     Verify,
     /// Remove blobs no layer record references, and stale temporary files.
     Gc,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// OCI image layout to write [default: oci/ in the cache]
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<std::path::PathBuf>,
+    /// Where the Kubernetes manifest goes [default: <job>.k8s.yaml beside the script]
+    #[arg(long, value_name = "FILE")]
+    pub manifest_out: Option<std::path::PathBuf>,
+    #[arg(long, value_enum)]
+    pub kind: Option<KubeKind>,
+    #[arg(long, value_name = "UID[:GID]")]
+    pub run_as: Option<String>,
+    /// Print a JSON summary instead of the reference.
+    #[arg(long)]
+    pub json: bool,
+    /// Use only cached repository metadata.
+    #[arg(long)]
+    pub offline: bool,
 }

@@ -36,7 +36,11 @@ pub fn run(args: &ManifestArgs, config: &Config, printer: &Printer) -> Result<()
 }
 
 /// `--run-as UID[:GID]`, else the config, else the invoking user.
-pub fn resolve_run_as(flag: Option<&str>, user: ConfigRunAs, group: ConfigRunAs) -> Result<RunAs> {
+pub(super) fn resolve_run_as(
+    flag: Option<&str>,
+    user: ConfigRunAs,
+    group: ConfigRunAs,
+) -> Result<RunAs> {
     if let Some(f) = flag {
         let (u, g) = match f.split_once(':') {
             Some((u, g)) => (u, Some(g)),

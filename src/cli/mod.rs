@@ -1,6 +1,7 @@
 //! The command line: arguments → settings → library calls. Nothing here does pipeline work.
 
 pub mod args;
+mod build;
 mod cache;
 mod layers;
 mod manifest;
@@ -80,6 +81,10 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match &cli.command {
         Command::Parse(a) => parse::run(a, &printer),
+        Command::Build(a) => {
+            let config = Config::discover(cli.global.config.as_deref())?;
+            build::run(a, config, &printer)
+        }
         Command::Needs(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;
             needs::run(a, &config, &printer)

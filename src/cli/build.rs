@@ -1,0 +1,75 @@
+//! `pbsimage build job.sh`: the image in an OCI layout, and the Job that runs it.
+
+use anyhow::{Context as _, Result};
+
+use super::{Printer, args::BuildArgs, parse_script};
+use crate::config::Config;
+use crate::image::ImageRef;
+use crate::kube::Emitter;
+use crate::pipeline::{Context, Options};
+
+pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
+    let job = parse_script(&args.script, printer)?;
+    let layout = args
+        .output
+        .clone()
+        .unwrap_or_else(|| config.cache_dir().join("oci"));
+    let run_as = super::manifest::resolve_run_as(
+        args.run_as.as_deref(),
+        config.settings.kube.run_as_user,
+        config.settings.kube.run_as_group,
+    )?;
+    let mut ctx = Context::new(
+        config,
+        Options {
+            offline: args.offline,
+            ..Options::default()
+        },
+    )?;
+    ctx.reporter = super::progress::reporter(printer.quiet);
+    let started = std::time::Instant::now();
+    let (_needs, built) = ctx.build(&job, &layout)?;
+    for c in &built.layers.conflicts {
+        printer.warn(&format!("file conflict: {c}"));
+    }
+    let s = &ctx.config.settings;
+    let image = ImageRef::parse(&built.reference)
+        .context("the configured [image] repository does not make a valid reference")?;
+    let manifest = Emitter {
+        settings: &s.kube,
+        job_dir: &s.image.job_dir,
+        kind: args.kind.unwrap_or(s.kube.kind),
+        run_as,
+    }
+    .emit(&job, &image)?;
+    let out = args.manifest_out.clone().unwrap_or_else(|| {
+        let stem = args
+            .script
+            .script
+            .file_stem()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job".into());
+        args.script
+            .script
+            .with_file_name(format!("{stem}.k8s.yaml"))
+    });
+    crate::cache::write_file_atomic(&out, manifest.to_yaml()?.as_bytes())
+        .with_context(|| format!("cannot write `{}`", out.display()))?;
+    if args.json {
+        printer.data(&serde_json::to_string_pretty(&serde_json::json!({
+            "reference": built.reference,
+            "manifest_digest": built.image.manifest_digest,
+            "config_digest": built.image.config_digest,
+            "layout": built.layout,
+            "tag": built.tag,
+            "manifest_out": out,
+            "layers": built.layers.layers.iter().map(|l| serde_json::json!({
+                "label": l.label, "digest": l.layer.digest, "size": l.layer.size, "cached": l.cached,
+            })).collect::<Vec<_>>(),
+            "seconds": started.elapsed().as_secs_f64(),
+        }))?);
+    } else {
+        printer.data(&built.reference);
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! OCI image config and manifest (oci-spec types), written byte-for-byte deterministically,
+//! and the OCI image layout on disk.
+//!
+//! oci-spec keeps labels and annotations in hash maps; everything is serialized through
+//! `serde_json::Value`, whose maps are sorted, so the same inputs give the same bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, DescriptorBuilder, Digest, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::layer::plan::BuiltLayer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot build the image {what}: {message}")]
+    Spec { what: &'static str, message: String },
+    #[error("cannot write the OCI layout at `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn spec(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> ImageError {
+    move |e| ImageError::Spec {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// What goes into an image besides its layers.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub arch: crate::elf::Arch,
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub labels: BTreeMap<String, String>,
+    /// Seconds since the epoch, for `created` (SOURCE_DATE_EPOCH).
+    pub epoch: u64,
+}
+
+/// An assembled image: the config and manifest bytes and their digests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub config: Vec<u8>,
+    pub config_digest: String,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: String,
+}
+
+fn sha256(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// RFC 3339 UTC time of a Unix time (civil-from-days, no time zone database involved).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn oci_arch(a: crate::elf::Arch) -> Arch {
+    use crate::elf::Arch as A;
+    match a {
+        A::X86_64 => Arch::Amd64,
+        A::I686 => Arch::i386,
+        A::Aarch64 => Arch::ARM64,
+        A::Ppc64le => Arch::PowerPC64le,
+        A::Ppc64 => Arch::PowerPC64,
+        A::S390x => Arch::s390x,
+        A::Riscv64 => Arch::RISCV64,
+        A::Armv7hl => Arch::ARM,
+    }
+}
+
+/// Stable JSON bytes: maps sorted, no insignificant white space.
+fn stable_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::to_value(v).expect("serializable")).expect("serializable")
+}
+
+/// Builds the config and manifest for `layers` (bottom first).
+pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, ImageError> {
+    let created = rfc3339(spec_.epoch);
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+    let history = layers
+        .iter()
+        .map(|l| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!(
+                    "pbsimage {}: {}",
+                    env!("CARGO_PKG_VERSION"),
+                    l.label
+                ))
+                .comment(l.layer.packages.join(" "))
+                .build()
+                .map_err(spec("history"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = ConfigBuilder::default()
+        .env(spec_.env.clone())
+        .entrypoint(spec_.entrypoint.clone())
+        .working_dir(spec_.working_dir.clone())
+        .labels(
+            spec_
+                .labels
+                .clone()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
+        .build()
+        .map_err(spec("config"))?;
+    let image_config = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(oci_arch(spec_.arch))
+        .os(Os::Linux)
+        .config(config)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()
+                .map_err(spec("rootfs"))?,
+        )
+        .history(history)
+        .build()
+        .map_err(spec("configuration"))?;
+    let config_bytes = stable_json(&image_config);
+    let config_digest = sha256(&config_bytes);
+    let descriptor = |media: MediaType, digest: &str, size: u64| -> Result<_, ImageError> {
+        DescriptorBuilder::default()
+            .media_type(media)
+            .digest(digest.parse::<Digest>().map_err(spec("digest"))?)
+            .size(size)
+            .build()
+            .map_err(spec("descriptor"))
+    };
+    let layer_descs = layers
+        .iter()
+        .map(|l| {
+            let media = if l.layer.media_type.ends_with("zstd") {
+                MediaType::ImageLayerZstd
+            } else {
+                MediaType::ImageLayerGzip
+            };
+            descriptor(media, &l.layer.digest, l.layer.size)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(
+            MediaType::ImageConfig,
+            &config_digest,
+            config_bytes.len() as u64,
+        )?)
+        .layers(layer_descs)
+        .annotations(
+            [(
+                "org.opencontainers.image.created".to_string(),
+                rfc3339(spec_.epoch),
+            )]
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+        )
+        .build()
+        .map_err(spec("manifest"))?;
+    let manifest_bytes = stable_json(&manifest);
+    let manifest_digest = sha256(&manifest_bytes);
+    Ok(Image {
+        config: config_bytes,
+        config_digest,
+        manifest: manifest_bytes,
+        manifest_digest,
+    })
+}
+
+/// Writes an OCI image layout at `dir` holding `image` under the reference name `tag`.
+pub fn write_layout(
+    dir: &Path,
+    image: &Image,
+    layers: &[BuiltLayer],
+    tag: &str,
+) -> Result<(), ImageError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ImageError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+    let put = |digest: &str, bytes: Option<&[u8]>, from: Option<&Path>| -> Result<(), ImageError> {
+        let hex = digest.trim_start_matches("sha256:");
+        let dest = blobs.join(hex);
+        if dest.exists() {
+            return Ok(());
+        }
+        let tmp = blobs.join(format!(".tmp-{hex}"));
+        match (bytes, from) {
+            (Some(b), _) => std::fs::write(&tmp, b).map_err(io(&tmp))?,
+            (None, Some(src)) => {
+                if std::fs::hard_link(src, &tmp).is_err() {
+                    std::fs::copy(src, &tmp).map_err(io(&tmp))?;
+                }
+            }
+            _ => unreachable!("a blob has bytes or a source"),
+        }
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))
+    };
+    for l in layers {
+        put(&l.layer.digest, None, Some(&l.path))?;
+    }
+    put(&image.config_digest, Some(&image.config), None)?;
+    put(&image.manifest_digest, Some(&image.manifest), None)?;
+    let layout = dir.join("oci-layout");
+    std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&layout))?;
+    let desc = DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(
+            image
+                .manifest_digest
+                .parse::<Digest>()
+                .map_err(spec("digest"))?,
+        )
+        .size(image.manifest.len() as u64)
+        .annotations(
+            [(
+                "org.opencontainers.image.ref.name".to_string(),
+                tag.to_string(),
+            )]
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+        )
+        .build()
+        .map_err(spec("descriptor"))?;
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![desc])
+        .build()
+        .map_err(spec("index"))?;
+    let path = dir.join("index.json");
+    let tmp = dir.join(".tmp-index.json");
+    std::fs::write(&tmp, stable_json(&index)).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(315_532_800), "1980-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_707_054), "2026-11-26T15:30:54Z");
+    }
+}
