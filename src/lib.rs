@@ -61,6 +61,7 @@ pub mod layer;
 pub mod needs;
 pub mod pipeline;
 pub mod progress;
+pub mod registry;
 pub mod repo;
 pub mod resolve;
 pub mod rpm;

@@ -31,6 +31,8 @@ pub enum PipelineError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Image(#[from] crate::image::oci::ImageError),
+    #[error(transparent)]
+    Push(#[from] crate::registry::PushError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error("no repositories are enabled in {0}")]
@@ -529,6 +531,86 @@ impl Context {
                 tag,
                 layout: layout.to_owned(),
             },
+        ))
+    }
+}
+
+impl Context {
+    /// Pushes a built image to `host` (its `[image] repository`, tag moved last). Returns the
+    /// digest-pinned reference and what was uploaded.
+    pub fn push(
+        &self,
+        built: &Built,
+        host: &str,
+    ) -> Result<(String, crate::registry::PushReport), PipelineError> {
+        use crate::registry::{Blob, Pusher};
+        let plain_http = self
+            .config
+            .settings
+            .registry
+            .insecure
+            .iter()
+            .any(|h| h == host);
+        // Which repository of this registry holds which blob, from earlier pushes.
+        let records = self.cache.dir(&["pushes-v1"]).map_err(PlanError::from)?;
+        let record_name = format!(
+            "{}.json",
+            crate::cache::path_segment(host).map_err(PlanError::from)?
+        );
+        let load = || -> std::collections::BTreeMap<String, String> {
+            std::fs::read(records.join(&record_name))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        };
+        let pusher = Pusher {
+            client: &self.transport.client,
+            host: host.to_owned(),
+            plain_http,
+            repository: built.repository.clone(),
+            known: load(),
+        };
+        let mut blobs: Vec<(String, Blob<'_>)> = built
+            .layers
+            .layers
+            .iter()
+            .map(|l| (l.layer.digest.clone(), Blob::File(&l.path)))
+            .collect();
+        blobs.push((
+            built.image.config_digest.clone(),
+            Blob::Bytes(&built.image.config),
+        ));
+        let report = self.runtime.block_on(pusher.push(
+            &blobs,
+            &built.image.manifest,
+            &built.image.manifest_digest,
+            &built.tag,
+        ))?;
+        {
+            let _lock = self
+                .cache
+                .lock(&format!("pushes-{}", record_name.trim_end_matches(".json")))
+                .map_err(PlanError::from)?;
+            let mut known = load();
+            for (d, _) in &blobs {
+                known
+                    .entry(d.clone())
+                    .or_insert_with(|| built.repository.clone());
+            }
+            self.cache
+                .write_atomic(
+                    &records,
+                    &record_name,
+                    &serde_json::to_vec(&known).expect("serializable"),
+                )
+                .map_err(PlanError::from)?;
+        }
+        Ok((
+            format!(
+                "{host}/{}@{}",
+                built.repository, built.image.manifest_digest
+            ),
+            report,
         ))
     }
 }

@@ -151,6 +151,9 @@ pub struct BuildArgs {
     pub kind: Option<KubeKind>,
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
+    /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
+    #[arg(long, value_name = "HOST")]
+    pub push: Option<String>,
     /// Print a JSON summary instead of the reference.
     #[arg(long)]
     pub json: bool,

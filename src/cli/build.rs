@@ -33,7 +33,15 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         printer.warn(&format!("file conflict: {c}"));
     }
     let s = &ctx.config.settings;
-    let image = ImageRef::parse(&built.reference)
+    let push_host = args.push.clone().or_else(|| s.registry.host.clone());
+    let (reference, pushed) = match &push_host {
+        Some(host) => {
+            let (r, report) = ctx.push(&built, host)?;
+            (r, Some(report))
+        }
+        None => (built.reference.clone(), None),
+    };
+    let image = ImageRef::parse(&reference)
         .context("the configured [image] repository does not make a valid reference")?;
     let manifest = Emitter {
         settings: &s.kube,
@@ -57,7 +65,8 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         .with_context(|| format!("cannot write `{}`", out.display()))?;
     if args.json {
         printer.data(&serde_json::to_string_pretty(&serde_json::json!({
-            "reference": built.reference,
+            "reference": reference,
+            "pushed": pushed,
             "manifest_digest": built.image.manifest_digest,
             "config_digest": built.image.config_digest,
             "layout": built.layout,
@@ -69,7 +78,7 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
             "seconds": started.elapsed().as_secs_f64(),
         }))?);
     } else {
-        printer.data(&built.reference);
+        printer.data(&reference);
     }
     Ok(())
 }

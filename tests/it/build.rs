@@ -117,3 +117,161 @@ fn two_empty_caches_give_the_same_image_digest() {
         .collect();
     assert_eq!(digests[0], digests[1]);
 }
+
+/// Debian's docker-registry (CNCF distribution) on a free loopback port, stopped on drop.
+struct Registry {
+    child: std::process::Child,
+    pub host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        require("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Registry {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn push_then_pull_with_skopeo_and_run_and_share_the_base() {
+    require("skopeo", "skopeo");
+    require("umoci", "umoci");
+    assert!(
+        rustix::process::getuid().is_root(),
+        "running the job needs chroot, so root (CI runs as root)"
+    );
+    let reg = Registry::start();
+    let cache = tempfile::tempdir().unwrap();
+    let (d, cfg, script) = job_with_config(cache.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replacen(
+        "[cache]",
+        &format!("[registry]\ninsecure = [\"{}\"]\n[cache]", reg.host),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let push = |script: &Path| -> serde_json::Value {
+        let o = pbsimage(&[
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "build",
+            "--json",
+            "--push",
+            &reg.host,
+            "--output",
+            d.path().join("layout").to_str().unwrap(),
+            script.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = push(&script);
+    let reference = v["reference"].as_str().unwrap();
+    assert!(
+        reference.starts_with(&format!("{}/pbs/fib@sha256:", reg.host)),
+        "{reference}"
+    );
+    assert!(
+        std::fs::read_to_string(d.path().join("job.k8s.yaml"))
+            .unwrap()
+            .contains(&format!("image: {reference}"))
+    );
+    // skopeo copies it back from the registry into an OCI layout; umoci unpacks; the job runs.
+    let pulled = d.path().join("pulled");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .arg(format!("oci:{}:fib", pulled.display())),
+    );
+    let bundle = d.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:fib", pulled.display()))
+            .arg(&bundle),
+    );
+    let o = run_ok(
+        Command::new("/usr/sbin/chroot")
+            .arg(bundle.join("rootfs"))
+            .arg(pbsimage::kube::WRAPPER_PATH)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("PBSIMAGE_SCRIPT", "/pbs/job/job.sh")
+            .env("PBSIMAGE_SHELL", "/bin/bash")
+            .env("PBS_O_WORKDIR", "/pbs/job")
+            .env("TMPDIR", "/tmp"),
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "0 1 1 2 3 5\n");
+    // A second job with the same base: the base layer is not uploaded again.
+    let base = v["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let second = d.path().join("hello.sh");
+    std::fs::copy("fixtures/jobs/paper-listing2-script/job.sh", &second).unwrap();
+    let v2 = push(&second);
+    assert_eq!(v2["layers"][0]["digest"], base);
+    assert!(
+        v2["pushed"]["mounted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == &base),
+        "{}",
+        v2["pushed"]
+    );
+    assert!(
+        !v2["pushed"]["uploaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == &base),
+        "{}",
+        v2["pushed"]
+    );
+    // Pushing the first image again sends nothing.
+    let v3 = push(&script);
+    assert!(
+        v3["pushed"]["uploaded"].as_array().unwrap().is_empty(),
+        "{}",
+        v3["pushed"]
+    );
+}
