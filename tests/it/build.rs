@@ -21,35 +21,7 @@ fn build(cfg: &Path, script: &Path, layout: &Path) -> serde_json::Value {
 }
 
 fn job_with_config(cache: &Path) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let d = tempfile::tempdir().unwrap();
-    for f in ["job.sh", "fib.cpp"] {
-        std::fs::copy(
-            Path::new("fixtures/jobs/paper-listing3-fib").join(f),
-            d.path().join(f),
-        )
-        .unwrap();
-    }
-    require("g++", "g++");
-    run_ok(
-        Command::new("g++")
-            .args(["-O2", "-o", "a.out", "fib.cpp"])
-            .current_dir(d.path()),
-    );
-    let cfg = d.path().join("pipeline.toml");
-    std::fs::write(
-        &cfg,
-        repo_config(
-            &[(
-                "fixture",
-                format!("file://{}", fixture_repos().join("main").display()),
-            )],
-            cache,
-            "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n",
-        ),
-    )
-    .unwrap();
-    let script = d.path().join("job.sh");
-    (d, cfg, script)
+    fib_job(&fixture_repos().join("main"), cache)
 }
 
 #[test]
@@ -91,18 +63,7 @@ fn skopeo_and_umoci_read_the_layout_and_the_job_runs() {
             .arg(format!("{}:{tag}", layout.display()))
             .arg(&bundle),
     );
-    let o = run_ok(
-        Command::new("/usr/sbin/chroot")
-            .arg(bundle.join("rootfs"))
-            .arg(pbsimage::kube::WRAPPER_PATH)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("PBSIMAGE_SCRIPT", "/pbs/job/job.sh")
-            .env("PBSIMAGE_SHELL", "/bin/bash")
-            .env("PBS_O_WORKDIR", "/pbs/job")
-            .env("TMPDIR", "/tmp"),
-    );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "0 1 1 2 3 5\n");
+    assert_eq!(run_job_in(&bundle.join("rootfs")), "0 1 1 2 3 5\n");
 }
 
 #[test]
@@ -231,18 +192,7 @@ fn push_then_pull_with_skopeo_and_run_and_share_the_base() {
             .arg(format!("{}:fib", pulled.display()))
             .arg(&bundle),
     );
-    let o = run_ok(
-        Command::new("/usr/sbin/chroot")
-            .arg(bundle.join("rootfs"))
-            .arg(pbsimage::kube::WRAPPER_PATH)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("PBSIMAGE_SCRIPT", "/pbs/job/job.sh")
-            .env("PBSIMAGE_SHELL", "/bin/bash")
-            .env("PBS_O_WORKDIR", "/pbs/job")
-            .env("TMPDIR", "/tmp"),
-    );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "0 1 1 2 3 5\n");
+    assert_eq!(run_job_in(&bundle.join("rootfs")), "0 1 1 2 3 5\n");
     // A second job with the same base: the base layer is not uploaded again.
     let base = v["layers"][0]["digest"].as_str().unwrap().to_owned();
     let second = d.path().join("hello.sh");

@@ -171,3 +171,60 @@ pub fn find_prefixed(dir: &Path, prefix: &str) -> PathBuf {
         })
         .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
 }
+
+/// The shared base of the layer tests' configs.
+pub const BASE: &str =
+    "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n";
+
+/// A job directory (the paper's Fibonacci job, compiled) and a config for the repo at `repo`.
+pub fn fib_job(repo: &Path, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    fib_job_at(&format!("file://{}", repo.display()), cache)
+}
+
+/// As [`fib_job`], for a repository at any URL.
+pub fn fib_job_at(url: &str, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    for f in ["job.sh", "fib.cpp"] {
+        std::fs::copy(
+            Path::new("fixtures/jobs/paper-listing3-fib").join(f),
+            d.path().join(f),
+        )
+        .unwrap();
+    }
+    require("g++", "g++");
+    run_ok(
+        Command::new("g++")
+            .args(["-O2", "-o", "a.out", "fib.cpp"])
+            .current_dir(d.path()),
+    );
+    let cfg = d.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(&[("fixture", url.to_owned())], cache, BASE),
+    )
+    .unwrap();
+    let script = d.path().join("job.sh");
+    (d, cfg, script)
+}
+
+/// Runs the job wrapper in `root` (chroot, so root only) for the job in `/pbs/job/job.sh`.
+pub fn run_job_in(root: &Path) -> String {
+    assert!(
+        rustix::process::getuid().is_root(),
+        "running the job needs chroot, so root (CI runs as root)"
+    );
+    require("/usr/sbin/chroot", "coreutils");
+    let o = run_ok(
+        Command::new("/usr/sbin/chroot")
+            .arg(root)
+            .arg(pbsimage::kube::WRAPPER_PATH)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("PBSIMAGE_SCRIPT", "/pbs/job/job.sh")
+            .env("PBSIMAGE_SHELL", "/bin/bash")
+            .env("PBS_O_WORKDIR", "/pbs/job")
+            .env("PBS_JOBNAME", "fib")
+            .env("TMPDIR", "/tmp"),
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -220,41 +220,6 @@ fn layers_are_reproducible_and_independent_of_umask_and_tz() {
     assert_ne!(z1.digest, a.digest);
 }
 
-/// The shared base of the layer tests' configs.
-const BASE: &str =
-    "[base]\npackages = [\"filesystem\", \"setup\", \"glibc\", \"bash\", \"coreutils\"]\n";
-
-/// A job directory (the paper's Fibonacci job, compiled) and a config for the repo at `repo`.
-fn fib_job(repo: &Path, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    fib_job_at(&format!("file://{}", repo.display()), cache)
-}
-
-/// As [`fib_job`], for a repository at any URL.
-fn fib_job_at(url: &str, cache: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let d = tempfile::tempdir().unwrap();
-    for f in ["job.sh", "fib.cpp"] {
-        std::fs::copy(
-            Path::new("fixtures/jobs/paper-listing3-fib").join(f),
-            d.path().join(f),
-        )
-        .unwrap();
-    }
-    require("g++", "g++");
-    run_ok(
-        Command::new("g++")
-            .args(["-O2", "-o", "a.out", "fib.cpp"])
-            .current_dir(d.path()),
-    );
-    let cfg = d.path().join("pipeline.toml");
-    std::fs::write(
-        &cfg,
-        repo_config(&[("fixture", url.to_owned())], cache, BASE),
-    )
-    .unwrap();
-    let script = d.path().join("job.sh");
-    (d, cfg, script)
-}
-
 fn layers_json(cfg: &Path, script: &Path) -> serde_json::Value {
     let o = pbsimage(&[
         "-q",
@@ -299,20 +264,7 @@ fn the_paper_job_runs_in_a_root_unpacked_from_its_layers() {
                 .arg(root.path()),
         );
     }
-    require("/usr/sbin/chroot", "coreutils");
-    let o = run_ok(
-        Command::new("/usr/sbin/chroot")
-            .arg(root.path())
-            .arg(pbsimage::kube::WRAPPER_PATH)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("PBSIMAGE_SCRIPT", "/pbs/job/job.sh")
-            .env("PBSIMAGE_SHELL", "/bin/bash")
-            .env("PBS_O_WORKDIR", "/pbs/job")
-            .env("PBS_JOBNAME", "fib")
-            .env("TMPDIR", "/tmp"),
-    );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "0 1 1 2 3 5\n");
+    assert_eq!(run_job_in(root.path()), "0 1 1 2 3 5\n");
     // A second build finds every package layer in the cache and gives the same digests.
     let again = layers_json(&cfg, &script);
     assert_eq!(digests(&again), digests(&v));
