@@ -465,15 +465,24 @@ pub struct Built {
 }
 
 impl Context {
+    /// Needs, repositories and resolution for one job (file lists loaded when needed).
+    pub fn resolve_job(
+        &self,
+        job: &JobSpec,
+    ) -> Result<(Needs, Vec<Repo>, Resolution), PipelineError> {
+        let needs = self.needs(job)?;
+        let mut repos = self.load_repos_for(Some(&needs))?;
+        let res = self.resolve(&mut repos, &needs)?;
+        Ok((needs, repos, res))
+    }
+
     /// The whole pipeline for one job, up to an OCI layout at `layout`.
     pub fn build(
         &self,
         job: &JobSpec,
         layout: &std::path::Path,
     ) -> Result<(Needs, Built), PipelineError> {
-        let needs = self.needs(job)?;
-        let mut repos = self.load_repos_for(Some(&needs))?;
-        let res = self.resolve(&mut repos, &needs)?;
+        let (needs, repos, res) = self.resolve_job(job)?;
         let layers = self.layers(job, &needs, &res)?;
         let s = &self.config.settings;
         let dns = job.name.dns_label(63);

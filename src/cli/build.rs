@@ -6,7 +6,6 @@ use super::{Printer, args::BuildArgs, parse_script};
 use crate::config::Config;
 use crate::image::ImageRef;
 use crate::kube::Emitter;
-use crate::pipeline::{Context, Options};
 
 pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
     let job = parse_script(&args.script, printer)?;
@@ -19,14 +18,7 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         config.settings.kube.run_as_user,
         config.settings.kube.run_as_group,
     )?;
-    let mut ctx = Context::new(
-        config,
-        Options {
-            offline: args.offline,
-            ..Options::default()
-        },
-    )?;
-    ctx.reporter = super::progress::reporter(printer.quiet);
+    let ctx = super::context(config, args.offline, printer)?;
     let started = std::time::Instant::now();
     let (_needs, built) = ctx.build(&job, &layout)?;
     for c in &built.layers.conflicts {

@@ -4,21 +4,11 @@ use anyhow::Result;
 
 use super::{Printer, args::LayersArgs, parse_script};
 use crate::config::Config;
-use crate::pipeline::{Context, Options};
 
 pub fn run(args: &LayersArgs, config: Config, printer: &Printer) -> Result<()> {
     let job = parse_script(&args.script, printer)?;
-    let mut ctx = Context::new(
-        config,
-        Options {
-            offline: args.offline,
-            ..Options::default()
-        },
-    )?;
-    ctx.reporter = super::progress::reporter(printer.quiet);
-    let needs = ctx.needs(&job)?;
-    let mut repos = ctx.load_repos_for(Some(&needs))?;
-    let res = ctx.resolve(&mut repos, &needs)?;
+    let ctx = super::context(config, args.offline, printer)?;
+    let (needs, _repos, res) = ctx.resolve_job(&job)?;
     for w in &res.warnings {
         printer.warn(w);
     }

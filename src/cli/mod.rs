@@ -54,6 +54,19 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+/// A pipeline context with progress bars where the terminal allows them.
+fn context(config: Config, offline: bool, printer: &Printer) -> Result<crate::pipeline::Context> {
+    let mut ctx = crate::pipeline::Context::new(
+        config,
+        crate::pipeline::Options {
+            offline,
+            ..Default::default()
+        },
+    )?;
+    ctx.reporter = progress::reporter(printer.quiet);
+    Ok(ctx)
+}
+
 /// Parses the script and prints its warnings.
 fn parse_script(args: &ScriptArgs, printer: &Printer) -> Result<JobSpec> {
     let parser = ScriptParser {

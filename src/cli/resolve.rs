@@ -4,21 +4,12 @@ use anyhow::{Context as _, Result};
 
 use super::{Printer, args::ResolveArgs, parse_script};
 use crate::config::Config;
-use crate::pipeline::{Context, Options};
 use crate::resolve::lock::Lock;
 
 pub fn run(args: &ResolveArgs, config: Config, printer: &Printer) -> Result<()> {
     let job = parse_script(&args.script, printer)?;
-    let ctx = Context::new(
-        config,
-        Options {
-            offline: args.offline,
-            ..Options::default()
-        },
-    )?;
-    let needs = ctx.needs(&job)?;
-    let mut repos = ctx.load_repos_for(Some(&needs))?;
-    let res = ctx.resolve(&mut repos, &needs)?;
+    let ctx = super::context(config, args.offline, printer)?;
+    let (needs, repos, res) = ctx.resolve_job(&job)?;
     for w in &res.warnings {
         printer.warn(w);
     }

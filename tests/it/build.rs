@@ -20,6 +20,17 @@ fn build(cfg: &Path, script: &Path, layout: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// Unpacks `layout:tag` with umoci under `dir` and runs the job in its rootfs.
+fn unpack_and_run(image: &str, dir: &Path) -> String {
+    let bundle = dir.join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", image])
+            .arg(&bundle),
+    );
+    run_job_in(&bundle.join("rootfs"))
+}
+
 fn job_with_config(cache: &Path) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     fib_job(&fixture_repos().join("main"), cache)
 }
@@ -56,14 +67,10 @@ fn skopeo_and_umoci_read_the_layout_and_the_job_runs() {
         v["layers"].as_array().unwrap().len()
     );
     // umoci unpacks it, and the job runs in that root.
-    let bundle = d.path().join("bundle");
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:{tag}", layout.display()))
-            .arg(&bundle),
+    assert_eq!(
+        unpack_and_run(&format!("{}:{tag}", layout.display()), d.path()),
+        "0 1 1 2 3 5\n"
     );
-    assert_eq!(run_job_in(&bundle.join("rootfs")), "0 1 1 2 3 5\n");
 }
 
 #[test]
@@ -185,14 +192,10 @@ fn push_then_pull_with_skopeo_and_run_and_share_the_base() {
             .arg(format!("docker://{reference}"))
             .arg(format!("oci:{}:fib", pulled.display())),
     );
-    let bundle = d.path().join("bundle");
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:fib", pulled.display()))
-            .arg(&bundle),
+    assert_eq!(
+        unpack_and_run(&format!("{}:fib", pulled.display()), d.path()),
+        "0 1 1 2 3 5\n"
     );
-    assert_eq!(run_job_in(&bundle.join("rootfs")), "0 1 1 2 3 5\n");
     // A second job with the same base: the base layer is not uploaded again.
     let base = v["layers"][0]["digest"].as_str().unwrap().to_owned();
     let second = d.path().join("hello.sh");

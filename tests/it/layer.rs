@@ -233,6 +233,16 @@ fn layers_json(cfg: &Path, script: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// Every layer but the job's came from the cache.
+fn package_layers_cached(v: &serde_json::Value) -> bool {
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["label"] != "job")
+        .all(|l| l["cached"] == true)
+}
+
 fn digests(v: &serde_json::Value) -> Vec<String> {
     v["layers"]
         .as_array()
@@ -268,14 +278,7 @@ fn the_paper_job_runs_in_a_root_unpacked_from_its_layers() {
     // A second build finds every package layer in the cache and gives the same digests.
     let again = layers_json(&cfg, &script);
     assert_eq!(digests(&again), digests(&v));
-    assert!(
-        again["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|l| l["label"] != "job")
-            .all(|l| l["cached"] == true)
-    );
+    assert!(package_layers_cached(&again), "{again}");
     let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
     assert!(o.status.success(), "{}", stdout(&o));
 }
@@ -832,14 +835,7 @@ fn cache_gc_removes_only_unreferenced_blobs() {
     }
     // The packages the layers came from are kept too; a rebuild finds everything.
     let again = layers_json(&cfg, &script);
-    assert!(
-        again["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|l| l["label"] != "job")
-            .all(|l| l["cached"] == true)
-    );
+    assert!(package_layers_cached(&again), "{again}");
     let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
     assert!(o.status.success(), "{}", stdout(&o));
 }
