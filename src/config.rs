@@ -246,7 +246,7 @@ impl Default for ImageSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RegistrySettings {
     /// Default registry (`host[:port]`); unset means the OCI layout is the output.
@@ -258,6 +258,24 @@ pub struct RegistrySettings {
     /// Extra CA certificates (PEM) trusted for registries, besides the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<PathBuf>,
+    /// Blobs uploaded at once.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+}
+
+fn default_parallel() -> usize {
+    4
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            host: None,
+            insecure: Vec::new(),
+            ca_bundle: None,
+            parallel: default_parallel(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

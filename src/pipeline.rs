@@ -46,6 +46,7 @@ impl PipelineError {
             PipelineError::Repo(e) => e.hint(),
             PipelineError::Resolve(e) => e.hint(),
             PipelineError::NoRepos(_) => Some("add a [[repo]] section to pipeline.toml".into()),
+            PipelineError::Push(e) => e.hint(),
             PipelineError::Download(DownloadError::Checksum { .. }) => {
                 Some("the mirror serves a different file than its metadata describes; try again or another mirror".into())
             }
@@ -551,8 +552,9 @@ impl Context {
         &self,
         built: &Built,
         host: &str,
+        credentials: Option<crate::registry::auth::Found>,
     ) -> Result<(String, crate::registry::PushReport), PipelineError> {
-        use crate::registry::{Blob, Pusher};
+        use crate::registry::{Blob, Client, Pusher, auth};
         let plain_http = self
             .config
             .settings
@@ -572,13 +574,13 @@ impl Context {
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default()
         };
-        let pusher = Pusher {
-            client: &self.transport.client,
-            host: host.to_owned(),
-            plain_http,
-            repository: built.repository.clone(),
-            known: load(),
+        let credentials = match credentials {
+            Some(c) => Some(c),
+            None => {
+                auth::lookup(host, &auth::auth_files()).map_err(crate::registry::PushError::from)?
+            }
         };
+        let known = load();
         let mut blobs: Vec<(String, Blob<'_>)> = built
             .layers
             .layers
@@ -589,6 +591,23 @@ impl Context {
             built.image.config_digest.clone(),
             Blob::Bytes(&built.image.config),
         ));
+        let scopes = Pusher::scopes(
+            &built.repository,
+            &known,
+            blobs.iter().map(|(d, _)| d.as_str()),
+        );
+        let pusher = Pusher {
+            client: Client::new(
+                &self.transport.client,
+                host,
+                plain_http,
+                credentials,
+                scopes,
+            ),
+            repository: built.repository.clone(),
+            known,
+            parallel: self.config.settings.registry.parallel,
+        };
         let report = self.runtime.block_on(pusher.push(
             &blobs,
             &built.image.manifest,

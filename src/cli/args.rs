@@ -154,6 +154,13 @@ pub struct BuildArgs {
     /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
     #[arg(long, value_name = "HOST")]
     pub push: Option<String>,
+    /// Registry user name (with --password-stdin) [default: the auth files of skopeo,
+    /// podman and docker]
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
     /// Print a JSON summary instead of the reference.
     #[arg(long)]
     pub json: bool,

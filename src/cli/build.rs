@@ -28,7 +28,7 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
     let push_host = args.push.clone().or_else(|| s.registry.host.clone());
     let (reference, pushed) = match &push_host {
         Some(host) => {
-            let (r, report) = ctx.push(&built, host)?;
+            let (r, report) = ctx.push(&built, host, credentials(args)?)?;
             (r, Some(report))
         }
         None => (built.reference.clone(), None),
@@ -73,4 +73,27 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         printer.data(&reference);
     }
     Ok(())
+}
+
+/// `--username` with the password from standard input (one line, newline dropped).
+fn credentials(args: &BuildArgs) -> Result<Option<crate::registry::auth::Found>> {
+    use crate::registry::auth::{Credentials, Found, Secret};
+    let Some(user) = &args.username else {
+        return Ok(None);
+    };
+    let mut password = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(
+        !password.is_empty(),
+        "--password-stdin: standard input is empty"
+    );
+    Ok(Some(Found {
+        credentials: Credentials::Password {
+            username: user.clone(),
+            password: Secret::new(password),
+        },
+        source: "--username and --password-stdin".into(),
+    }))
 }

@@ -1,14 +1,24 @@
 //! Push: an image from the cache to a registry, per the OCI distribution spec.
 //!
 //! [`Pusher::push`] checks `GET /v2/`, asks `HEAD` for every blob and uploads only the
-//! missing ones (monolithic `POST` + `PUT ?digest=`, streamed from the cached file), then puts
-//! the manifest with the exact bytes of the layout; the tag moves only once the manifest is
-//! accepted. A `Docker-Content-Digest` that disagrees with the local digest is an error.
-//! Plain HTTP is used only for registries named in `[registry] insecure`.
+//! missing ones, a bounded number at a time: a cross-repository mount when an earlier push
+//! left the blob in another repository of the registry, else a monolithic `POST` + `PUT
+//! ?digest=` streamed from the cached file (a lost upload session starts over). The manifest
+//! goes last with the exact bytes of the layout, so the tag moves only once every blob is
+//! there. A `Docker-Content-Digest` that disagrees with the local digest is an error. Plain
+//! HTTP is used only for registries named in `[registry] insecure`. Authentication and
+//! retries are [`client::Client`]'s.
 
 use std::path::Path;
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
 use crate::fetch::SafeUrl;
+
+pub mod auth;
+pub mod client;
+
+pub use client::{Client, Retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -18,11 +28,24 @@ pub enum PushError {
         what: String,
         message: String,
     },
-    #[error("registry `{host}` answered {status} to {what}")]
+    #[error("registry `{host}` answered {status} to {what}{detail}")]
     Status {
         host: String,
         what: String,
         status: u16,
+        detail: String,
+    },
+    #[error("registry `{host}` refused {source_} for {what}")]
+    Unauthorized {
+        host: String,
+        what: String,
+        source_: String,
+    },
+    #[error("registry `{host}`: no token from `{realm}`: {message}")]
+    Token {
+        host: String,
+        realm: SafeUrl,
+        message: String,
     },
     #[error("registry `{host}` says {what} has digest {theirs}, but it is {ours}")]
     Digest {
@@ -31,12 +54,31 @@ pub enum PushError {
         ours: String,
         theirs: String,
     },
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     #[error("cannot read `{}`", path.display())]
     Io {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl PushError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PushError::Unauthorized { .. } => Some(
+                "give credentials with --username and --password-stdin, or log in with \
+                 `skopeo login`/`podman login`/`docker login` (read from $REGISTRY_AUTH_FILE, \
+                 $XDG_RUNTIME_DIR/containers/auth.json or ~/.docker/config.json)"
+                    .into(),
+            ),
+            PushError::Http { message, .. } if message.contains("certificate") => {
+                Some("trust the registry's CA with `[registry] ca-bundle` in pipeline.toml".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a push did.
@@ -47,45 +89,44 @@ pub struct PushReport {
     pub skipped: Vec<String>,
     /// Blobs mounted from another repository of the registry (no bytes sent).
     pub mounted: Vec<String>,
+    /// Bytes of blobs uploaded.
     pub bytes: u64,
+}
+
+enum Outcome {
+    Skipped,
+    Mounted,
+    Uploaded(u64),
 }
 
 /// Pushes images to one registry repository.
 pub struct Pusher<'a> {
-    pub client: &'a reqwest::Client,
-    /// `host[:port]`
-    pub host: String,
-    pub plain_http: bool,
+    pub client: Client<'a>,
     pub repository: String,
     /// Repositories of this registry known to hold a blob (from earlier pushes): mount
     /// sources.
     pub known: std::collections::BTreeMap<String, String>,
+    /// Blobs in flight at once.
+    pub parallel: usize,
 }
 
 impl Pusher<'_> {
-    fn base(&self) -> String {
-        format!(
-            "{}://{}/v2",
-            if self.plain_http { "http" } else { "https" },
-            self.host
-        )
-    }
-
-    fn http(&self, what: &str) -> impl Fn(reqwest::Error) -> PushError + '_ {
-        let what = what.to_owned();
-        move |e| PushError::Http {
-            host: self.host.clone(),
-            what: what.clone(),
-            message: e.to_string(),
-        }
-    }
-
-    fn status(&self, what: &str, status: u16) -> PushError {
-        PushError::Status {
-            host: self.host.clone(),
-            what: what.to_owned(),
-            status,
-        }
+    /// The token scopes a push of `blobs` to `repository` needs.
+    pub fn scopes<'b>(
+        repository: &str,
+        known: &std::collections::BTreeMap<String, String>,
+        blobs: impl IntoIterator<Item = &'b str>,
+    ) -> Vec<String> {
+        let mut s = vec![format!("repository:{repository}:pull,push")];
+        let mut from: Vec<&String> = blobs
+            .into_iter()
+            .filter_map(|d| known.get(d))
+            .filter(|r| *r != repository)
+            .collect();
+        from.sort();
+        from.dedup();
+        s.extend(from.into_iter().map(|r| format!("repository:{r}:pull")));
+        s
     }
 
     fn check_digest(
@@ -101,7 +142,7 @@ impl Pusher<'_> {
             && theirs != ours
         {
             return Err(PushError::Digest {
-                host: self.host.clone(),
+                host: self.client.host.clone(),
                 what: what.to_owned(),
                 ours: ours.to_owned(),
                 theirs: theirs.to_owned(),
@@ -110,7 +151,8 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    /// Uploads `blobs` (digest, file or bytes) that the registry lacks, then the manifest.
+    /// Uploads `blobs` (digest, file or bytes) that the registry lacks, then the manifest
+    /// under `tag`.
     pub async fn push(
         &self,
         blobs: &[(String, Blob<'_>)],
@@ -118,131 +160,165 @@ impl Pusher<'_> {
         manifest_digest: &str,
         tag: &str,
     ) -> Result<PushReport, PushError> {
-        let base = self.base();
+        let base = self.client.base();
         let r = self
             .client
-            .get(format!("{base}/"))
-            .send()
-            .await
-            .map_err(self.http("GET /v2/"))?;
+            .send("GET /v2/", || Ok(self.client.http.get(format!("{base}/"))))
+            .await?;
         if !r.status().is_success() {
-            return Err(self.status("GET /v2/", r.status().as_u16()));
+            return Err(self.client.status_error("GET /v2/", r).await);
         }
-        let mut report = PushReport::default();
-        for (digest, blob) in blobs {
-            let what = format!("blob {digest}");
-            let url = format!("{base}/{}/blobs/{digest}", self.repository);
-            let head = self
-                .client
-                .head(&url)
-                .send()
-                .await
-                .map_err(self.http(&what))?;
-            if head.status().is_success() {
-                report.skipped.push(digest.clone());
-                continue;
-            }
-            if let Some(from) = self.known.get(digest).filter(|r| **r != self.repository) {
-                let m = self
-                    .client
-                    .post(format!(
-                        "{base}/{}/blobs/uploads/?mount={digest}&from={from}",
-                        self.repository
-                    ))
-                    .send()
+        let outcomes: Vec<(String, Outcome)> = futures_util::stream::iter(blobs)
+            .map(|(digest, blob)| async move {
+                self.push_blob(digest, blob)
                     .await
-                    .map_err(self.http(&what))?;
-                if m.status().as_u16() == 201 {
-                    report.mounted.push(digest.clone());
-                    continue;
+                    .map(|o| (digest.clone(), o))
+            })
+            .buffer_unordered(self.parallel.max(1))
+            .try_collect()
+            .await?;
+        let mut report = PushReport::default();
+        // In the order given, whatever order they finished in.
+        for (digest, _) in blobs {
+            let (_, o) = outcomes
+                .iter()
+                .find(|(d, _)| d == digest)
+                .expect("one outcome per blob");
+            match o {
+                Outcome::Skipped => report.skipped.push(digest.clone()),
+                Outcome::Mounted => report.mounted.push(digest.clone()),
+                Outcome::Uploaded(n) => {
+                    report.uploaded.push(digest.clone());
+                    report.bytes += n;
                 }
-                // Not mounted (202 opens an upload instead, or an error): upload below.
             }
-            let start = self
-                .client
-                .post(format!("{base}/{}/blobs/uploads/", self.repository))
-                .send()
-                .await
-                .map_err(self.http(&what))?;
-            if start.status().as_u16() != 202 {
-                return Err(self.status(
-                    &format!("starting the upload of {what}"),
-                    start.status().as_u16(),
-                ));
-            }
-            let location = start
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| self.status(&format!("{what} (no upload location)"), 202))?
-                .to_owned();
-            let location = if location.starts_with('/') {
-                format!(
-                    "{}://{}{location}",
-                    if self.plain_http { "http" } else { "https" },
-                    self.host
-                )
-            } else {
-                location
-            };
-            let sep = if location.contains('?') { '&' } else { '?' };
-            let put_url = format!("{location}{sep}digest={digest}");
-            let (body, len) = match blob {
-                Blob::File(path) => {
-                    let f = tokio::fs::File::open(path)
-                        .await
-                        .map_err(|source| PushError::Io {
-                            path: path.to_path_buf(),
-                            source,
-                        })?;
-                    let len = f
-                        .metadata()
-                        .await
-                        .map_err(|source| PushError::Io {
-                            path: path.to_path_buf(),
-                            source,
-                        })?
-                        .len();
-                    (
-                        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f)),
-                        len,
-                    )
-                }
-                Blob::Bytes(b) => (reqwest::Body::from(b.to_vec()), b.len() as u64),
-            };
-            let put = self
-                .client
-                .put(&put_url)
-                .header("content-type", "application/octet-stream")
-                .header("content-length", len)
-                .body(body)
-                .send()
-                .await
-                .map_err(self.http(&what))?;
-            if put.status().as_u16() != 201 {
-                return Err(self.status(
-                    &format!("uploading {what} to {}", SafeUrl(put_url)),
-                    put.status().as_u16(),
-                ));
-            }
-            self.check_digest(&what, &put, digest)?;
-            report.uploaded.push(digest.clone());
-            report.bytes += len;
         }
         let what = format!("manifest {manifest_digest}");
+        let url = format!("{base}/{}/manifests/{tag}", self.repository);
         let put = self
             .client
-            .put(format!("{base}/{}/manifests/{tag}", self.repository))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(manifest.to_vec())
-            .send()
-            .await
-            .map_err(self.http(&what))?;
+            .send(&what, || {
+                Ok(self
+                    .client
+                    .http
+                    .put(&url)
+                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .body(manifest.to_vec()))
+            })
+            .await?;
         if put.status().as_u16() != 201 {
-            return Err(self.status(&what, put.status().as_u16()));
+            return Err(self.client.status_error(&what, put).await);
         }
         self.check_digest(&what, &put, manifest_digest)?;
         Ok(report)
+    }
+
+    async fn push_blob(&self, digest: &str, blob: &Blob<'_>) -> Result<Outcome, PushError> {
+        let base = self.client.base();
+        let what = format!("blob {digest}");
+        let url = format!("{base}/{}/blobs/{digest}", self.repository);
+        let head = self
+            .client
+            .send(&what, || Ok(self.client.http.head(&url)))
+            .await?;
+        match head.status().as_u16() {
+            200..=299 => return Ok(Outcome::Skipped),
+            404 => {}
+            _ => return Err(self.client.status_error(&what, head).await),
+        }
+        let mut location = None;
+        if let Some(from) = self.known.get(digest).filter(|r| **r != self.repository) {
+            let mount = format!(
+                "{base}/{}/blobs/uploads/?mount={digest}&from={from}",
+                self.repository
+            );
+            let m = self
+                .client
+                .send(&what, || Ok(self.client.http.post(&mount)))
+                .await?;
+            match m.status().as_u16() {
+                201 => {
+                    self.check_digest(&what, &m, digest)?;
+                    return Ok(Outcome::Mounted);
+                }
+                // Not mounted; the registry opened an upload session instead.
+                202 => location = self.location(&what, &m)?,
+                // Mount refused (the source is gone, or not readable to us): upload.
+                _ => {}
+            }
+        }
+        for _session in 0..3 {
+            let loc = match location.take() {
+                Some(l) => l,
+                None => self.start_upload(&what).await?,
+            };
+            let sep = if loc.contains('?') { '&' } else { '?' };
+            let put_url = format!("{loc}{sep}digest={digest}");
+            let len = blob.len()?;
+            let put = self
+                .client
+                .send(&what, || {
+                    Ok(self
+                        .client
+                        .http
+                        .put(&put_url)
+                        .header("content-type", "application/octet-stream")
+                        .header("content-length", len)
+                        .body(blob.body()?))
+                })
+                .await?;
+            match put.status().as_u16() {
+                201 => {
+                    self.check_digest(&what, &put, digest)?;
+                    return Ok(Outcome::Uploaded(len));
+                }
+                // The upload session was lost (a retried PUT after a cut connection): again.
+                404 => continue,
+                _ => {
+                    return Err(self
+                        .client
+                        .status_error(
+                            &format!("uploading {what} to {}", SafeUrl(put_url.clone())),
+                            put,
+                        )
+                        .await);
+                }
+            }
+        }
+        Err(PushError::Status {
+            host: self.client.host.clone(),
+            what: format!("uploading {what} (three upload sessions lost)"),
+            status: 404,
+            detail: String::new(),
+        })
+    }
+
+    async fn start_upload(&self, what: &str) -> Result<String, PushError> {
+        let url = format!("{}/{}/blobs/uploads/", self.client.base(), self.repository);
+        let start = self
+            .client
+            .send(what, || Ok(self.client.http.post(&url)))
+            .await?;
+        if start.status().as_u16() != 202 {
+            return Err(self
+                .client
+                .status_error(&format!("starting the upload of {what}"), start)
+                .await);
+        }
+        self.location(what, &start)?
+            .ok_or_else(|| PushError::Status {
+                host: self.client.host.clone(),
+                what: format!("{what} (no upload location)"),
+                status: 202,
+                detail: String::new(),
+            })
+    }
+
+    fn location(&self, _what: &str, r: &reqwest::Response) -> Result<Option<String>, PushError> {
+        Ok(r.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(|l| self.client.absolute(l)))
     }
 }
 
@@ -250,4 +326,36 @@ impl Pusher<'_> {
 pub enum Blob<'a> {
     File(&'a Path),
     Bytes(&'a [u8]),
+}
+
+impl Blob<'_> {
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> PushError + '_ {
+        move |source| PushError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn len(&self) -> Result<u64, PushError> {
+        match self {
+            Blob::File(p) => Ok(std::fs::metadata(p).map_err(Self::io(p))?.len()),
+            Blob::Bytes(b) => Ok(b.len() as u64),
+        }
+    }
+
+    /// A fresh body for each attempt: files are streamed, never read whole.
+    fn body(&self) -> Result<reqwest::Body, PushError> {
+        match self {
+            Blob::File(p) => {
+                let f = std::fs::File::open(p).map_err(Self::io(p))?;
+                Ok(reqwest::Body::wrap_stream(
+                    tokio_util::io::ReaderStream::with_capacity(
+                        tokio::fs::File::from_std(f),
+                        256 << 10,
+                    ),
+                ))
+            }
+            Blob::Bytes(b) => Ok(reqwest::Body::from(b.to_vec())),
+        }
+    }
 }

@@ -95,6 +95,12 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_with(|_| String::new())
+    }
+
+    /// `extra`: YAML after the `http:` section's `addr` (`  tls:` there, then top-level
+    /// sections such as `auth:`), given the registry's directory.
+    fn start_with(extra: impl Fn(&Path) -> String) -> Registry {
         require("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -106,8 +112,9 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{}",
+                dir.path().join("data").display(),
+                extra(dir.path()),
             ),
         )
         .unwrap();
@@ -227,4 +234,132 @@ fn push_then_pull_with_skopeo_and_run_and_share_the_base() {
         "{}",
         v3["pushed"]
     );
+}
+
+/// A CA, and a certificate for 127.0.0.1 signed by it, in `dir`: (ca.pem, cert.pem, key.pem).
+fn make_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    require("openssl", "openssl");
+    let p = |n: &str| dir.join(n);
+    let sh = |args: &[&str]| {
+        run_ok(Command::new("openssl").args(args).current_dir(dir));
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pbsimage test CA",
+    ]);
+    sh(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+#[test]
+fn tls_registry_with_htpasswd_and_a_ca_bundle() {
+    require("skopeo", "skopeo");
+    require("htpasswd", "apache2-utils");
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_ca(certs.path());
+    let htpasswd = certs.path().join("htpasswd");
+    let o = run_ok(Command::new("htpasswd").args(["-Bbn", "ci", "s3cret-tls"]));
+    std::fs::write(&htpasswd, &o.stdout).unwrap();
+    let reg = Registry::start_with(|_| {
+        format!(
+            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: pbsimage-test\n    path: {}\n",
+            cert.display(),
+            key.display(),
+            htpasswd.display()
+        )
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let (d, cfg, script) = job_with_config(cache.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let push = |cfg_text: &str| {
+        std::fs::write(&cfg, cfg_text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+            .args(["-q", "--config", cfg.to_str().unwrap(), "build", "--json"])
+            .args(["--push", &reg.host, "--username", "ci", "--password-stdin"])
+            .arg(&script)
+            .env("HOME", d.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"s3cret-tls\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Without the CA the registry's certificate is refused, with a hint.
+    let o = push(&text);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("certificate") && err.contains("ca-bundle"),
+        "{err}"
+    );
+    // With it (and the password on stdin, over TLS, to an htpasswd registry) the push works.
+    let o = push(&text.replacen(
+        "[cache]",
+        &format!("[registry]\nca-bundle = \"{}\"\n[cache]", ca.display()),
+        1,
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reference = v["reference"].as_str().unwrap();
+    assert!(reference.starts_with(&format!("{}/pbs/fib@sha256:", reg.host)));
+    // skopeo, trusting the same CA, sees our digest.
+    let cert_dir = certs.path().join("skopeo");
+    std::fs::create_dir(&cert_dir).unwrap();
+    std::fs::copy(&ca, cert_dir.join("ca.crt")).unwrap();
+    let o = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--creds", "ci:s3cret-tls", "--cert-dir"])
+            .arg(&cert_dir)
+            .arg(format!("docker://{reference}")),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["Digest"], v["manifest_digest"]);
 }
