@@ -37,6 +37,11 @@ pub enum PipelineError {
     Runtime(#[source] std::io::Error),
     #[error("no repositories are enabled in {0}")]
     NoRepos(String),
+    #[error("--locked: the resolution differs from `{}`:\n  {}", path.display(), drift.join("\n  "))]
+    Drift {
+        path: std::path::PathBuf,
+        drift: Vec<String>,
+    },
 }
 
 impl PipelineError {
@@ -47,6 +52,10 @@ impl PipelineError {
             PipelineError::Resolve(e) => e.hint(),
             PipelineError::NoRepos(_) => Some("add a [[repo]] section to pipeline.toml".into()),
             PipelineError::Push(e) => e.hint(),
+            PipelineError::Drift { path, .. } => Some(format!(
+                "if the change is wanted, rewrite the lock with `pbsimage resolve --lock {} <job>`",
+                path.display()
+            )),
             PipelineError::Download(DownloadError::Checksum { .. }) => {
                 Some("the mirror serves a different file than its metadata describes; try again or another mirror".into())
             }
@@ -232,6 +241,10 @@ pub struct Layers {
     pub layers: Vec<BuiltLayer>,
     pub conflicts: Vec<String>,
     pub options: crate::layer::LayerOptions,
+    /// Every package in the image, from its RPM header.
+    pub packages: Vec<crate::image::packages::ImagePackage>,
+    /// Directories named in the packages' `/etc/ld.so.conf.d/*.conf`, in package order.
+    pub library_dirs: Vec<String>,
 }
 
 impl Context {
@@ -297,8 +310,10 @@ impl Context {
             cache: &self.cache,
             concurrency: 4,
             reporter: self.reporter.as_ref(),
+            offline: self.options.offline,
         };
         let mut files: Vec<Option<Vec<crate::rpm::FileInfo>>> = vec![None; n];
+        let mut infos: Vec<Option<crate::rpm::PackageInfo>> = vec![None; n];
         let mut opts: Option<crate::layer::LayerOptions> = None;
         let mut started = vec![false; planned.len()];
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<BuiltLayer, PlanError>)>();
@@ -351,6 +366,7 @@ impl Context {
                 let reader = crate::rpm::RpmReader::open(&locals[i].path)
                     .map_err(|e| PlanError::from(crate::layer::LayerError::from(e)))?;
                 files[i] = Some(reader.files);
+                infos[i] = Some(reader.info);
                 if opts.is_none() && layout.iter().all(|&j| files[j].is_some()) {
                     let lp: Vec<&LocalPackage> = layout.iter().map(|&j| &locals[j]).collect();
                     let lf: Vec<&[crate::rpm::FileInfo]> = layout
@@ -393,16 +409,62 @@ impl Context {
         let all_files: Vec<Vec<crate::rpm::FileInfo>> =
             files.into_iter().map(Option::unwrap_or_default).collect();
         let conflicts = plan::conflicts(&locals, &all_files, &planned);
-        layers.push(plan::build_job_layer(
-            &self.cache,
-            &opts,
-            &self.job_files(job, needs),
-        )?);
+        let packages: Vec<crate::image::packages::ImagePackage> = infos
+            .into_iter()
+            .zip(&locals)
+            .zip(&res.packages)
+            .filter_map(|((info, l), p)| {
+                Some(crate::image::packages::ImagePackage {
+                    info: info?,
+                    sha256: l.sha256.clone(),
+                    repo: p.repo.clone(),
+                })
+            })
+            .collect();
+        let mut library_dirs = Vec::new();
+        for (l, f) in locals.iter().zip(&all_files) {
+            if crate::image::packages::has_ld_conf(f) {
+                library_dirs.extend(self.ld_conf_dirs(l)?);
+            }
+        }
+        let mut job_files = self.job_files(job, needs);
+        job_files.push(JobFile {
+            dest: "/var/lib/rpmmanifest/container-manifest-2".into(),
+            mode: 0o644,
+            source: JobSource::Bytes(
+                crate::image::packages::rpm_manifest(&packages, opts.epoch).into_bytes(),
+            ),
+        });
+        layers.push(plan::build_job_layer(&self.cache, &opts, &job_files)?);
         Ok(Layers {
             layers,
             conflicts,
             options: opts,
+            packages,
+            library_dirs,
         })
+    }
+
+    /// The `/etc/ld.so.conf.d` directories of a package, remembered per RPM digest (reading
+    /// them means decompressing the payload).
+    fn ld_conf_dirs(&self, p: &LocalPackage) -> Result<Vec<String>, PipelineError> {
+        let dir = self.cache.dir(&["ldconf-v1"]).map_err(PlanError::from)?;
+        let name = format!("{}.json", p.sha256);
+        if let Ok(b) = std::fs::read(dir.join(&name))
+            && let Ok(d) = serde_json::from_slice(&b)
+        {
+            return Ok(d);
+        }
+        let dirs = crate::image::packages::ld_conf_dirs(&p.path)
+            .map_err(|e| PlanError::from(crate::layer::LayerError::from(e)))?;
+        self.cache
+            .write_atomic(
+                &dir,
+                &name,
+                &serde_json::to_vec(&dirs).expect("serializable"),
+            )
+            .map_err(PlanError::from)?;
+        Ok(dirs)
     }
 
     /// The job's own files: the wrapper, the script, the binary and its bundled libraries.
@@ -463,6 +525,9 @@ pub struct Built {
     pub repository: String,
     pub tag: String,
     pub layout: std::path::PathBuf,
+    /// Seconds per stage: `resolve` (needs, metadata, resolution), `layers` (download and
+    /// layers), `image` (config, manifest, layout).
+    pub timings: std::collections::BTreeMap<&'static str, f64>,
 }
 
 impl Context {
@@ -477,14 +542,34 @@ impl Context {
         Ok((needs, repos, res))
     }
 
-    /// The whole pipeline for one job, up to an OCI layout at `layout`.
+    /// The whole pipeline for one job, up to an OCI layout at `layout`. With `locked`, the
+    /// resolution must equal that lock file's (same repository revisions, same packages).
     pub fn build(
         &self,
         job: &JobSpec,
         layout: &std::path::Path,
+        locked: Option<(&std::path::Path, &crate::resolve::lock::Lock)>,
     ) -> Result<(Needs, Built), PipelineError> {
+        let mut clock = std::time::Instant::now();
+        let mut timings = std::collections::BTreeMap::new();
+        let mut lap = |stage: &'static str| {
+            timings.insert(stage, clock.elapsed().as_secs_f64());
+            clock = std::time::Instant::now();
+        };
         let (needs, repos, res) = self.resolve_job(job)?;
+        if let Some((path, lock)) = locked {
+            let now = crate::resolve::lock::Lock::new(&lock.job, &repos, &res);
+            let drift = lock.drift(&now);
+            if !drift.is_empty() {
+                return Err(PipelineError::Drift {
+                    path: path.to_owned(),
+                    drift,
+                });
+            }
+        }
+        lap("resolve");
         let layers = self.layers(job, &needs, &res)?;
+        lap("layers");
         let s = &self.config.settings;
         let dns = job.name.dns_label(63);
         let queue = job
@@ -522,7 +607,14 @@ impl Context {
         }
         let spec = crate::image::oci::ImageSpec {
             arch: needs.arch,
-            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            env: std::iter::once(
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            )
+            .chain(
+                crate::image::packages::library_path(&layers.library_dirs)
+                    .map(|p| format!("LD_LIBRARY_PATH={p}")),
+            )
+            .collect(),
             entrypoint: vec![crate::kube::WRAPPER_PATH.into()],
             working_dir: s.image.job_dir.clone(),
             labels,
@@ -530,6 +622,7 @@ impl Context {
         };
         let image = crate::image::oci::assemble(&spec, &layers.layers)?;
         crate::image::oci::write_layout(layout, &image, &layers.layers, &tag)?;
+        lap("image");
         let reference = format!("{repository}@{}", image.manifest_digest);
         Ok((
             needs,
@@ -540,6 +633,7 @@ impl Context {
                 repository,
                 tag,
                 layout: layout.to_owned(),
+                timings,
             },
         ))
     }

@@ -147,6 +147,9 @@ pub struct BuildArgs {
     /// Where the Kubernetes manifest goes [default: <job>.k8s.yaml beside the script]
     #[arg(long, value_name = "FILE")]
     pub manifest_out: Option<std::path::PathBuf>,
+    /// Where the SPDX 2.3 SBOM goes [default: <job>.spdx.json beside the script]
+    #[arg(long, value_name = "FILE")]
+    pub sbom_out: Option<std::path::PathBuf>,
     #[arg(long, value_enum)]
     pub kind: Option<KubeKind>,
     #[arg(long, value_name = "UID[:GID]")]
@@ -167,4 +170,10 @@ pub struct BuildArgs {
     /// Use only cached repository metadata.
     #[arg(long)]
     pub offline: bool,
+    /// Refuse to build unless the resolution equals the lock file's.
+    #[arg(long)]
+    pub locked: bool,
+    /// The lock file for --locked [default: pbsimage.lock beside the script]
+    #[arg(long, value_name = "FILE", requires = "locked")]
+    pub lock: Option<std::path::PathBuf>,
 }

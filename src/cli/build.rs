@@ -18,17 +18,50 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         config.settings.kube.run_as_user,
         config.settings.kube.run_as_group,
     )?;
+    let push_host = args
+        .push
+        .clone()
+        .or_else(|| config.settings.registry.host.clone());
+    if args.offline && push_host.is_some() {
+        anyhow::bail!(
+            "--offline cannot push to `{}`: drop --offline, or --push and [registry] host",
+            push_host.unwrap_or_default()
+        );
+    }
+    let lock = match args.locked {
+        true => {
+            let path = args.lock.clone().unwrap_or_else(|| {
+                args.script
+                    .script
+                    .with_file_name(crate::resolve::lock::LOCK_FILE)
+            });
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "--locked: cannot read `{}` (write it with `pbsimage resolve --lock {} {}`)",
+                    path.display(),
+                    path.display(),
+                    args.script.script.display()
+                )
+            })?;
+            let lock: crate::resolve::lock::Lock = toml::from_str(&text)
+                .with_context(|| format!("`{}` is not a pbsimage lock file", path.display()))?;
+            Some((path, lock))
+        }
+        false => None,
+    };
     let ctx = super::context(config, args.offline, printer)?;
     let started = std::time::Instant::now();
-    let (_needs, built) = ctx.build(&job, &layout)?;
+    let (_needs, built) = ctx.build(&job, &layout, lock.as_ref().map(|(p, l)| (p.as_path(), l)))?;
     for c in &built.layers.conflicts {
         printer.warn(&format!("file conflict: {c}"));
     }
     let s = &ctx.config.settings;
-    let push_host = args.push.clone().or_else(|| s.registry.host.clone());
+    let mut timings = built.timings.clone();
     let (reference, pushed) = match &push_host {
         Some(host) => {
+            let clock = std::time::Instant::now();
             let (r, report) = ctx.push(&built, host, credentials(args)?)?;
+            timings.insert("push", clock.elapsed().as_secs_f64());
             (r, Some(report))
         }
         None => (built.reference.clone(), None),
@@ -42,31 +75,58 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         run_as,
     }
     .emit(&job, &image)?;
-    let out = args.manifest_out.clone().unwrap_or_else(|| {
+    let beside = |ext: &str| {
         let stem = args
             .script
             .script
             .file_stem()
             .map(|x| x.to_string_lossy().into_owned())
             .unwrap_or_else(|| "job".into());
-        args.script
-            .script
-            .with_file_name(format!("{stem}.k8s.yaml"))
-    });
+        args.script.script.with_file_name(format!("{stem}.{ext}"))
+    };
+    let out = args
+        .manifest_out
+        .clone()
+        .unwrap_or_else(|| beside("k8s.yaml"));
     crate::cache::write_file_atomic(&out, manifest.to_yaml()?.as_bytes())
         .with_context(|| format!("cannot write `{}`", out.display()))?;
+    let sbom_out = args.sbom_out.clone().unwrap_or_else(|| beside("spdx.json"));
+    let repository = reference
+        .split_once('@')
+        .map_or(reference.as_str(), |(r, _)| r);
+    let sbom = crate::image::packages::spdx(
+        &crate::image::packages::SbomSubject {
+            name: job.name.as_str(),
+            repository,
+            manifest_digest: &built.image.manifest_digest,
+            created: built.layers.options.epoch,
+        },
+        &built.layers.packages,
+    );
+    crate::cache::write_file_atomic(
+        &sbom_out,
+        &serde_json::to_vec_pretty(&sbom).expect("serializable"),
+    )
+    .with_context(|| format!("cannot write `{}`", sbom_out.display()))?;
     if args.json {
+        let layers = &built.layers.layers;
         printer.data(&serde_json::to_string_pretty(&serde_json::json!({
             "reference": reference,
-            "pushed": pushed,
             "manifest_digest": built.image.manifest_digest,
             "config_digest": built.image.config_digest,
             "layout": built.layout,
             "tag": built.tag,
             "manifest_out": out,
-            "layers": built.layers.layers.iter().map(|l| serde_json::json!({
+            "sbom_out": sbom_out,
+            "packages": built.layers.packages.len(),
+            "layers": layers.iter().map(|l| serde_json::json!({
                 "label": l.label, "digest": l.layer.digest, "size": l.layer.size, "cached": l.cached,
             })).collect::<Vec<_>>(),
+            "layers_reused": layers.iter().filter(|l| l.cached).count(),
+            "layers_new": layers.iter().filter(|l| !l.cached).count(),
+            "pushed": pushed,
+            "bytes_pushed": pushed.as_ref().map_or(0, |p| p.bytes),
+            "timings": timings,
             "seconds": started.elapsed().as_secs_f64(),
         }))?);
     } else {

@@ -39,6 +39,8 @@ pub enum DownloadError {
     Cache(#[from] CacheError),
     #[error("download task failed: {0}")]
     Task(String),
+    #[error("`{name}` is not in the cache, and --offline forbids downloading it")]
+    Offline { name: String },
 }
 
 /// Fetches packages into `blobs/sha256/`.
@@ -47,6 +49,8 @@ pub struct Downloader<'a> {
     pub cache: &'a Cache,
     pub concurrency: usize,
     pub reporter: &'a dyn crate::progress::Reporter,
+    /// Only the cache and `file://` sources: no network.
+    pub offline: bool,
 }
 
 /// A sha256 hasher and the repository's (when it is not sha256) together.
@@ -121,11 +125,19 @@ impl Downloader<'_> {
         }
         let mut errors = Vec::new();
         for url in &d.urls {
+            if self.offline && !url.starts_with("file://") {
+                continue;
+            }
             match self.fetch_from(d, url).await {
                 Ok(p) => return Ok(p),
                 Err(DownloadError::AllFailed { errors: e, .. }) => errors.extend(e),
                 Err(e) => return Err(e),
             }
+        }
+        if self.offline && errors.is_empty() {
+            return Err(DownloadError::Offline {
+                name: d.name.clone(),
+            });
         }
         Err(DownloadError::AllFailed {
             name: d.name.clone(),

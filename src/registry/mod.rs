@@ -168,6 +168,14 @@ impl Pusher<'_> {
         if !r.status().is_success() {
             return Err(self.client.status_error("GET /v2/", r).await);
         }
+        let mut report = PushReport::default();
+        // Already there under this tag (a rebuild with nothing changed): nothing to send. A
+        // registry accepts a manifest only with all its blobs, and keeps them while it is
+        // referenced.
+        if self.tag_digest(tag).await?.as_deref() == Some(manifest_digest) {
+            report.skipped = blobs.iter().map(|(d, _)| d.clone()).collect();
+            return Ok(report);
+        }
         let outcomes: Vec<(String, Outcome)> = futures_util::stream::iter(blobs)
             .map(|(digest, blob)| async move {
                 self.push_blob(digest, blob)
@@ -177,7 +185,6 @@ impl Pusher<'_> {
             .buffer_unordered(self.parallel.max(1))
             .try_collect()
             .await?;
-        let mut report = PushReport::default();
         // In the order given, whatever order they finished in.
         for (digest, _) in blobs {
             let (_, o) = outcomes
@@ -211,6 +218,28 @@ impl Pusher<'_> {
         }
         self.check_digest(&what, &put, manifest_digest)?;
         Ok(report)
+    }
+
+    /// The digest `tag` points at in this repository, if any.
+    async fn tag_digest(&self, tag: &str) -> Result<Option<String>, PushError> {
+        let url = format!("{}/{}/manifests/{tag}", self.client.base(), self.repository);
+        let what = format!("manifest {tag}");
+        let r = self
+            .client
+            .send(&what, || {
+                Ok(self.client.http.head(&url).header(
+                    "accept",
+                    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+                ))
+            })
+            .await?;
+        if !r.status().is_success() {
+            return Ok(None);
+        }
+        Ok(r.headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned))
     }
 
     async fn push_blob(&self, digest: &str, blob: &Blob<'_>) -> Result<Outcome, PushError> {

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::Resolution;
 use crate::repo::Repo;
 
+/// The lock file's default name, beside the job script.
+pub const LOCK_FILE: &str = "pbsimage.lock";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LockRepo {

@@ -157,6 +157,22 @@ pub struct FileInfo {
     pub rdev: u16,
 }
 
+/// What an RPM header says of its package (for the image's rpm manifest and SBOM).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PackageInfo {
+    pub name: String,
+    pub epoch: Option<u32>,
+    pub version: String,
+    pub release: String,
+    pub arch: String,
+    pub license: String,
+    pub sourcerpm: String,
+    pub vendor: String,
+    pub buildtime: u64,
+    /// Installed size in bytes.
+    pub size: u64,
+}
+
 /// A package being read.
 pub struct RpmReader {
     pub path: PathBuf,
@@ -164,6 +180,7 @@ pub struct RpmReader {
     pub evr: String,
     pub arch: String,
     pub files: Vec<FileInfo>,
+    pub info: PackageInfo,
     payload: Box<dyn BufRead + Send>,
     /// Bytes of data left in the current entry, and its padding.
     pending: u64,
@@ -226,6 +243,30 @@ impl RpmReader {
             None => format!("{version}-{release}"),
         };
         let arch = meta.get_arch().unwrap_or("noarch").to_owned();
+        let text = |t: rpm::IndexTag| h.get_entry_data_as_string(t).unwrap_or("").to_owned();
+        let info = PackageInfo {
+            name: name.clone(),
+            epoch,
+            version: version.to_owned(),
+            release: release.to_owned(),
+            arch: arch.clone(),
+            license: text(rpm::IndexTag::RPMTAG_LICENSE),
+            sourcerpm: text(rpm::IndexTag::RPMTAG_SOURCERPM),
+            vendor: text(rpm::IndexTag::RPMTAG_VENDOR),
+            buildtime: h
+                .get_entry_data_as_u32(rpm::IndexTag::RPMTAG_BUILDTIME)
+                .map(u64::from)
+                .unwrap_or(0),
+            size: h
+                .get_entry_data_as_u64(rpm::IndexTag::RPMTAG_LONGSIZE)
+                .ok()
+                .or_else(|| {
+                    h.get_entry_data_as_u32(rpm::IndexTag::RPMTAG_SIZE)
+                        .ok()
+                        .map(u64::from)
+                })
+                .unwrap_or(0),
+        };
         // The payload's uncompressed size, as declared: the decompressed stream may not exceed it.
         let declared = h
             .get_entry_data_as_u64(rpm::IndexTag::RPMTAG_LONGARCHIVESIZE)
@@ -281,6 +322,7 @@ impl RpmReader {
             evr,
             arch,
             files,
+            info,
             payload: Box::new(BufReader::with_capacity(256 * 1024, capped)),
             pending: 0,
             pad: 0,

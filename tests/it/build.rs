@@ -21,7 +21,7 @@ fn build(cfg: &Path, script: &Path, layout: &Path) -> serde_json::Value {
 }
 
 /// Unpacks `layout:tag` with umoci under `dir` and runs the job in its rootfs.
-fn unpack_and_run(image: &str, dir: &Path) -> String {
+pub fn unpack_and_run(image: &str, dir: &Path) -> String {
     let bundle = dir.join("bundle");
     run_ok(
         Command::new("umoci")
@@ -87,14 +87,14 @@ fn two_empty_caches_give_the_same_image_digest() {
 }
 
 /// Debian's docker-registry (CNCF distribution) on a free loopback port, stopped on drop.
-struct Registry {
+pub struct Registry {
     child: std::process::Child,
     pub host: String,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Registry {
+    pub fn start() -> Registry {
         Registry::start_with(|_| String::new())
     }
 

@@ -209,22 +209,54 @@ pub fn fib_job_at(url: &str, cache: &Path) -> (tempfile::TempDir, PathBuf, PathB
 
 /// Runs the job wrapper in `root` (chroot, so root only) for the job in `/pbs/job/job.sh`.
 pub fn run_job_in(root: &Path) -> String {
+    run_job_with(root, "job.sh", &[])
+}
+
+/// Runs the job wrapper in `root` for `/pbs/job/<script>`, with the image's environment and
+/// working directory (from umoci's `config.json` beside `root`, when there is one) and `env`
+/// on top, in a chroot with its own /proc.
+pub fn run_job_with(root: &Path, script: &str, env: &[(&str, &str)]) -> String {
     assert!(
         rustix::process::getuid().is_root(),
         "running the job needs chroot, so root (CI runs as root)"
     );
     require("/usr/sbin/chroot", "coreutils");
-    let o = run_ok(
-        Command::new("/usr/sbin/chroot")
-            .arg(root)
-            .arg(pbsimage::kube::WRAPPER_PATH)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("PBSIMAGE_SCRIPT", "/pbs/job/job.sh")
-            .env("PBSIMAGE_SHELL", "/bin/bash")
-            .env("PBS_O_WORKDIR", "/pbs/job")
-            .env("PBS_JOBNAME", "fib")
-            .env("TMPDIR", "/tmp"),
-    );
+    // The image's environment and working directory, as a runtime would apply them.
+    let mut image_env = Vec::new();
+    let mut cwd = "/pbs/job".to_owned();
+    if let Ok(b) = std::fs::read(root.with_file_name("config.json")) {
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        for kv in v["process"]["env"].as_array().into_iter().flatten() {
+            if let Some((k, val)) = kv.as_str().and_then(|s| s.split_once('=')) {
+                image_env.push((k.to_owned(), val.to_owned()));
+            }
+        }
+        if let Some(c) = v["process"]["cwd"].as_str() {
+            cwd = c.to_owned();
+        }
+    }
+    // A private mount and pid namespace with /proc, as a container runtime gives: the loader
+    // reads /proc/self/exe to expand $ORIGIN.
+    require("unshare", "util-linux");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--pid", "--fork"])
+        .arg(format!("--mount-proc={}", root.join("proc").display()))
+        .arg("/usr/sbin/chroot")
+        .arg(root)
+        .arg("/usr/bin/env")
+        .arg(format!("--chdir={cwd}"))
+        .arg(pbsimage::kube::WRAPPER_PATH)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .envs(image_env);
+    cmd.env("PBSIMAGE_SCRIPT", format!("/pbs/job/{script}"))
+        .env("PBSIMAGE_SHELL", "/bin/bash")
+        .env("PBS_O_WORKDIR", "/pbs/job")
+        .env("PBS_JOBNAME", "fib")
+        .env("TMPDIR", "/tmp");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = run_ok(&mut cmd);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -442,6 +442,49 @@ fn handle_v2(
                 drop(st);
                 respond(s, "201 Created", &[("Docker-Content-Digest", digest)], b"");
             }
+            "HEAD" | "GET" => {
+                let st = state.lock().unwrap();
+                let digest = if reference.starts_with("sha256:") {
+                    Some(reference.to_owned()).filter(|d| st.manifests.contains_key(d))
+                } else {
+                    st.tags
+                        .get(&(repo.to_owned(), reference.to_owned()))
+                        .cloned()
+                };
+                match digest {
+                    Some(d) => {
+                        let body = st.manifests[&d].clone();
+                        drop(st);
+                        let headers = [
+                            ("Docker-Content-Digest", d),
+                            (
+                                "Content-Type",
+                                "application/vnd.oci.image.manifest.v1+json".into(),
+                            ),
+                        ];
+                        if method == "HEAD" {
+                            let _ = write!(
+                                s,
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nDocker-Content-Digest: {}\r\nContent-Type: {}\r\n\r\n",
+                                body.len(),
+                                headers[0].1,
+                                headers[1].1
+                            );
+                        } else {
+                            respond(s, "200 OK", &headers, &body);
+                        }
+                    }
+                    None => {
+                        drop(st);
+                        if method == "HEAD" {
+                            let _ =
+                                write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                        } else {
+                            respond(s, "404 Not Found", &[], &error_body("MANIFEST_UNKNOWN"));
+                        }
+                    }
+                }
+            }
             _ => respond(s, "405 Method Not Allowed", &[], b""),
         }
         return;

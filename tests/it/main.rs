@@ -3,6 +3,7 @@
 mod build;
 mod cli;
 mod common;
+mod e2e;
 mod elf;
 mod fakereg;
 mod fixtures;
@@ -10,5 +11,6 @@ mod http;
 mod layer;
 mod props;
 mod push;
+mod rebuild;
 mod repo;
 mod wrapper;

@@ -1,0 +1,133 @@
+//! Rebuilding: a second build with nothing changed touches only repomd.xml and the registry's
+//! HEADs; `--locked` refuses drift; `--offline` builds from the cache alone.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use crate::common::*;
+use crate::fakereg::FakeRegistry;
+use crate::http::Server;
+
+fn build(cfg: &Path, script: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["-q", "--config", cfg.to_str().unwrap(), "build", "--json"];
+    args.extend_from_slice(extra);
+    args.push(script.to_str().unwrap());
+    pbsimage(&args)
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_rebuild_with_nothing_changed_asks_only_for_repomd_and_the_tag() {
+    let repo = Server::serve(&fixture_repos().join("main"));
+    let reg = FakeRegistry::start();
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at(&repo.url(""), cache.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}[registry]\nhost = \"{0}\"\ninsecure = [\"{0}\"]\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    let first = json(&build(&cfg, &script, &[]));
+    assert!(first["bytes_pushed"].as_u64().unwrap() > 0);
+    repo.log.lock().unwrap().clear();
+    reg.state().log.clear();
+    let second = json(&build(&cfg, &script, &[]));
+    assert_eq!(second["manifest_digest"], first["manifest_digest"]);
+    assert_eq!(second["reference"], first["reference"]);
+    assert_eq!(second["bytes_pushed"], 0);
+    assert_eq!(second["layers_new"], 1, "only the job layer is rebuilt");
+    assert_eq!(repo.requests(), vec!["GET /repodata/repomd.xml"]);
+    let tag = first["tag"].as_str().unwrap();
+    assert_eq!(
+        reg.state().log,
+        vec![
+            "GET /v2/".to_string(),
+            format!("HEAD /v2/pbs/fib/manifests/{tag}")
+        ]
+    );
+    for stage in ["resolve", "layers", "image", "push"] {
+        assert!(second["timings"][stage].is_f64(), "{}", second["timings"]);
+    }
+}
+
+#[test]
+fn locked_builds_refuse_drift() {
+    let cache = tempfile::tempdir().unwrap();
+    let (d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    // No lock yet: a clear error saying how to write one.
+    let o = build(&cfg, &script, &["--locked"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("pbsimage resolve --lock"),
+        "{}",
+        stderr(&o)
+    );
+    let lock = d.path().join("pbsimage.lock");
+    let o = pbsimage(&[
+        "-q",
+        "--config",
+        cfg.to_str().unwrap(),
+        "resolve",
+        "--lock",
+        lock.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = json(&build(&cfg, &script, &[]));
+    let locked = json(&build(&cfg, &script, &["--locked"]));
+    assert_eq!(plain["manifest_digest"], locked["manifest_digest"]);
+    // The repository moved on (another revision of its metadata): refused, naming the repo.
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let i = text.find("repomd-sha256 = \"").unwrap() + "repomd-sha256 = \"".len();
+    let mut moved = text.clone();
+    moved.replace_range(i..i + 4, "0000");
+    std::fs::write(&lock, moved).unwrap();
+    let o = build(&cfg, &script, &["--locked"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("repo `fixture` changed"), "{err}");
+    assert!(err.contains("pbsimage.lock"), "{err}");
+    // A package that would be chosen differently.
+    assert!(text.contains("nevra = \"libstdc++-"), "{text}");
+    let other = text.replacen("nevra = \"libstdc++-", "nevra = \"libstdc++-0:", 1);
+    std::fs::write(&lock, other).unwrap();
+    let o = build(&cfg, &script, &["--locked"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("would now be chosen"), "{}", stderr(&o));
+}
+
+#[test]
+fn offline_builds_use_the_cache_alone() {
+    let repo = Server::serve(&fixture_repos().join("main"));
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at(&repo.url(""), cache.path());
+    // Empty cache: nothing to build from.
+    let o = build(&cfg, &script, &["--offline"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--offline"), "{}", stderr(&o));
+    assert!(repo.requests().is_empty(), "{:?}", repo.requests());
+    let online = json(&build(&cfg, &script, &[]));
+    // The mirror goes away; the cache has everything.
+    repo.faults.target.lock().unwrap().push('/');
+    repo.faults.unavailable.store(1000, Ordering::SeqCst);
+    repo.log.lock().unwrap().clear();
+    let offline = json(&build(&cfg, &script, &["--offline"]));
+    assert_eq!(offline["manifest_digest"], online["manifest_digest"]);
+    assert!(repo.requests().is_empty(), "{:?}", repo.requests());
+    // Offline and push do not go together.
+    let o = build(&cfg, &script, &["--offline", "--push", "127.0.0.1:1"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--offline cannot push"),
+        "{}",
+        stderr(&o)
+    );
+}
