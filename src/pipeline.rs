@@ -640,22 +640,25 @@ impl Context {
 }
 
 impl Context {
-    /// Pushes a built image to `host` (its `[image] repository`, tag moved last). Returns the
+    /// Pushes a built image to `host` (its `[image] repository`, tag moved last), over plain
+    /// HTTP when `plain_http` or `[registry] insecure` names the host. Returns the
     /// digest-pinned reference and what was uploaded.
     pub fn push(
         &self,
         built: &Built,
         host: &str,
+        plain_http: bool,
         credentials: Option<crate::registry::auth::Found>,
     ) -> Result<(String, crate::registry::PushReport), PipelineError> {
         use crate::registry::{Blob, Client, Pusher, auth};
-        let plain_http = self
-            .config
-            .settings
-            .registry
-            .insecure
-            .iter()
-            .any(|h| h == host);
+        let plain_http = plain_http
+            || self
+                .config
+                .settings
+                .registry
+                .insecure
+                .iter()
+                .any(|h| h == host);
         // Which repository of this registry holds which blob, from earlier pushes.
         let records = self.cache.dir(&["pushes-v1"]).map_err(PlanError::from)?;
         let record_name = format!(

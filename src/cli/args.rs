@@ -157,6 +157,10 @@ pub struct BuildArgs {
     /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
     #[arg(long, value_name = "HOST")]
     pub push: Option<String>,
+    /// Push over plain HTTP (a registry on localhost, say); otherwise only hosts in
+    /// `[registry] insecure` are reached without TLS.
+    #[arg(long)]
+    pub plain_http: bool,
     /// Registry user name (with --password-stdin) [default: the auth files of skopeo,
     /// podman and docker]
     #[arg(long, value_name = "USER", requires = "password_stdin")]

@@ -60,7 +60,7 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
     let (reference, pushed) = match &push_host {
         Some(host) => {
             let clock = std::time::Instant::now();
-            let (r, report) = ctx.push(&built, host, credentials(args)?)?;
+            let (r, report) = ctx.push(&built, host, args.plain_http, credentials(args)?)?;
             timings.insert("push", clock.elapsed().as_secs_f64());
             (r, Some(report))
         }

@@ -280,3 +280,65 @@ fn library_from_ld_so_conf_d_is_on_the_library_path() {
         "{runtime}"
     );
 }
+
+#[test]
+fn an_ordinary_user_builds_and_pushes() {
+    require("setpriv", "util-linux");
+    assert!(
+        rustix::process::getuid().is_root(),
+        "switching to an ordinary user needs root (CI runs as root)"
+    );
+    require("skopeo", "skopeo");
+    require("umoci", "umoci");
+    let repo = crate::http::Server::serve(&fixture_repos().join("main"));
+    let reg = Registry::start();
+    let top = tempfile::tempdir().unwrap();
+    let cache = top.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let (d, cfg, script) = fib_job_at(&repo.url(""), &cache);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}[registry]\nhost = \"{0}\"\ninsecure = [\"{0}\"]\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    // Everything the build writes belongs to nobody (65534): the job directory, the cache.
+    for dir in [top.path(), d.path()] {
+        run_ok(Command::new("chown").args(["-R", "65534:65534"]).arg(dir));
+        run_ok(Command::new("chmod").arg("755").arg(dir));
+    }
+    let o = run_ok(
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg("env")
+            .arg(format!("HOME={}", top.path().display()))
+            .arg(env!("CARGO_BIN_EXE_pbsimage"))
+            .args(["-q", "--config"])
+            .arg(&cfg)
+            .args(["build", "--json", "--output"])
+            .arg(d.path().join("layout"))
+            .arg(&script),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reference = v["reference"].as_str().unwrap();
+    assert!(reference.starts_with(&reg.host), "{reference}");
+    // The job check needs root (chroot): pull and run as the node would.
+    let pulled = top.path().join("pulled");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .arg(format!("oci:{}:job", pulled.display())),
+    );
+    let bundle = top.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:job", pulled.display()))
+            .arg(&bundle),
+    );
+    assert_eq!(run_job_in(&bundle.join("rootfs")), "0 1 1 2 3 5\n");
+}

@@ -51,6 +51,10 @@ fn set_registry(cfg: &Path, insecure: &[&str], extra: &str) {
 
 impl Job {
     fn command(&self, host: &str, extra: &[&str]) -> Command {
+        self.command_for(host, extra, &self.script)
+    }
+
+    fn command_for(&self, host: &str, extra: &[&str], script: &Path) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pbsimage"));
         c.args([
             "-v",
@@ -62,7 +66,7 @@ impl Job {
         .args(["--push", host, "--output"])
         .arg(self.dir.path().join("layout"))
         .args(extra)
-        .arg(&self.script)
+        .arg(script)
         .env_remove("REGISTRY_AUTH_FILE")
         .env("HOME", self.dir.path())
         .env_remove("DOCKER_CONFIG")
@@ -309,4 +313,36 @@ fn a_push_killed_midway_leaves_no_tag_and_a_rerun_completes() {
     assert_complete(&reg, "pbs/fib", v["tag"].as_str().unwrap());
     let skipped = v["pushed"]["skipped"].as_array().unwrap();
     assert!(skipped.len() >= 2, "{}", v["pushed"]);
+}
+
+#[test]
+fn a_second_job_sharing_the_base_uploads_none_of_it() {
+    let reg = FakeRegistry::start();
+    let j = job(&[&reg.host]);
+    let first = ok_json(&j.push(&reg.host));
+    let base = first["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let base_size = first["layers"][0]["size"].as_u64().unwrap();
+    let bytes_before = reg.state().uploaded_bytes;
+    let second = j.dir.path().join("hello.sh");
+    std::fs::copy("fixtures/jobs/paper-listing2-script/job.sh", &second).unwrap();
+    let o = j.command_for(&reg.host, &[], &second).output().unwrap();
+    let v = ok_json(&o);
+    assert_eq!(v["layers"][0]["digest"], base.as_str());
+    let st = reg.state();
+    // Counted by the registry: the base was mounted into pbs/hello, never uploaded again.
+    assert_eq!(st.uploads.iter().filter(|d| **d == base).count(), 1);
+    assert!(
+        st.log
+            .iter()
+            .any(|l| l.starts_with("POST /v2/pbs/hello/blobs/uploads/")),
+        "{:?}",
+        st.log
+    );
+    assert!(st.repos["pbs/hello"].contains(&base));
+    let sent = st.uploaded_bytes - bytes_before;
+    assert!(
+        sent < base_size as usize,
+        "{sent} bytes sent for the second job"
+    );
+    assert_eq!(v["bytes_pushed"].as_u64().unwrap() as usize, sent);
 }
