@@ -176,13 +176,18 @@ pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, Image
             config_bytes.len() as u64,
         )?)
         .layers(layer_descs)
+        // The config's labels (job, script digest, repository revisions, title) also as
+        // manifest annotations, which registries and scanners show without the config.
         .annotations(
-            [(
-                "org.opencontainers.image.created".to_string(),
-                rfc3339(spec_.epoch),
-            )]
-            .into_iter()
-            .collect::<std::collections::HashMap<_, _>>(),
+            spec_
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(std::iter::once((
+                    "org.opencontainers.image.created".to_string(),
+                    rfc3339(spec_.epoch),
+                )))
+                .collect::<std::collections::HashMap<_, _>>(),
         )
         .build()
         .map_err(spec("manifest"))?;

@@ -346,3 +346,41 @@ fn a_second_job_sharing_the_base_uploads_none_of_it() {
     );
     assert_eq!(v["bytes_pushed"].as_u64().unwrap() as usize, sent);
 }
+
+#[test]
+fn credentials_from_a_credential_helper() {
+    let reg = FakeRegistry::start();
+    let j = job(&[&reg.host]);
+    *reg.faults.basic.lock().unwrap() = Some(("helper-user".into(), "helper-secret".into()));
+    reg.faults.token_uses.store(100, Ordering::SeqCst);
+    // docker-credential-pbstest answers `get` with the helper protocol's JSON.
+    let bin = j.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-pbstest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread host\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"helper-user\",\"Secret\":\"helper-secret\"}' \"$host\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = j.dir.path().join(".docker");
+    std::fs::create_dir(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"pbstest"}}}}"#, reg.host),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let o = j
+        .command(&reg.host, &[])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let v = ok_json(&o);
+    assert_complete(&reg, "pbs/fib", v["tag"].as_str().unwrap());
+    // The token server got the helper's credentials; the registry only ever saw tokens.
+    let st = reg.state();
+    assert!(st.authorizations.iter().any(|a| a.starts_with("Basic ")));
+    assert!(!format!("{}{}", stdout(&o), stderr(&o)).contains("helper-secret"));
+}
