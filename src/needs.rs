@@ -146,6 +146,36 @@ pub struct Needs {
     pub notes: Vec<String>,
 }
 
+impl Needs {
+    /// Adds capabilities (or absolute paths) the job needs besides what analysis found: a
+    /// catalog's per-job `packages`. `origin` says where they came from.
+    pub fn add_extra(&mut self, extra: &[String], origin: &str) -> Result<(), NeedsError> {
+        for e in extra {
+            let kind = if e.starts_with('/') {
+                NeedKind::File(usrmove_alternatives(e))
+            } else {
+                NeedKind::Capability(
+                    Capability::new(e).ok_or_else(|| NeedsError::BadExtra(e.clone()))?,
+                )
+            };
+            match self.needs.iter_mut().find(|n| n.kind == kind) {
+                Some(n) => {
+                    n.optional = false;
+                    if !n.origins.iter().any(|o| o == origin) {
+                        n.origins.push(origin.to_owned());
+                    }
+                }
+                None => self.needs.push(Need {
+                    kind,
+                    origins: vec![origin.to_owned()],
+                    optional: false,
+                }),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Matches `*` and `?` globs.
 pub fn glob_match(pattern: &str, s: &str) -> bool {
     let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());

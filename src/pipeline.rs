@@ -142,7 +142,12 @@ impl Context {
     /// Loads every enabled repository; file lists too when `needs` has a path that
     /// primary.xml cannot list (read concurrently with primary.xml).
     pub fn load_repos_for(&self, needs: Option<&Needs>) -> Result<Vec<Repo>, PipelineError> {
-        let with_filelists = needs.is_some_and(|n| {
+        self.load_repos_for_all(needs.as_slice())
+    }
+
+    /// As [`Context::load_repos_for`], for several jobs at once (a catalog): one load.
+    pub fn load_repos_for_all(&self, needs: &[&Needs]) -> Result<Vec<Repo>, PipelineError> {
+        let with_filelists = needs.iter().any(|n| {
             n.needs.iter().any(|x| {
                 x.kind
                     .paths()
@@ -568,10 +573,41 @@ impl Context {
             }
         }
         lap("resolve");
-        let layers = self.layers(job, &needs, &res)?;
+        let built = self.build_resolved(job, &needs, &repos, &res, layout, None)?;
+        let mut timings_all = timings;
+        timings_all.extend(built.timings.clone());
+        Ok((
+            needs,
+            Built {
+                timings: timings_all,
+                ..built
+            },
+        ))
+    }
+
+    /// Layers, image and layout for a resolved job. `name` replaces the job's name in the
+    /// `[image] repository` and `tag` templates (a catalog's per-job `image`).
+    pub fn build_resolved(
+        &self,
+        job: &JobSpec,
+        needs: &Needs,
+        repos: &[Repo],
+        res: &Resolution,
+        layout: &std::path::Path,
+        name: Option<&str>,
+    ) -> Result<Built, PipelineError> {
+        let mut clock = std::time::Instant::now();
+        let mut timings = std::collections::BTreeMap::new();
+        let mut lap = |stage: &'static str| {
+            timings.insert(stage, clock.elapsed().as_secs_f64());
+            clock = std::time::Instant::now();
+        };
+        let layers = self.layers(job, needs, res)?;
         lap("layers");
         let s = &self.config.settings;
-        let dns = job.name.dns_label(63);
+        let dns = name
+            .map(str::to_owned)
+            .unwrap_or_else(|| job.name.dns_label(63));
         let queue = job
             .queue
             .clone()
@@ -599,7 +635,7 @@ impl Context {
                 script_digest.clone(),
             ),
         ]);
-        for r in &repos {
+        for r in repos {
             labels.insert(
                 format!("io.pbsimage.repo.{}", r.source.id),
                 r.index.repomd_sha256.clone(),
@@ -624,18 +660,15 @@ impl Context {
         crate::image::oci::write_layout(layout, &image, &layers.layers, &tag)?;
         lap("image");
         let reference = format!("{repository}@{}", image.manifest_digest);
-        Ok((
-            needs,
-            Built {
-                image,
-                layers,
-                reference,
-                repository,
-                tag,
-                layout: layout.to_owned(),
-                timings,
-            },
-        ))
+        Ok(Built {
+            image,
+            layers,
+            reference,
+            repository,
+            tag,
+            layout: layout.to_owned(),
+            timings,
+        })
     }
 }
 
@@ -650,7 +683,25 @@ impl Context {
         plain_http: bool,
         credentials: Option<crate::registry::auth::Found>,
     ) -> Result<(String, crate::registry::PushReport), PipelineError> {
-        use crate::registry::{Blob, Client, Pusher, auth};
+        self.push_many(&[built], host, plain_http, credentials)?
+            .pop()
+            .expect("one result per image")
+            .map_err(PipelineError::from)
+    }
+
+    /// Pushes several built images as one plan (see [`Pusher::push_all`]): each distinct
+    /// blob sent once, mounted where other images need it, one image's failure isolated.
+    /// Errors that stop every image (credentials, the cache) are the outer error.
+    ///
+    /// [`Pusher::push_all`]: crate::registry::Pusher::push_all
+    pub fn push_many(
+        &self,
+        built: &[&Built],
+        host: &str,
+        plain_http: bool,
+        credentials: Option<crate::registry::auth::Found>,
+    ) -> Result<PushResults, PipelineError> {
+        use crate::registry::{Blob, Client, ImagePush, Pusher, auth};
         let plain_http = plain_http
             || self
                 .config
@@ -678,21 +729,26 @@ impl Context {
             }
         };
         let known = load();
-        let mut blobs: Vec<(String, Blob<'_>)> = built
-            .layers
-            .layers
+        let images: Vec<ImagePush<'_>> = built
             .iter()
-            .map(|l| (l.layer.digest.clone(), Blob::File(&l.path)))
+            .map(|b| {
+                let mut blobs: Vec<(String, Blob<'_>)> = b
+                    .layers
+                    .layers
+                    .iter()
+                    .map(|l| (l.layer.digest.clone(), Blob::File(&l.path)))
+                    .collect();
+                blobs.push((b.image.config_digest.clone(), Blob::Bytes(&b.image.config)));
+                ImagePush {
+                    repository: b.repository.clone(),
+                    blobs,
+                    manifest: &b.image.manifest,
+                    manifest_digest: b.image.manifest_digest.clone(),
+                    tag: b.tag.clone(),
+                }
+            })
             .collect();
-        blobs.push((
-            built.image.config_digest.clone(),
-            Blob::Bytes(&built.image.config),
-        ));
-        let scopes = Pusher::scopes(
-            &built.repository,
-            &known,
-            blobs.iter().map(|(d, _)| d.as_str()),
-        );
+        let scopes = Pusher::scopes(&images, &known);
         let pusher = Pusher {
             client: Client::new(
                 &self.transport.client,
@@ -701,26 +757,24 @@ impl Context {
                 credentials,
                 scopes,
             ),
-            repository: built.repository.clone(),
-            known,
+            known: std::sync::Mutex::new(known),
             parallel: self.config.settings.registry.parallel,
         };
-        let report = self.runtime.block_on(pusher.push(
-            &blobs,
-            &built.image.manifest,
-            &built.image.manifest_digest,
-            &built.tag,
-        ))?;
+        let results = self.runtime.block_on(pusher.push_all(&images));
         {
             let _lock = self
                 .cache
                 .lock(&format!("pushes-{}", record_name.trim_end_matches(".json")))
                 .map_err(PlanError::from)?;
             let mut known = load();
-            for (d, _) in &blobs {
-                known
-                    .entry(d.clone())
-                    .or_insert_with(|| built.repository.clone());
+            for (img, r) in images.iter().zip(&results) {
+                if r.is_ok() {
+                    for (d, _) in &img.blobs {
+                        known
+                            .entry(d.clone())
+                            .or_insert_with(|| img.repository.clone());
+                    }
+                }
             }
             self.cache
                 .write_atomic(
@@ -730,12 +784,21 @@ impl Context {
                 )
                 .map_err(PlanError::from)?;
         }
-        Ok((
-            format!(
-                "{host}/{}@{}",
-                built.repository, built.image.manifest_digest
-            ),
-            report,
-        ))
+        Ok(built
+            .iter()
+            .zip(results)
+            .map(|(b, r)| {
+                r.map(|report| {
+                    (
+                        format!("{host}/{}@{}", b.repository, b.image.manifest_digest),
+                        report,
+                    )
+                })
+            })
+            .collect())
     }
 }
+
+/// Per image: the digest-pinned reference and what was sent, or why it failed.
+pub type PushResults =
+    Vec<Result<(String, crate::registry::PushReport), crate::registry::PushError>>;

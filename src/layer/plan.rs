@@ -199,19 +199,31 @@ pub fn build_layer(
     let records = cache.dir(&[LAYER_BUCKET])?;
     let k = key(opts, packages);
     let rec = records.join(format!("{k}.json"));
-    if let Some(layer) = std::fs::read(&rec)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
-    {
-        let path = cache.blob_path(&layer.digest)?;
-        if path.is_file() {
-            return Ok(BuiltLayer {
-                label: label.to_owned(),
-                layer,
-                path,
-                cached: true,
-            });
+    let cached = || -> Result<Option<BuiltLayer>, PlanError> {
+        if let Some(layer) = std::fs::read(&rec)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
+        {
+            let path = cache.blob_path(&layer.digest)?;
+            if path.is_file() {
+                return Ok(Some(BuiltLayer {
+                    label: label.to_owned(),
+                    layer,
+                    path,
+                    cached: true,
+                }));
+            }
         }
+        Ok(None)
+    };
+    if let Some(b) = cached()? {
+        return Ok(b);
+    }
+    // One builder per layer, across threads and processes (jobs of a catalog, concurrent
+    // builds): the others wait and then find it cached.
+    let _lock = cache.lock(&format!("layer-{k}"))?;
+    if let Some(b) = cached()? {
+        return Ok(b);
     }
     // A path a later package of this layer writes is left to it.
     let mut later: BTreeSet<String> = BTreeSet::new();

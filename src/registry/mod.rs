@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 
 use crate::fetch::SafeUrl;
 
@@ -93,35 +93,67 @@ pub struct PushReport {
     pub bytes: u64,
 }
 
+#[derive(Clone, Copy)]
 enum Outcome {
     Skipped,
     Mounted,
     Uploaded(u64),
 }
 
-/// Pushes images to one registry repository.
+/// One image to push: its blobs (layers and config), manifest bytes and tag.
+pub struct ImagePush<'b> {
+    pub repository: String,
+    pub blobs: Vec<(String, Blob<'b>)>,
+    pub manifest: &'b [u8],
+    pub manifest_digest: String,
+    pub tag: String,
+}
+
+/// Pushes images to one registry.
 pub struct Pusher<'a> {
     pub client: Client<'a>,
-    pub repository: String,
-    /// Repositories of this registry known to hold a blob (from earlier pushes): mount
-    /// sources.
-    pub known: std::collections::BTreeMap<String, String>,
+    /// Which repository of this registry holds a blob (earlier pushes, and this one's as it
+    /// goes): mount sources.
+    pub known: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Blobs in flight at once.
     pub parallel: usize,
 }
 
+/// A copy of an error shared by several images (the first keeps the original).
+fn shared(e: &PushError) -> PushError {
+    PushError::Http {
+        host: match e {
+            PushError::Http { host, .. }
+            | PushError::Status { host, .. }
+            | PushError::Unauthorized { host, .. }
+            | PushError::Token { host, .. }
+            | PushError::Digest { host, .. } => host.clone(),
+            _ => String::new(),
+        },
+        what: "an earlier step".into(),
+        message: e.to_string(),
+    }
+}
+
 impl Pusher<'_> {
-    /// The token scopes a push of `blobs` to `repository` needs.
-    pub fn scopes<'b>(
-        repository: &str,
+    /// The token scopes a push of `images` needs: push to each image's repository, pull from
+    /// each mount source.
+    pub fn scopes(
+        images: &[ImagePush<'_>],
         known: &std::collections::BTreeMap<String, String>,
-        blobs: impl IntoIterator<Item = &'b str>,
     ) -> Vec<String> {
-        let mut s = vec![format!("repository:{repository}:pull,push")];
-        let mut from: Vec<&String> = blobs
-            .into_iter()
+        let mut repos: Vec<&str> = images.iter().map(|i| i.repository.as_str()).collect();
+        repos.sort();
+        repos.dedup();
+        let mut s: Vec<String> = repos
+            .iter()
+            .map(|r| format!("repository:{r}:pull,push"))
+            .collect();
+        let mut from: Vec<&String> = images
+            .iter()
+            .flat_map(|i| i.blobs.iter().map(|(d, _)| d))
             .filter_map(|d| known.get(d))
-            .filter(|r| *r != repository)
+            .filter(|r| !repos.contains(&r.as_str()))
             .collect();
         from.sort();
         from.dedup();
@@ -151,57 +183,164 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    /// Uploads `blobs` (digest, file or bytes) that the registry lacks, then the manifest
-    /// under `tag`.
-    pub async fn push(
-        &self,
-        blobs: &[(String, Blob<'_>)],
-        manifest: &[u8],
-        manifest_digest: &str,
-        tag: &str,
-    ) -> Result<PushReport, PushError> {
+    /// Pushes one image: blobs the registry lacks, then the manifest under its tag.
+    pub async fn push(&self, image: &ImagePush<'_>) -> Result<PushReport, PushError> {
+        self.push_all(std::slice::from_ref(image))
+            .await
+            .pop()
+            .expect("one result per image")
+    }
+
+    /// Pushes several images as one plan: images whose tag already names their digest are
+    /// left alone; every other image's distinct blobs are sent once, to the repository of the
+    /// first image that has them, and mounted into the others' repositories; then each
+    /// manifest. One image's failure does not stop the others. Results in `images` order.
+    pub async fn push_all(&self, images: &[ImagePush<'_>]) -> Vec<Result<PushReport, PushError>> {
+        use std::collections::BTreeMap;
         let base = self.client.base();
+        let n = images.len();
         let r = self
             .client
             .send("GET /v2/", || Ok(self.client.http.get(format!("{base}/"))))
-            .await?;
-        if !r.status().is_success() {
-            return Err(self.client.status_error("GET /v2/", r).await);
+            .await;
+        let first = match r {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(self.client.status_error("GET /v2/", r).await),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = first {
+            let mut out: Vec<Result<PushReport, PushError>> =
+                (1..n).map(|_| Err(shared(&e))).collect();
+            out.insert(0, Err(e));
+            return out;
         }
-        let mut report = PushReport::default();
-        // Already there under this tag (a rebuild with nothing changed): nothing to send. A
-        // registry accepts a manifest only with all its blobs, and keeps them while it is
-        // referenced.
-        if self.tag_digest(tag).await?.as_deref() == Some(manifest_digest) {
-            report.skipped = blobs.iter().map(|(d, _)| d.clone()).collect();
-            return Ok(report);
+        let mut results: Vec<Option<Result<PushReport, PushError>>> =
+            (0..n).map(|_| None).collect();
+        // Tags already naming our digest: nothing to send. A registry accepts a manifest only
+        // with all its blobs and keeps them while it is referenced.
+        let current: Vec<Result<Option<String>, PushError>> = futures_util::stream::iter(images)
+            .map(|i| self.tag_digest(&i.repository, &i.tag))
+            .buffered(self.parallel.max(1))
+            .collect()
+            .await;
+        for (i, c) in current.into_iter().enumerate() {
+            match c {
+                Ok(Some(d)) if d == images[i].manifest_digest => {
+                    results[i] = Some(Ok(PushReport {
+                        skipped: images[i].blobs.iter().map(|(d, _)| d.clone()).collect(),
+                        ..Default::default()
+                    }))
+                }
+                Ok(_) => {}
+                Err(e) => results[i] = Some(Err(e)),
+            }
         }
-        let outcomes: Vec<(String, Outcome)> = futures_util::stream::iter(blobs)
-            .map(|(digest, blob)| async move {
-                self.push_blob(digest, blob)
-                    .await
-                    .map(|o| (digest.clone(), o))
+        // Each distinct blob once, into the repository of the first image that has it.
+        let mut home: BTreeMap<&str, (usize, &Blob<'_>)> = BTreeMap::new();
+        for (i, img) in images.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            for (d, b) in &img.blobs {
+                home.entry(d.as_str()).or_insert((i, b));
+            }
+        }
+        let sent: BTreeMap<&str, Result<Outcome, PushError>> = futures_util::stream::iter(&home)
+            .map(|(d, (i, b))| async move {
+                let r = self.push_blob(&images[*i].repository, d, b).await;
+                if r.is_ok() {
+                    self.known
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(d.to_string(), images[*i].repository.clone());
+                }
+                (*d, r)
             })
             .buffer_unordered(self.parallel.max(1))
-            .try_collect()
-            .await?;
-        // In the order given, whatever order they finished in.
-        for (digest, _) in blobs {
-            let (_, o) = outcomes
-                .iter()
-                .find(|(d, _)| d == digest)
-                .expect("one outcome per blob");
-            match o {
-                Outcome::Skipped => report.skipped.push(digest.clone()),
-                Outcome::Mounted => report.mounted.push(digest.clone()),
-                Outcome::Uploaded(n) => {
-                    report.uploaded.push(digest.clone());
-                    report.bytes += n;
+            .collect()
+            .await;
+        // The other images' repositories: HEAD, then mount from where the blob now is.
+        let mut rest: Vec<(usize, &str, &Blob<'_>)> = Vec::new();
+        for (i, img) in images.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            for (d, b) in &img.blobs {
+                if home[d.as_str()].0 != i && sent[d.as_str()].is_ok() {
+                    rest.push((i, d, b));
                 }
             }
         }
-        let what = format!("manifest {manifest_digest}");
-        let url = format!("{base}/{}/manifests/{tag}", self.repository);
+        let placed: BTreeMap<(usize, &str), Result<Outcome, PushError>> =
+            futures_util::stream::iter(rest)
+                .map(|(i, d, b)| async move {
+                    ((i, d), self.push_blob(&images[i].repository, d, b).await)
+                })
+                .buffer_unordered(self.parallel.max(1))
+                .collect()
+                .await;
+        // Reports, and the manifests of images whose blobs are all there.
+        let mut ready = Vec::new();
+        for (i, img) in images.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            let mut report = PushReport::default();
+            let mut failed = None;
+            for (d, _) in &img.blobs {
+                let o = if home[d.as_str()].0 == i {
+                    &sent[d.as_str()]
+                } else {
+                    match &sent[d.as_str()] {
+                        Err(e) => {
+                            failed.get_or_insert_with(|| shared(e));
+                            continue;
+                        }
+                        Ok(_) => &placed[&(i, d.as_str())],
+                    }
+                };
+                match o {
+                    Ok(Outcome::Skipped) => report.skipped.push(d.clone()),
+                    Ok(Outcome::Mounted) => report.mounted.push(d.clone()),
+                    Ok(Outcome::Uploaded(b)) => {
+                        report.uploaded.push(d.clone());
+                        report.bytes += b;
+                    }
+                    Err(e) => {
+                        failed.get_or_insert_with(|| shared(e));
+                    }
+                }
+            }
+            match failed {
+                Some(e) => results[i] = Some(Err(e)),
+                None => ready.push((i, report)),
+            }
+        }
+        let manifests: Vec<(usize, Result<PushReport, PushError>)> =
+            futures_util::stream::iter(ready)
+                .map(|(i, report)| async move {
+                    (i, self.put_manifest(&images[i]).await.map(|()| report))
+                })
+                .buffer_unordered(self.parallel.max(1))
+                .collect()
+                .await;
+        for (i, r) in manifests {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every image has a result"))
+            .collect()
+    }
+
+    async fn put_manifest(&self, img: &ImagePush<'_>) -> Result<(), PushError> {
+        let what = format!("manifest {}", img.manifest_digest);
+        let url = format!(
+            "{}/{}/manifests/{}",
+            self.client.base(),
+            img.repository,
+            img.tag
+        );
         let put = self
             .client
             .send(&what, || {
@@ -210,19 +349,18 @@ impl Pusher<'_> {
                     .http
                     .put(&url)
                     .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-                    .body(manifest.to_vec()))
+                    .body(img.manifest.to_vec()))
             })
             .await?;
         if put.status().as_u16() != 201 {
             return Err(self.client.status_error(&what, put).await);
         }
-        self.check_digest(&what, &put, manifest_digest)?;
-        Ok(report)
+        self.check_digest(&what, &put, &img.manifest_digest)
     }
 
-    /// The digest `tag` points at in this repository, if any.
-    async fn tag_digest(&self, tag: &str) -> Result<Option<String>, PushError> {
-        let url = format!("{}/{}/manifests/{tag}", self.client.base(), self.repository);
+    /// The digest `tag` points at in `repository`, if any.
+    async fn tag_digest(&self, repository: &str, tag: &str) -> Result<Option<String>, PushError> {
+        let url = format!("{}/{repository}/manifests/{tag}", self.client.base());
         let what = format!("manifest {tag}");
         let r = self
             .client
@@ -242,10 +380,15 @@ impl Pusher<'_> {
             .map(str::to_owned))
     }
 
-    async fn push_blob(&self, digest: &str, blob: &Blob<'_>) -> Result<Outcome, PushError> {
+    async fn push_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        blob: &Blob<'_>,
+    ) -> Result<Outcome, PushError> {
         let base = self.client.base();
         let what = format!("blob {digest}");
-        let url = format!("{base}/{}/blobs/{digest}", self.repository);
+        let url = format!("{base}/{repository}/blobs/{digest}");
         let head = self
             .client
             .send(&what, || Ok(self.client.http.head(&url)))
@@ -256,11 +399,15 @@ impl Pusher<'_> {
             _ => return Err(self.client.status_error(&what, head).await),
         }
         let mut location = None;
-        if let Some(from) = self.known.get(digest).filter(|r| **r != self.repository) {
-            let mount = format!(
-                "{base}/{}/blobs/uploads/?mount={digest}&from={from}",
-                self.repository
-            );
+        let from = self
+            .known
+            .lock()
+            .expect("not poisoned")
+            .get(digest)
+            .filter(|r| *r != repository)
+            .cloned();
+        if let Some(from) = from {
+            let mount = format!("{base}/{repository}/blobs/uploads/?mount={digest}&from={from}");
             let m = self
                 .client
                 .send(&what, || Ok(self.client.http.post(&mount)))
@@ -271,7 +418,7 @@ impl Pusher<'_> {
                     return Ok(Outcome::Mounted);
                 }
                 // Not mounted; the registry opened an upload session instead.
-                202 => location = self.location(&what, &m)?,
+                202 => location = self.location(&m),
                 // Mount refused (the source is gone, or not readable to us): upload.
                 _ => {}
             }
@@ -279,7 +426,7 @@ impl Pusher<'_> {
         for _session in 0..3 {
             let loc = match location.take() {
                 Some(l) => l,
-                None => self.start_upload(&what).await?,
+                None => self.start_upload(repository, &what).await?,
             };
             let sep = if loc.contains('?') { '&' } else { '?' };
             let put_url = format!("{loc}{sep}digest={digest}");
@@ -322,8 +469,8 @@ impl Pusher<'_> {
         })
     }
 
-    async fn start_upload(&self, what: &str) -> Result<String, PushError> {
-        let url = format!("{}/{}/blobs/uploads/", self.client.base(), self.repository);
+    async fn start_upload(&self, repository: &str, what: &str) -> Result<String, PushError> {
+        let url = format!("{}/{repository}/blobs/uploads/", self.client.base());
         let start = self
             .client
             .send(what, || Ok(self.client.http.post(&url)))
@@ -334,20 +481,19 @@ impl Pusher<'_> {
                 .status_error(&format!("starting the upload of {what}"), start)
                 .await);
         }
-        self.location(what, &start)?
-            .ok_or_else(|| PushError::Status {
-                host: self.client.host.clone(),
-                what: format!("{what} (no upload location)"),
-                status: 202,
-                detail: String::new(),
-            })
+        self.location(&start).ok_or_else(|| PushError::Status {
+            host: self.client.host.clone(),
+            what: format!("{what} (no upload location)"),
+            status: 202,
+            detail: String::new(),
+        })
     }
 
-    fn location(&self, _what: &str, r: &reqwest::Response) -> Result<Option<String>, PushError> {
-        Ok(r.headers()
+    fn location(&self, r: &reqwest::Response) -> Option<String> {
+        r.headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .map(|l| self.client.absolute(l)))
+            .map(|l| self.client.absolute(l))
     }
 }
 
