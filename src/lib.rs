@@ -50,6 +50,7 @@
 //! ```
 
 pub mod cache;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod elf;

@@ -240,6 +240,19 @@ impl Context {
     }
 }
 
+/// The threads that build layers: one per core, its own pool. `rayon::spawn` would use the
+/// pool of the calling thread, and a catalog builds jobs on a pool whose threads wait for
+/// their layers: the layers would queue behind their own waiters.
+fn layer_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("pbsimage-layer-{i}"))
+            .build()
+            .expect("cannot start the layer threads")
+    })
+}
+
 /// The layers of one job's image, bottom to top.
 #[derive(Debug, Clone)]
 pub struct Layers {
@@ -344,7 +357,7 @@ impl Context {
                     l.label.clone(),
                     tx.clone(),
                 );
-                rayon::spawn(move || {
+                layer_pool().spawn(move || {
                     let pr: Vec<&LocalPackage> = pkgs.iter().collect();
                     let fr: Vec<&[crate::rpm::FileInfo]> = fs.iter().map(Vec::as_slice).collect();
                     let _ = tx.send((li, plan::build_layer(&cache, &label, &pr, &fr, &o)));
@@ -657,7 +670,20 @@ impl Context {
             epoch: layers.options.epoch,
         };
         let image = crate::image::oci::assemble(&spec, &layers.layers)?;
-        crate::image::oci::write_layout(layout, &image, &layers.layers, &tag)?;
+        {
+            // One writer of a layout at a time (its index.json lists every image).
+            let where_ = std::path::absolute(layout).unwrap_or_else(|_| layout.to_owned());
+            let _lock = self
+                .cache
+                .lock(&format!(
+                    "layout-{}",
+                    &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                        where_.to_string_lossy().as_bytes()
+                    ))[..16]
+                ))
+                .map_err(PlanError::from)?;
+            crate::image::oci::write_layout(layout, &image, &layers.layers, &tag)?;
+        }
         lap("image");
         let reference = format!("{repository}@{}", image.manifest_digest);
         Ok(Built {

@@ -34,6 +34,9 @@ pub enum Command {
     /// Build the job's image into an OCI layout; print its digest-pinned reference and write
     /// the Job (or Pod) that runs it.
     Build(BuildArgs),
+    /// Build (and push) a whole catalog of jobs at once: shared layers, one push plan, a
+    /// summary with the distribution cost.
+    Catalog(CatalogArgs),
     /// Parse a job script's #PBS directives and show the job spec.
     Parse(ParseArgs),
     /// Show what a job needs from the repositories (ELF and script analysis), and why.
@@ -180,4 +183,44 @@ pub struct BuildArgs {
     /// The lock file for --locked [default: pbsimage.lock beside the script]
     #[arg(long, value_name = "FILE", requires = "locked")]
     pub lock: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// A directory of jobs (one directory per job) or a catalog.toml.
+    pub catalog: PathBuf,
+    /// Jobs built at once [default: the number of cores]
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// OCI image layout for all the images [default: oci/ in the cache]
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Where the Kubernetes manifests and SBOMs go, one per job [default: beside each script]
+    #[arg(long, value_name = "DIR")]
+    pub manifests_out: Option<PathBuf>,
+    /// Also write a DaemonSet that pre-pulls every image onto every node.
+    #[arg(long, value_name = "FILE")]
+    pub prepull: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub kind: Option<KubeKind>,
+    #[arg(long, value_name = "UID[:GID]")]
+    pub run_as: Option<String>,
+    /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
+    #[arg(long, value_name = "HOST")]
+    pub push: Option<String>,
+    /// Push over plain HTTP.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Registry user name (with --password-stdin).
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Use only cached repository metadata and packages.
+    #[arg(long)]
+    pub offline: bool,
 }

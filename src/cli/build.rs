@@ -137,8 +137,15 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
 
 /// `--username` with the password from standard input (one line, newline dropped).
 fn credentials(args: &BuildArgs) -> Result<Option<crate::registry::auth::Found>> {
+    read_credentials(args.username.as_deref())
+}
+
+/// `--username` with the password read from standard input.
+pub(super) fn read_credentials(
+    username: Option<&str>,
+) -> Result<Option<crate::registry::auth::Found>> {
     use crate::registry::auth::{Credentials, Found, Secret};
-    let Some(user) = &args.username else {
+    let Some(user) = username else {
         return Ok(None);
     };
     let mut password = String::new();
@@ -151,7 +158,7 @@ fn credentials(args: &BuildArgs) -> Result<Option<crate::registry::auth::Found>>
     );
     Ok(Some(Found {
         credentials: Credentials::Password {
-            username: user.clone(),
+            username: user.to_owned(),
             password: Secret::new(password),
         },
         source: "--username and --password-stdin".into(),

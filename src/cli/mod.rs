@@ -3,6 +3,7 @@
 pub mod args;
 mod build;
 mod cache;
+mod catalog;
 mod layers;
 mod manifest;
 mod needs;
@@ -97,6 +98,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Build(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;
             build::run(a, config, &printer)
+        }
+        Command::Catalog(a) => {
+            let config = Config::discover(cli.global.config.as_deref())?;
+            catalog::run(a, config, &printer)
         }
         Command::Needs(a) => {
             let config = Config::discover(cli.global.config.as_deref())?;

@@ -33,6 +33,8 @@ fn hints(err: &anyhow::Error) -> Vec<String> {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::pipeline::PipelineError>() {
             e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::catalog::CatalogError>() {
+            e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::needs::NeedsError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<crate::elf::ElfError>() {

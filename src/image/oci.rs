@@ -201,7 +201,8 @@ pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, Image
     })
 }
 
-/// Writes an OCI image layout at `dir` holding `image` under the reference name `tag`.
+/// Writes `image` under the reference name `tag` into the OCI image layout at `dir` (made
+/// when missing; other images stay). Callers serialize writers of one layout.
 pub fn write_layout(
     dir: &Path,
     image: &Image,
@@ -261,13 +262,29 @@ pub fn write_layout(
         )
         .build()
         .map_err(spec("descriptor"))?;
+    // Other images of the layout keep their entries; an entry with this name is replaced.
+    let path = dir.join("index.json");
+    let ref_name = |d: &oci_spec::image::Descriptor| {
+        d.annotations()
+            .as_ref()
+            .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
+            .unwrap_or_default()
+    };
+    let mut manifests: Vec<oci_spec::image::Descriptor> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice::<oci_spec::image::ImageIndex>(&b)
+            .map(|i| i.manifests().clone())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    manifests.retain(|d| ref_name(d) != tag);
+    manifests.push(desc);
+    manifests.sort_by_key(|d| (ref_name(d), d.digest().to_string()));
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(vec![desc])
+        .manifests(manifests)
         .build()
         .map_err(spec("index"))?;
-    let path = dir.join("index.json");
     let tmp = dir.join(".tmp-index.json");
     std::fs::write(&tmp, stable_json(&index)).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))

@@ -768,3 +768,115 @@ pub fn restricted_violations(pod: &PodSpec) -> Vec<String> {
     }
     v
 }
+
+/// A DaemonSet that warms every node with a catalog's images: one init container per image
+/// (it runs `/bin/true`, so the node pulls the image's layers, shared ones once), then a
+/// container that sleeps. Restricted Pod Security, like the jobs themselves.
+pub fn prepull_daemonset(
+    name: &str,
+    namespace: Option<&str>,
+    images: &[(String, String)],
+    run_as: RunAs,
+) -> Result<String, KubeError> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+    use k8s_openapi::api::core::v1::{
+        Capabilities, Container, PodSecurityContext, PodTemplateSpec, ResourceRequirements,
+        SeccompProfile, SecurityContext,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let restricted = || SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            add: None,
+            drop: Some(vec!["ALL".into()]),
+        }),
+        run_as_non_root: Some(run_as.uid != 0),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    };
+    let small = || ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("1m".into())),
+            ("memory".to_string(), Quantity("8Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("100m".into())),
+            ("memory".to_string(), Quantity("64Mi".into())),
+        ])),
+        ..Default::default()
+    };
+    let container = |cname: String, image: &str, command: &[&str]| Container {
+        name: cname,
+        image: Some(image.to_owned()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(command.iter().map(|c| c.to_string()).collect()),
+        resources: Some(small()),
+        security_context: Some(restricted()),
+        ..Default::default()
+    };
+    let init: Vec<Container> = images
+        .iter()
+        .enumerate()
+        .map(|(i, (job, image))| {
+            let mut n = format!("pull-{i}-{job}");
+            n.truncate(63);
+            container(n.trim_end_matches('-').to_owned(), image, &["/bin/true"])
+        })
+        .collect();
+    let Some((_, first)) = images.first() else {
+        return Ok(String::new());
+    };
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), name.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "pbsimage".to_owned(),
+        ),
+    ]);
+    let ds = DaemonSet {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: namespace.map(str::to_owned),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    init_containers: Some(init),
+                    containers: vec![container("wait".into(), first, &["/bin/sleep", "infinity"])],
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(i64::from(run_as.uid)),
+                        run_as_group: Some(i64::from(run_as.gid)),
+                        run_as_non_root: Some(run_as.uid != 0),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(&ds, options).map_err(KubeError::Serialize)
+}

@@ -1,6 +1,7 @@
 //! The integration test binary: one binary, one module per area.
 
 mod build;
+mod catalog;
 mod cli;
 mod common;
 mod e2e;

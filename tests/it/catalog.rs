@@ -1,0 +1,456 @@
+//! `pbsimage catalog`: twenty jobs (C++, C, OpenMP, Fortran, script-only, `$ORIGIN`, a library
+//! from ld.so.conf.d), two of them broken, built from the fixture repository.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+use crate::fakereg::FakeRegistry;
+
+/// Compiled programs, shared by the jobs that use them.
+struct Programs {
+    dir: tempfile::TempDir,
+}
+
+fn cc(dir: &Path, tool: &str, package: &str, args: &[&str]) {
+    require(tool, package);
+    run_ok(Command::new(tool).args(args).current_dir(dir));
+}
+
+fn programs() -> Programs {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(
+        "fixtures/jobs/paper-listing3-fib/fib.cpp",
+        d.join("fib.cpp"),
+    )
+    .unwrap();
+    cc(d, "g++", "g++", &["-O2", "-o", "fib", "fib.cpp"]);
+    std::fs::write(
+        d.join("hello.c"),
+        "#include <stdio.h>\nint main(int c, char **v) { printf(\"hello %s\\n\", c > 1 ? v[1] : \"world\"); return 0; }\n",
+    )
+    .unwrap();
+    cc(d, "gcc", "gcc", &["-O2", "-o", "hello", "hello.c"]);
+    std::fs::copy("fixtures/jobs/openmp/omp.c", d.join("omp.c")).unwrap();
+    cc(d, "gcc", "gcc", &["-O2", "-fopenmp", "-o", "omp", "omp.c"]);
+    std::fs::write(
+        d.join("hi.f90"),
+        "program hi\n  print *, 'fortran ok'\nend program hi\n",
+    )
+    .unwrap();
+    cc(d, "gfortran", "gfortran", &["-O2", "-o", "fort", "hi.f90"]);
+    std::fs::create_dir(d.join("lib")).unwrap();
+    std::fs::write(
+        d.join("fibl.c"),
+        "#include <math.h>\nint fib(int n) { return (int)lround(pow(1.618033988749895, n) / sqrt(5)); }\n",
+    )
+    .unwrap();
+    cc(
+        d,
+        "gcc",
+        "gcc",
+        &[
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-Wl,-soname,libfibl.so.1",
+            "-o",
+            "lib/libfibl.so.1",
+            "fibl.c",
+            "-lm",
+        ],
+    );
+    std::fs::write(
+        d.join("origin.c"),
+        "#include <stdio.h>\nint fib(int);\nint main(void) { printf(\"%d\\n\", fib(10)); return 0; }\n",
+    )
+    .unwrap();
+    cc(
+        d,
+        "gcc",
+        "gcc",
+        &[
+            "-O2",
+            "-o",
+            "origin",
+            "origin.c",
+            "lib/libfibl.so.1",
+            "-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib",
+        ],
+    );
+    // Linked against libraries the repository does not have: an unresolvable need.
+    std::fs::write(d.join("nothere.c"), "int nothere(void) { return 1; }\n").unwrap();
+    cc(
+        d,
+        "gcc",
+        "gcc",
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libnothere.so.1",
+            "-o",
+            "libnothere.so",
+            "nothere.c",
+        ],
+    );
+    std::fs::write(
+        d.join("missing.c"),
+        "int nothere(void);\nint main(void) { return nothere(); }\n",
+    )
+    .unwrap();
+    let here = d.to_str().unwrap().to_owned();
+    cc(
+        d,
+        "gcc",
+        "gcc",
+        &["-o", "missing", "missing.c", "-L", &here, "-lnothere"],
+    );
+    std::fs::write(
+        d.join("optlib.c"),
+        "#include <stdio.h>\nint fxopt_answer(void);\nint main(void) { printf(\"%d\\n\", fxopt_answer()); return 0; }\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("fxopt.c"), "int fxopt_answer(void) { return 0; }\n").unwrap();
+    cc(
+        d,
+        "gcc",
+        "gcc",
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libfxopt.so.1",
+            "-o",
+            "libfxopt.so",
+            "fxopt.c",
+        ],
+    );
+    cc(
+        d,
+        "gcc",
+        "gcc",
+        &["-o", "optlib", "optlib.c", "-L", &here, "-lfxopt"],
+    );
+    Programs { dir }
+}
+
+/// A job directory `name` with a script running `program` (copied in), or a script only.
+fn add_job(root: &Path, progs: &Programs, name: &str, program: Option<&str>, body: &str) {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let mut script = format!("#!/bin/bash\n#PBS -N {name}\n#PBS -l nodes=1:ppn=1\n");
+    if let Some(p) = program {
+        std::fs::copy(progs.dir.path().join(p), d.join(p)).unwrap();
+        script.push_str(&format!("#PBS -B {p}\n"));
+        if p == "origin" {
+            std::fs::create_dir_all(d.join("lib")).unwrap();
+            std::fs::copy(
+                progs.dir.path().join("lib/libfibl.so.1"),
+                d.join("lib/libfibl.so.1"),
+            )
+            .unwrap();
+        }
+    }
+    script.push_str(body);
+    std::fs::write(d.join("job.sh"), script).unwrap();
+}
+
+/// The catalog: 18 good jobs and 2 broken ones.
+fn catalog(root: &Path, progs: &Programs) {
+    for i in 1..=3 {
+        add_job(root, progs, &format!("cpp-{i}"), Some("fib"), "./fib\n");
+        add_job(
+            root,
+            progs,
+            &format!("c-{i}"),
+            Some("hello"),
+            &format!("./hello c{i}\n"),
+        );
+        add_job(root, progs, &format!("omp-{i}"), Some("omp"), "./omp\n");
+    }
+    for i in 1..=2 {
+        add_job(
+            root,
+            progs,
+            &format!("fortran-{i}"),
+            Some("fort"),
+            "./fort\n",
+        );
+        add_job(
+            root,
+            progs,
+            &format!("origin-{i}"),
+            Some("origin"),
+            "./origin\n",
+        );
+    }
+    for i in 1..=4 {
+        add_job(
+            root,
+            progs,
+            &format!("script-{i}"),
+            None,
+            &format!("echo script {i}\n"),
+        );
+    }
+    add_job(root, progs, "optlib", Some("optlib"), "./optlib\n");
+    // Broken: a malformed directive, and a library no repository has.
+    add_job(
+        root,
+        progs,
+        "broken-walltime",
+        None,
+        "#PBS -l walltime=soon\necho\n",
+    );
+    std::fs::write(
+        root.join("broken-walltime/job.sh"),
+        "#!/bin/bash\n#PBS -N broken-walltime\n#PBS -l walltime=soon\necho\n",
+    )
+    .unwrap();
+    add_job(root, progs, "broken-lib", Some("missing"), "./missing\n");
+}
+
+fn config(dir: &Path, cache: &Path, registry: Option<&str>) -> PathBuf {
+    let url = format!("file://{}", fixture_repos().join("main").display());
+    let mut extra = BASE.to_owned();
+    if let Some(h) = registry {
+        extra.push_str(&format!("[registry]\ninsecure = [\"{h}\"]\n"));
+    }
+    let cfg = dir.join("pipeline.toml");
+    std::fs::write(&cfg, repo_config(&[("fixture", url)], cache, &extra)).unwrap();
+    cfg
+}
+
+fn run_catalog(cfg: &Path, dir: &Path, extra: &[&str]) -> (bool, serde_json::Value) {
+    let mut args = vec![
+        "-q",
+        "--config",
+        cfg.to_str().unwrap(),
+        "catalog",
+        "--json",
+        "--jobs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    args.push(dir.to_str().unwrap());
+    let o = pbsimage(&args);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&o), stderr(&o)));
+    if !o.status.success() {
+        assert!(stderr(&o).contains("jobs failed"), "{}", stderr(&o));
+    }
+    (o.status.success(), v)
+}
+
+/// job name → manifest digest, for the jobs that succeeded.
+fn digests(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["failure"].is_null())
+        .map(|j| {
+            (
+                j["job"].as_str().unwrap().to_owned(),
+                j["manifest_digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_catalog_builds_pushes_once_and_reports() {
+    let progs = programs();
+    let top = tempfile::tempdir().unwrap();
+    let jobs = top.path().join("jobs");
+    catalog(&jobs, &progs);
+    let reg = FakeRegistry::start();
+    let cfg = config(top.path(), &top.path().join("cache"), Some(&reg.host));
+    let manifests = top.path().join("manifests");
+    let prepull = top.path().join("prepull.yaml");
+    let layout = top.path().join("layout");
+    let (ok, v) = run_catalog(
+        &cfg,
+        &jobs,
+        &[
+            "--push",
+            &reg.host,
+            "--manifests-out",
+            manifests.to_str().unwrap(),
+            "--prepull",
+            prepull.to_str().unwrap(),
+            "--output",
+            layout.to_str().unwrap(),
+        ],
+    );
+    // The broken jobs are reported; the other eighteen are built and pushed.
+    assert!(!ok);
+    assert_eq!(v["succeeded"], 18, "{v:#}");
+    assert_eq!(v["failed"], 2);
+    let rows = v["jobs"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["job"] == name).unwrap();
+    let walltime = &row("broken-walltime")["failure"];
+    assert_eq!(walltime["stage"], "parse");
+    assert!(
+        walltime["error"].as_str().unwrap().contains("job.sh:3:"),
+        "{walltime}"
+    );
+    let lib = &row("broken-lib")["failure"];
+    assert_eq!(lib["stage"], "resolve");
+    assert!(
+        lib["error"].as_str().unwrap().contains("libnothere.so.1"),
+        "{lib}"
+    );
+    // The base layer is one blob in every image; so is each shared package's layer.
+    let layout_manifest = |r: &serde_json::Value| -> serde_json::Value {
+        let d = r["manifest_digest"].as_str().unwrap();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap())
+            .unwrap()
+    };
+    let good: Vec<&serde_json::Value> = rows.iter().filter(|r| r["failure"].is_null()).collect();
+    let bases: BTreeSet<String> = good
+        .iter()
+        .map(|r| {
+            layout_manifest(r)["layers"][0]["digest"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(bases.len(), 1, "{bases:?}");
+    let cpp_layers: Vec<Vec<String>> = ["cpp-1", "cpp-2", "cpp-3"]
+        .iter()
+        .map(|n| {
+            layout_manifest(row(n))["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect();
+    let n = cpp_layers[0].len();
+    assert!(n >= 3);
+    // Every layer but the job's own is the same blob in the three C++ images.
+    assert_eq!(cpp_layers[0][..n - 1], cpp_layers[1][..n - 1]);
+    assert_eq!(cpp_layers[0][..n - 1], cpp_layers[2][..n - 1]);
+    assert!(row("cpp-1")["layers_shared"].as_u64().unwrap() >= (n - 1) as u64);
+    // Each distinct blob was uploaded exactly once (counted by the registry).
+    let mut blobs = BTreeSet::new();
+    for r in &good {
+        let m = layout_manifest(r);
+        blobs.insert(m["config"]["digest"].as_str().unwrap().to_owned());
+        for l in m["layers"].as_array().unwrap() {
+            blobs.insert(l["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    let st = reg.state();
+    let uploads: Vec<&String> = st.uploads.iter().collect();
+    let unique: BTreeSet<&String> = uploads.iter().copied().collect();
+    assert_eq!(uploads.len(), unique.len(), "a blob was uploaded twice");
+    assert_eq!(unique.len(), blobs.len());
+    assert_eq!(
+        v["bytes_pushed"].as_u64().unwrap() as usize,
+        st.uploaded_bytes
+    );
+    // Each image is tagged in its own repository, its blobs mounted there.
+    for r in &good {
+        let repo = format!("pbs/{}", r["job"].as_str().unwrap());
+        assert!(st.tags.keys().any(|(rp, _)| *rp == repo), "{repo}");
+    }
+    drop(st);
+    // Manifests for the good jobs, a pre-pull DaemonSet for their images.
+    let written = std::fs::read_dir(&manifests).unwrap().count();
+    assert_eq!(written, 18 * 2, "a Kubernetes manifest and an SBOM per job");
+    let ds = std::fs::read_to_string(&prepull).unwrap();
+    assert!(ds.contains("kind: DaemonSet"), "{ds}");
+    assert_eq!(ds.matches("name: pull-").count(), 18, "{ds}");
+    // Distribution: far less than a full image per job.
+    let ratio = v["distribution"]["ratio"].as_f64().unwrap();
+    assert!(ratio < 0.5, "{}", v["distribution"]);
+}
+
+#[test]
+fn catalog_images_equal_single_builds_and_do_not_depend_on_each_other() {
+    let progs = programs();
+    let top = tempfile::tempdir().unwrap();
+    let jobs = top.path().join("jobs");
+    catalog(&jobs, &progs);
+    // Two runs on two empty caches: the same digests.
+    let cfg_a = config(top.path(), &top.path().join("cache-a"), None);
+    let (_, a) = run_catalog(&cfg_a, &jobs, &[]);
+    let b_dir = top.path().join("b");
+    std::fs::create_dir(&b_dir).unwrap();
+    let cfg_b = config(&b_dir, &top.path().join("cache-b"), None);
+    let (_, b) = run_catalog(&cfg_b, &jobs, &[]);
+    let (da, db) = (digests(&a), digests(&b));
+    assert_eq!(da.len(), 18);
+    assert_eq!(da, db);
+    // Each image equals the job built alone.
+    for (name, digest) in &da {
+        let script = jobs.join(name).join("job.sh");
+        let o = pbsimage(&[
+            "-q",
+            "--config",
+            cfg_a.to_str().unwrap(),
+            "build",
+            "--json",
+            script.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["manifest_digest"].as_str().unwrap(), digest, "{name}");
+    }
+    // Adding a job changes no other job's image.
+    add_job(&jobs, &progs, "cpp-4", Some("fib"), "./fib 4\n");
+    let (_, c) = run_catalog(&cfg_b, &jobs, &[]);
+    let mut dc = digests(&c);
+    assert!(dc.remove("cpp-4").is_some());
+    assert_eq!(dc, da);
+}
+
+#[test]
+fn catalog_toml_overrides_and_isolates_a_missing_script() {
+    let progs = programs();
+    let top = tempfile::tempdir().unwrap();
+    let jobs = top.path().join("jobs");
+    add_job(&jobs, &progs, "cpp", Some("fib"), "./fib\n");
+    add_job(&jobs, &progs, "script", None, "echo hi\n");
+    let toml = top.path().join("catalog.toml");
+    std::fs::write(
+        &toml,
+        "[[job]]\nscript = \"jobs/cpp/job.sh\"\nimage = \"solvers-fib\"\nkind = \"pod\"\n\
+         [[job]]\nscript = \"jobs/script/job.sh\"\npackages = [\"fx-data\"]\n\
+         [[job]]\nscript = \"jobs/gone/job.sh\"\n",
+    )
+    .unwrap();
+    let cfg = config(top.path(), &top.path().join("cache"), None);
+    let (ok, v) = run_catalog(&cfg, &toml, &[]);
+    assert!(!ok);
+    let rows = v["jobs"].as_array().unwrap();
+    assert!(
+        rows[0]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("pbs/solvers-fib@sha256:"),
+        "{}",
+        rows[0]
+    );
+    let pod = std::fs::read_to_string(jobs.join("cpp/job.k8s.yaml")).unwrap();
+    assert!(pod.contains("kind: Pod"), "{pod}");
+    let sbom = std::fs::read_to_string(jobs.join("script/job.spdx.json")).unwrap();
+    assert!(
+        sbom.contains("\"fx-data\""),
+        "the extra package is in the image"
+    );
+    assert_eq!(rows[2]["failure"]["stage"], "parse");
+    assert!(
+        rows[2]["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("jobs/gone/job.sh"),
+        "{}",
+        rows[2]
+    );
+}
