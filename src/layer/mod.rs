@@ -132,8 +132,9 @@ impl<W: Write> ParallelGzip<W> {
     }
 
     fn dispatch(&mut self) -> io::Result<()> {
-        // Keep at most `workers` pieces in flight: memory stays bounded.
-        while self.pending.len() >= self.workers {
+        // At most four pieces per worker in flight (4 MiB a core): memory stays bounded and
+        // the reader, which decompresses the RPM payload, rarely waits.
+        while self.pending.len() >= self.workers * 4 {
             self.drain_one()?;
         }
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
