@@ -169,7 +169,8 @@ impl Cache {
         Ok(v)
     }
 
-    /// Removes blobs no record references; returns (removed, bytes freed).
+    /// Removes blobs that no layer record and no image of the cache's `oci/` layout references;
+    /// returns (removed, bytes freed).
     pub fn gc(&self) -> Result<(usize, u64), CacheError> {
         let mut keep = std::collections::BTreeSet::new();
         for rec in walk_files(&self.root.join(crate::layer::plan::LAYER_BUCKET)) {
@@ -178,6 +179,13 @@ impl Cache {
                 if let Ok(h) = sha256_hex(tok) {
                     keep.insert(h.to_owned());
                 }
+            }
+        }
+        // Blobs of the images in the cache's own OCI layout (job layers have no record);
+        // they are hard links there, so removing them here would free nothing anyway.
+        for blob in walk_files(&self.root.join("oci/blobs/sha256")) {
+            if let Some(n) = blob.file_name().and_then(|n| n.to_str()) {
+                keep.insert(n.to_owned());
             }
         }
         let dir = self.blobs_dir()?;

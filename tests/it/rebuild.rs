@@ -131,3 +131,21 @@ fn offline_builds_use_the_cache_alone() {
         stderr(&o)
     );
 }
+
+#[test]
+fn cache_gc_keeps_what_the_cache_layout_images_use() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    // Into the cache's own layout (no --output).
+    let v = json(&build(&cfg, &script, &[]));
+    let job_layer = v["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let o = pbsimage(&["-q", "--config", cfg.to_str().unwrap(), "cache", "gc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(cache.path().join("blobs/sha256").join(&job_layer).is_file());
+    let o = pbsimage(&["-q", "--config", cfg.to_str().unwrap(), "cache", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
