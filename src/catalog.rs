@@ -17,8 +17,10 @@
 //! cache locks per package and per layer). Layers are the same a job gets from `pbsimage
 //! build` — the base, then one layer per package in name order — so a catalog image has the
 //! digest of the job built alone, and adding a job to a catalog changes no other image; what
-//! jobs share (the base, `libstdc++`, …) is one blob in every image. A failing job is
-//! reported with its stage and error; the others go on.
+//! jobs share (the base, `libstdc++`, …) is one blob in every image. Only a job with more
+//! packages than its layer budget is laid out knowing the catalog: the packages most of its
+//! jobs need keep their own layers and the rarest are merged. A failing job is reported with
+//! its stage and error; the others go on.
 
 use std::path::{Path, PathBuf};
 
@@ -282,7 +284,17 @@ pub fn build(
         });
         resolved.push((r, secs + t.elapsed().as_secs_f64()));
     }
-    let repos = &repos;
+    // How many jobs need each package: past a job's layer budget, the widely shared keep
+    // their own layers.
+    let mut popularity = crate::pipeline::Popularity::new();
+    for (r, _) in &resolved {
+        if let Ok((_, _, res)) = r {
+            for p in &res.packages {
+                *popularity.entry(p.nevra.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    let (repos, popularity) = (&repos, &popularity);
     Ok(pool.install(|| {
         resolved
             .into_par_iter()
@@ -291,7 +303,17 @@ pub fn build(
                 let (spec, needs, res) = r?;
                 let t = std::time::Instant::now();
                 let built = ctx
-                    .build_resolved(&spec, &needs, repos, &res, &opts.layout, j.image.as_deref())
+                    .build_resolved(
+                        &spec,
+                        &needs,
+                        repos,
+                        &res,
+                        &opts.layout,
+                        &crate::pipeline::JobOptions {
+                            name: j.image.as_deref(),
+                            popularity: Some(popularity),
+                        },
+                    )
                     .map_err(|e| Failure::pipeline("build", &e))?;
                 Ok(JobBuild {
                     spec,

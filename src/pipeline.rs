@@ -268,11 +268,14 @@ pub struct Layers {
 impl Context {
     /// Downloads the resolved packages into the cache (verified), plans and builds the
     /// layers, and builds the job's own layer on top.
+    /// `popularity` (a catalog's: package NEVRA → jobs needing it) decides which packages keep
+    /// their own layers when a job has more than the layer budget.
     pub fn layers(
         &self,
         job: &JobSpec,
         needs: &Needs,
         res: &Resolution,
+        popularity: Option<&Popularity>,
     ) -> Result<Layers, PipelineError> {
         let items: Vec<Download> = res
             .packages
@@ -312,7 +315,12 @@ impl Context {
             .and_then(|v| v.parse().ok())
             .unwrap_or(s.image.source_date_epoch);
         let compression = s.image.compression;
-        let planned = plan::plan(&locals, s.image.max_layers);
+        let planned = match popularity {
+            Some(pop) => plan::plan_ranked(&locals, s.image.max_layers, &|p| {
+                pop.get(&p.nevra).copied().unwrap_or(0)
+            }),
+            None => plan::plan(&locals, s.image.max_layers),
+        };
         // The base packages fix the layout and owners; they are fetched first, and every
         // other layer is built (on rayon) as soon as its packages have arrived.
         let base: Vec<usize> = (0..n).filter(|&i| locals[i].base).collect();
@@ -533,6 +541,19 @@ impl Context {
     }
 }
 
+/// Package NEVRA → how many jobs of a catalog need it.
+pub type Popularity = std::collections::BTreeMap<String, usize>;
+
+/// Per-job choices of [`Context::build_resolved`].
+#[derive(Default)]
+pub struct JobOptions<'a> {
+    /// Replaces the job's name in the `[image] repository` and `tag` templates (a catalog's
+    /// per-job `image`).
+    pub name: Option<&'a str>,
+    /// See [`Context::layers`].
+    pub popularity: Option<&'a Popularity>,
+}
+
 /// A built image in an OCI layout.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -586,7 +607,8 @@ impl Context {
             }
         }
         lap("resolve");
-        let built = self.build_resolved(job, &needs, &repos, &res, layout, None)?;
+        let built =
+            self.build_resolved(job, &needs, &repos, &res, layout, &JobOptions::default())?;
         let mut timings_all = timings;
         timings_all.extend(built.timings.clone());
         Ok((
@@ -598,8 +620,7 @@ impl Context {
         ))
     }
 
-    /// Layers, image and layout for a resolved job. `name` replaces the job's name in the
-    /// `[image] repository` and `tag` templates (a catalog's per-job `image`).
+    /// Layers, image and layout for a resolved job.
     pub fn build_resolved(
         &self,
         job: &JobSpec,
@@ -607,15 +628,16 @@ impl Context {
         repos: &[Repo],
         res: &Resolution,
         layout: &std::path::Path,
-        name: Option<&str>,
+        opts: &JobOptions<'_>,
     ) -> Result<Built, PipelineError> {
+        let name = opts.name;
         let mut clock = std::time::Instant::now();
         let mut timings = std::collections::BTreeMap::new();
         let mut lap = |stage: &'static str| {
             timings.insert(stage, clock.elapsed().as_secs_f64());
             clock = std::time::Instant::now();
         };
-        let layers = self.layers(job, needs, res)?;
+        let layers = self.layers(job, needs, res, opts.popularity)?;
         lap("layers");
         let s = &self.config.settings;
         let dns = name

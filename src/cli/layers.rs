@@ -12,7 +12,7 @@ pub fn run(args: &LayersArgs, config: Config, printer: &Printer) -> Result<()> {
     for w in &res.warnings {
         printer.warn(w);
     }
-    let layers = ctx.layers(&job, &needs, &res)?;
+    let layers = ctx.layers(&job, &needs, &res, None)?;
     for c in &layers.conflicts {
         printer.warn(&format!("file conflict: {c}"));
     }

@@ -56,18 +56,28 @@ pub struct PlannedLayer {
 
 /// Splits packages into layers: base, then one per package, merging past the budget.
 pub fn plan(packages: &[LocalPackage], max_layers: u32) -> Vec<PlannedLayer> {
+    plan_ranked(packages, max_layers, &|_| 0)
+}
+
+/// As [`plan`], where `rank` says how widely a package is shared (a catalog: how many of
+/// its jobs need it). Past the layer budget, the most widely shared packages keep their own
+/// layers (blobs other images reuse) and the rest are merged; own layers stay in name order.
+/// Within the budget the rank changes nothing.
+pub fn plan_ranked(
+    packages: &[LocalPackage],
+    max_layers: u32,
+    rank: &dyn Fn(&LocalPackage) -> usize,
+) -> Vec<PlannedLayer> {
     let mut base: Vec<usize> = (0..packages.len()).filter(|&i| packages[i].base).collect();
     let mut rest: Vec<usize> = (0..packages.len()).filter(|&i| !packages[i].base).collect();
-    let by_name = |v: &mut Vec<usize>| {
-        v.sort_by(|&a, &b| {
-            packages[a]
-                .name
-                .cmp(&packages[b].name)
-                .then(packages[a].nevra.cmp(&packages[b].nevra))
-        })
+    let by_name = |a: &usize, b: &usize| {
+        packages[*a]
+            .name
+            .cmp(&packages[*b].name)
+            .then(packages[*a].nevra.cmp(&packages[*b].nevra))
     };
-    by_name(&mut base);
-    by_name(&mut rest);
+    base.sort_by(by_name);
+    rest.sort_by(by_name);
     let mut out = Vec::new();
     if !base.is_empty() {
         out.push(PlannedLayer {
@@ -77,25 +87,28 @@ pub fn plan(packages: &[LocalPackage], max_layers: u32) -> Vec<PlannedLayer> {
     }
     // One layer stays for the job's own files.
     let budget = (max_layers as usize).saturating_sub(out.len() + 1).max(1);
+    let own_layer = |i: usize| PlannedLayer {
+        label: packages[i].nevra.clone(),
+        packages: vec![i],
+    };
     if rest.len() > budget {
-        let merged = rest.split_off(budget - 1);
-        for i in rest {
-            out.push(PlannedLayer {
-                label: packages[i].nevra.clone(),
-                packages: vec![i],
-            });
-        }
+        // Widest shared first (ties by name); the last budget slot holds the merged rest.
+        let mut ranked = rest.clone();
+        ranked.sort_by(|a, b| {
+            rank(&packages[*b])
+                .cmp(&rank(&packages[*a]))
+                .then(by_name(a, b))
+        });
+        let mut merged = ranked.split_off(budget - 1);
+        ranked.sort_by(by_name);
+        merged.sort_by(by_name);
+        out.extend(ranked.into_iter().map(own_layer));
         out.push(PlannedLayer {
             label: format!("{} merged packages", merged.len()),
             packages: merged,
         });
     } else {
-        for i in rest {
-            out.push(PlannedLayer {
-                label: packages[i].nevra.clone(),
-                packages: vec![i],
-            });
-        }
+        out.extend(rest.into_iter().map(own_layer));
     }
     out
 }
@@ -391,5 +404,38 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert_eq!(l[1].label, "a-1-1.x86_64");
         assert_eq!(l[2].label, "3 merged packages");
+    }
+
+    #[test]
+    fn past_the_budget_the_widely_shared_keep_their_layers() {
+        let p: Vec<LocalPackage> = ["glibc", "a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| pkg(n, i < 1))
+            .collect();
+        let rank = |q: &LocalPackage| match q.name.as_str() {
+            "d" => 9,
+            "b" => 5,
+            _ => 1,
+        };
+        // base + 3 + job: two own layers (in name order), the rest merged.
+        let l = plan_ranked(&p, 5, &rank);
+        let labels: Vec<&str> = l.iter().map(|x| x.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["base", "b-1-1.x86_64", "d-1-1.x86_64", "2 merged packages"]
+        );
+        assert_eq!(l[3].packages, [1, 3]); // a, c
+        // Within the budget, ranks change nothing.
+        assert_eq!(
+            plan_ranked(&p, 64, &rank)
+                .iter()
+                .map(|x| x.packages.clone())
+                .collect::<Vec<_>>(),
+            plan(&p, 64)
+                .iter()
+                .map(|x| x.packages.clone())
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -454,3 +454,49 @@ fn catalog_toml_overrides_and_isolates_a_missing_script() {
         rows[2]
     );
 }
+
+#[test]
+fn past_the_layer_budget_the_packages_most_jobs_need_keep_their_layers() {
+    let progs = programs();
+    let top = tempfile::tempdir().unwrap();
+    let jobs = top.path().join("jobs");
+    for i in 1..=4 {
+        add_job(&jobs, &progs, &format!("cpp-{i}"), Some("fib"), "./fib\n");
+    }
+    // cpp-4 also needs fx-data: libgcc, libstdc++ and fx-data beside the base, with room for
+    // one package layer (base + 2 + the job's own).
+    let toml = top.path().join("catalog.toml");
+    std::fs::write(
+        &toml,
+        "[[job]]\nscript = \"jobs/cpp-1/job.sh\"\n[[job]]\nscript = \"jobs/cpp-2/job.sh\"\n\
+         [[job]]\nscript = \"jobs/cpp-3/job.sh\"\n\
+         [[job]]\nscript = \"jobs/cpp-4/job.sh\"\npackages = [\"fx-data\"]\n",
+    )
+    .unwrap();
+    let cfg = config(top.path(), &top.path().join("cache"), None);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[image]\nmax-layers = 4\n")).unwrap();
+    let layout = top.path().join("layout");
+    let (ok, v) = run_catalog(&cfg, &toml, &["--output", layout.to_str().unwrap()]);
+    assert!(ok, "{v:#}");
+    let layers = |i: usize| -> Vec<String> {
+        let d = v["jobs"][i]["manifest_digest"].as_str().unwrap();
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap(),
+        )
+        .unwrap();
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (cpp, extra) = (layers(0), layers(3));
+    assert_eq!(extra.len(), 4);
+    // libgcc (needed by all four jobs) keeps its layer, shared with the other images;
+    // fx-data (one job) is merged, although by name it would have come first.
+    let shared: Vec<&String> = extra.iter().filter(|d| cpp.contains(d)).collect();
+    assert_eq!(shared.len(), 2, "base and libgcc: {extra:?} {cpp:?}");
+    assert_eq!(extra[..2], cpp[..2]);
+}
