@@ -166,6 +166,15 @@ pub fn discover(path: &Path) -> Result<Vec<CatalogJob>, CatalogError> {
     Ok(jobs)
 }
 
+/// A job's key in a catalog lock: its script relative to the catalog's directory.
+pub fn lock_key(root: &Path, script: &Path) -> String {
+    script
+        .strip_prefix(root)
+        .unwrap_or(script)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Why a job failed: the stage, the error with its causes, and a hint.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Failure {
@@ -204,6 +213,8 @@ pub struct JobBuild {
     pub spec: JobSpec,
     pub needs: Needs,
     pub built: Built,
+    /// The job's resolution, as a catalog lock records it.
+    pub lock: crate::resolve::lock::Lock,
     /// Parse, analysis, resolution and build of this job.
     pub seconds: f64,
 }
@@ -217,6 +228,10 @@ pub struct Options {
     pub jobs: usize,
     /// The OCI layout every image goes into.
     pub layout: PathBuf,
+    /// Lock entries are keyed by the script's path relative to this directory.
+    pub root: PathBuf,
+    /// With a lock, a job whose resolution differs from its entry fails (stage `lock`).
+    pub locked: Option<crate::resolve::lock::CatalogLock>,
 }
 
 /// Builds every job of the catalog into `opts.layout`. Errors that stop every job (no
@@ -274,13 +289,34 @@ pub fn build(
     };
     // Resolution is quick (an in-memory index): one job after another.
     let mut resolved = Vec::with_capacity(jobs.len());
-    for (r, secs) in prepared {
+    for ((r, secs), j) in prepared.into_iter().zip(jobs) {
         let t = std::time::Instant::now();
         let r = r.and_then(|(spec, needs)| {
             let res = ctx
                 .resolve(&mut repos, &needs)
                 .map_err(|e| Failure::pipeline("resolve", &e))?;
-            Ok((spec, needs, res))
+            let key = lock_key(&opts.root, &j.script);
+            let lock = crate::resolve::lock::Lock::new(&key, &repos, &res);
+            if let Some(locked) = &opts.locked {
+                let drift = match locked.job(&key) {
+                    None => vec![format!("`{key}` is not in the lock")],
+                    Some(l) => l.drift(&lock),
+                };
+                if !drift.is_empty() {
+                    return Err(Failure {
+                        stage: "lock",
+                        error: format!(
+                            "--locked: the resolution differs from the lock: {}",
+                            drift.join("; ")
+                        ),
+                        hint: Some(
+                            "if the change is wanted, rewrite the lock with `pbsimage catalog --lock`"
+                                .into(),
+                        ),
+                    });
+                }
+            }
+            Ok((spec, needs, res, lock))
         });
         resolved.push((r, secs + t.elapsed().as_secs_f64()));
     }
@@ -288,7 +324,7 @@ pub fn build(
     // their own layers.
     let mut popularity = crate::pipeline::Popularity::new();
     for (r, _) in &resolved {
-        if let Ok((_, _, res)) = r {
+        if let Ok((_, _, res, _)) = r {
             for p in &res.packages {
                 *popularity.entry(p.nevra.clone()).or_insert(0) += 1;
             }
@@ -300,7 +336,7 @@ pub fn build(
             .into_par_iter()
             .zip(jobs.par_iter())
             .map(|((r, secs), j)| {
-                let (spec, needs, res) = r?;
+                let (spec, needs, res, lock) = r?;
                 let t = std::time::Instant::now();
                 let built = ctx
                     .build_resolved(
@@ -319,6 +355,7 @@ pub fn build(
                     spec,
                     needs,
                     built,
+                    lock,
                     seconds: secs + t.elapsed().as_secs_f64(),
                 })
             })

@@ -223,4 +223,10 @@ pub struct CatalogArgs {
     /// Use only cached repository metadata and packages.
     #[arg(long)]
     pub offline: bool,
+    /// Write every job's resolution to this lock file.
+    #[arg(long, value_name = "FILE", conflicts_with = "locked")]
+    pub lock: Option<PathBuf>,
+    /// Fail the jobs whose resolution differs from this lock file.
+    #[arg(long, value_name = "FILE")]
+    pub locked: Option<PathBuf>,
 }

@@ -72,14 +72,44 @@ pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> 
         b
     });
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let root = if args.catalog.is_dir() {
+        args.catalog.clone()
+    } else {
+        args.catalog.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    let locked = match &args.locked {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--locked: cannot read `{}`", path.display()))?;
+            Some(
+                toml::from_str::<crate::resolve::lock::CatalogLock>(&text).with_context(|| {
+                    format!("`{}` is not a pbsimage catalog lock", path.display())
+                })?,
+            )
+        }
+        None => None,
+    };
     let results = catalog::build(
         &ctx,
         &jobs,
         &catalog::Options {
             jobs: args.jobs.unwrap_or(cores),
             layout: layout.clone(),
+            root,
+            locked,
         },
     )?;
+    if let Some(path) = &args.lock {
+        let lock = crate::resolve::lock::CatalogLock {
+            version: 1,
+            jobs: results
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(|j| j.lock.clone()))
+                .collect(),
+        };
+        crate::cache::write_file_atomic(path, lock.to_toml().as_bytes())
+            .with_context(|| format!("cannot write the lock file `{}`", path.display()))?;
+    }
     let built_ok: Vec<&catalog::JobBuild> =
         results.iter().filter_map(|r| r.as_ref().ok()).collect();
     // One push plan for every image built.

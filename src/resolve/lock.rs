@@ -102,3 +102,24 @@ impl Lock {
         out
     }
 }
+
+/// A catalog's lock: one [`Lock`] per job, keyed by the script's path relative to the
+/// catalog. Written by `pbsimage catalog --lock`, enforced by `--locked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CatalogLock {
+    pub version: u32,
+    #[serde(rename = "job", default)]
+    pub jobs: Vec<Lock>,
+}
+
+impl CatalogLock {
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).unwrap_or_default();
+        format!("# catalog lock: written by `pbsimage catalog --lock`; do not edit.\n{body}")
+    }
+
+    pub fn job(&self, key: &str) -> Option<&Lock> {
+        self.jobs.iter().find(|l| l.job == key)
+    }
+}

@@ -500,3 +500,46 @@ fn past_the_layer_budget_the_packages_most_jobs_need_keep_their_layers() {
     assert_eq!(shared.len(), 2, "base and libgcc: {extra:?} {cpp:?}");
     assert_eq!(extra[..2], cpp[..2]);
 }
+
+#[test]
+fn a_catalog_lock_records_every_job_and_refuses_drift() {
+    let progs = programs();
+    let top = tempfile::tempdir().unwrap();
+    let jobs = top.path().join("jobs");
+    add_job(&jobs, &progs, "cpp", Some("fib"), "./fib\n");
+    add_job(&jobs, &progs, "script", None, "echo hi\n");
+    let cfg = config(top.path(), &top.path().join("cache"), None);
+    let lock = top.path().join("catalog.lock");
+    let (ok, first) = run_catalog(&cfg, &jobs, &["--lock", lock.to_str().unwrap()]);
+    assert!(ok);
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(
+        text.contains("job = \"cpp/job.sh\"") && text.contains("job = \"script/job.sh\""),
+        "{text}"
+    );
+    let (ok, again) = run_catalog(&cfg, &jobs, &["--locked", lock.to_str().unwrap()]);
+    assert!(ok);
+    assert_eq!(digests(&first), digests(&again));
+    // The repository moved on for one job's entry: that job fails, the other is built.
+    let i = text.find("repomd-sha256 = \"").unwrap() + "repomd-sha256 = \"".len();
+    let mut moved = text.clone();
+    moved.replace_range(i..i + 4, "0000");
+    std::fs::write(&lock, moved).unwrap();
+    let (ok, v) = run_catalog(&cfg, &jobs, &["--locked", lock.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(v["failed"], 1, "{v:#}");
+    let failed = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| !j["failure"].is_null())
+        .unwrap();
+    assert_eq!(failed["failure"]["stage"], "lock");
+    assert!(
+        failed["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("repo `fixture` changed"),
+        "{failed}"
+    );
+}
