@@ -140,6 +140,25 @@ pub enum CacheCommand {
     Gc,
 }
 
+/// Where and how images are pushed (`build`, `catalog`).
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
+    #[arg(long, value_name = "HOST")]
+    pub push: Option<String>,
+    /// Push over plain HTTP (a registry on localhost, say); otherwise only hosts in
+    /// `[registry] insecure` are reached without TLS.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Registry user name (with --password-stdin) [default: the auth files of skopeo,
+    /// podman and docker]
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     #[command(flatten)]
@@ -157,20 +176,8 @@ pub struct BuildArgs {
     pub kind: Option<KubeKind>,
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
-    /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
-    #[arg(long, value_name = "HOST")]
-    pub push: Option<String>,
-    /// Push over plain HTTP (a registry on localhost, say); otherwise only hosts in
-    /// `[registry] insecure` are reached without TLS.
-    #[arg(long)]
-    pub plain_http: bool,
-    /// Registry user name (with --password-stdin) [default: the auth files of skopeo,
-    /// podman and docker]
-    #[arg(long, value_name = "USER", requires = "password_stdin")]
-    pub username: Option<String>,
-    /// Read the registry password or token from standard input.
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Print a JSON summary instead of the reference.
     #[arg(long)]
     pub json: bool,
@@ -205,18 +212,8 @@ pub struct CatalogArgs {
     pub kind: Option<KubeKind>,
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
-    /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
-    #[arg(long, value_name = "HOST")]
-    pub push: Option<String>,
-    /// Push over plain HTTP.
-    #[arg(long)]
-    pub plain_http: bool,
-    /// Registry user name (with --password-stdin).
-    #[arg(long, value_name = "USER", requires = "password_stdin")]
-    pub username: Option<String>,
-    /// Read the registry password or token from standard input.
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

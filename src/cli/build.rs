@@ -2,7 +2,11 @@
 
 use anyhow::{Context as _, Result};
 
-use super::{Printer, args::BuildArgs, parse_script};
+use super::{
+    Printer,
+    args::{BuildArgs, RegistryArgs},
+    parse_script,
+};
 use crate::config::Config;
 use crate::image::ImageRef;
 use crate::kube::Emitter;
@@ -18,16 +22,7 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         config.settings.kube.run_as_user,
         config.settings.kube.run_as_group,
     )?;
-    let push_host = args
-        .push
-        .clone()
-        .or_else(|| config.settings.registry.host.clone());
-    if args.offline && push_host.is_some() {
-        anyhow::bail!(
-            "--offline cannot push to `{}`: drop --offline, or --push and [registry] host",
-            push_host.unwrap_or_default()
-        );
-    }
+    let target = push_target(&args.registry, &config, args.offline)?;
     let lock = match args.locked {
         true => {
             let path = args.lock.clone().unwrap_or_else(|| {
@@ -57,24 +52,15 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
     }
     let s = &ctx.config.settings;
     let mut timings = built.timings.clone();
-    let (reference, pushed) = match &push_host {
-        Some(host) => {
+    let (reference, pushed) = match target {
+        Some(t) => {
             let clock = std::time::Instant::now();
-            let (r, report) = ctx.push(&built, host, args.plain_http, credentials(args)?)?;
+            let (r, report) = ctx.push(&built, &t.host, t.plain_http, t.credentials)?;
             timings.insert("push", clock.elapsed().as_secs_f64());
             (r, Some(report))
         }
         None => (built.reference.clone(), None),
     };
-    let image = ImageRef::parse(&reference)
-        .context("the configured [image] repository does not make a valid reference")?;
-    let manifest = Emitter {
-        settings: &s.kube,
-        job_dir: &s.image.job_dir,
-        kind: args.kind.unwrap_or(s.kube.kind),
-        run_as,
-    }
-    .emit(&job, &image)?;
     let beside = |ext: &str| {
         let stem = args
             .script
@@ -88,26 +74,17 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         .manifest_out
         .clone()
         .unwrap_or_else(|| beside("k8s.yaml"));
-    crate::cache::write_file_atomic(&out, manifest.to_yaml()?.as_bytes())
-        .with_context(|| format!("cannot write `{}`", out.display()))?;
     let sbom_out = args.sbom_out.clone().unwrap_or_else(|| beside("spdx.json"));
-    let repository = reference
-        .split_once('@')
-        .map_or(reference.as_str(), |(r, _)| r);
-    let sbom = crate::image::packages::spdx(
-        &crate::image::packages::SbomSubject {
-            name: job.name.as_str(),
-            repository,
-            manifest_digest: &built.image.manifest_digest,
-            created: built.layers.options.epoch,
-        },
-        &built.layers.packages,
-    );
-    crate::cache::write_file_atomic(
+    write_outputs(
+        s,
+        &job,
+        &built,
+        &reference,
+        args.kind.unwrap_or(s.kube.kind),
+        run_as,
+        &out,
         &sbom_out,
-        &serde_json::to_vec_pretty(&sbom).expect("serializable"),
-    )
-    .with_context(|| format!("cannot write `{}`", sbom_out.display()))?;
+    )?;
     if args.json {
         let layers = &built.layers.layers;
         printer.data(&serde_json::to_string_pretty(&serde_json::json!({
@@ -135,9 +112,76 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
     Ok(())
 }
 
-/// `--username` with the password from standard input (one line, newline dropped).
-fn credentials(args: &BuildArgs) -> Result<Option<crate::registry::auth::Found>> {
-    read_credentials(args.username.as_deref())
+/// Where a build pushes, if anywhere.
+pub(super) struct PushTarget {
+    pub host: String,
+    pub plain_http: bool,
+    pub credentials: Option<crate::registry::auth::Found>,
+}
+
+/// `--push` or `[registry] host`, with `--plain-http` and the `--password-stdin` password
+/// (read now, before any work). `--offline` builds cannot push.
+pub(super) fn push_target(
+    args: &RegistryArgs,
+    config: &Config,
+    offline: bool,
+) -> Result<Option<PushTarget>> {
+    let Some(host) = args
+        .push
+        .clone()
+        .or_else(|| config.settings.registry.host.clone())
+    else {
+        return Ok(None);
+    };
+    if offline {
+        anyhow::bail!(
+            "--offline cannot push to `{host}`: drop --offline, or --push and [registry] host"
+        );
+    }
+    Ok(Some(PushTarget {
+        host,
+        plain_http: args.plain_http,
+        credentials: read_credentials(args.username.as_deref())?,
+    }))
+}
+
+/// The Kubernetes manifest and the SPDX SBOM of a built job, written atomically.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_outputs(
+    s: &crate::config::Settings,
+    job: &crate::job::JobSpec,
+    built: &crate::pipeline::Built,
+    reference: &str,
+    kind: crate::config::KubeKind,
+    run_as: crate::kube::RunAs,
+    manifest_path: &std::path::Path,
+    sbom_path: &std::path::Path,
+) -> Result<()> {
+    let image = ImageRef::parse(reference)
+        .context("the configured [image] repository does not make a valid reference")?;
+    let manifest = Emitter {
+        settings: &s.kube,
+        job_dir: &s.image.job_dir,
+        kind,
+        run_as,
+    }
+    .emit(job, &image)?;
+    crate::cache::write_file_atomic(manifest_path, manifest.to_yaml()?.as_bytes())
+        .with_context(|| format!("cannot write `{}`", manifest_path.display()))?;
+    let sbom = crate::image::packages::spdx(
+        &crate::image::packages::SbomSubject {
+            name: job.name.as_str(),
+            repository: reference.split_once('@').map_or(reference, |(r, _)| r),
+            manifest_digest: &built.image.manifest_digest,
+            created: built.layers.options.epoch,
+        },
+        &built.layers.packages,
+    );
+    crate::cache::write_file_atomic(
+        sbom_path,
+        &serde_json::to_vec_pretty(&sbom).expect("serializable"),
+    )
+    .with_context(|| format!("cannot write `{}`", sbom_path.display()))
 }
 
 /// `--username` with the password read from standard input.

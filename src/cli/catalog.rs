@@ -11,8 +11,6 @@ use super::Printer;
 use super::args::CatalogArgs;
 use crate::catalog::{self, Failure};
 use crate::config::Config;
-use crate::image::ImageRef;
-use crate::kube::Emitter;
 
 #[derive(serde::Serialize)]
 struct JobRow {
@@ -47,20 +45,7 @@ pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> 
         config.settings.kube.run_as_user,
         config.settings.kube.run_as_group,
     )?;
-    let push_host = args
-        .push
-        .clone()
-        .or_else(|| config.settings.registry.host.clone());
-    if args.offline && push_host.is_some() {
-        anyhow::bail!(
-            "--offline cannot push to `{}`: drop --offline, or --push and [registry] host",
-            push_host.unwrap_or_default()
-        );
-    }
-    let credentials = match &push_host {
-        Some(_) => super::build::read_credentials(args.username.as_deref())?,
-        None => None,
-    };
+    let target = super::build::push_target(&args.registry, &config, args.offline)?;
     let mut ctx = super::context(config, args.offline, printer)?;
     // Per-stage bars would interleave across jobs; the catalog shows its own.
     ctx.reporter = std::sync::Arc::new(crate::progress::Silent);
@@ -115,12 +100,13 @@ pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> 
     // One push plan for every image built.
     let mut pushed: BTreeMap<usize, Result<(String, crate::registry::PushReport), Failure>> =
         BTreeMap::new();
-    if let Some(host) = &push_host {
+    let pushing = target.is_some();
+    if let Some(t) = target {
         if let Some(b) = &bar {
-            b.set_message(format!("pushing {} images to {host}", built_ok.len()));
+            b.set_message(format!("pushing {} images to {}", built_ok.len(), t.host));
         }
         let images: Vec<&crate::pipeline::Built> = built_ok.iter().map(|j| &j.built).collect();
-        let out = ctx.push_many(&images, host, args.plain_http, credentials)?;
+        let out = ctx.push_many(&images, &t.host, t.plain_http, t.credentials)?;
         let mut k = 0;
         for (i, r) in results.iter().enumerate() {
             if r.is_ok() {
@@ -213,15 +199,6 @@ pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> 
         }
         // The manifest and SBOM, beside the script or in --manifests-out.
         let written = (|| -> Result<PathBuf> {
-            let image = ImageRef::parse(&reference)
-                .context("the configured [image] repository does not make a valid reference")?;
-            let manifest = Emitter {
-                settings: &s.kube,
-                job_dir: &s.image.job_dir,
-                kind: job.kind.or(args.kind).unwrap_or(s.kube.kind),
-                run_as,
-            }
-            .emit(&jb.spec, &image)?;
             let (dir, stem) = match &args.manifests_out {
                 Some(d) => (d.clone(), jb.spec.name.dns_label(63)),
                 None => (
@@ -235,23 +212,16 @@ pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> 
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create `{}`", dir.display()))?;
             let out = dir.join(format!("{stem}.k8s.yaml"));
-            crate::cache::write_file_atomic(&out, manifest.to_yaml()?.as_bytes())
-                .with_context(|| format!("cannot write `{}`", out.display()))?;
-            let sbom = crate::image::packages::spdx(
-                &crate::image::packages::SbomSubject {
-                    name: jb.spec.name.as_str(),
-                    repository: reference.split_once('@').map_or(&reference, |(r, _)| r),
-                    manifest_digest: &b.image.manifest_digest,
-                    created: b.layers.options.epoch,
-                },
-                &b.layers.packages,
-            );
-            let sbom_out = dir.join(format!("{stem}.spdx.json"));
-            crate::cache::write_file_atomic(
-                &sbom_out,
-                &serde_json::to_vec_pretty(&sbom).expect("serializable"),
-            )
-            .with_context(|| format!("cannot write `{}`", sbom_out.display()))?;
+            super::build::write_outputs(
+                s,
+                &jb.spec,
+                b,
+                &reference,
+                job.kind.or(args.kind).unwrap_or(s.kube.kind),
+                run_as,
+                &out,
+                &dir.join(format!("{stem}.spdx.json")),
+            )?;
             Ok(out)
         })();
         match written {
@@ -314,7 +284,7 @@ pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> 
             started.elapsed().as_secs_f64(),
             unique_layers,
             distribution.with_reuse,
-            if push_host.is_some() {
+            if pushing {
                 format!(", {pushed_bytes} bytes pushed")
             } else {
                 String::new()

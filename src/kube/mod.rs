@@ -537,20 +537,7 @@ impl Emitter<'_> {
             Some(d) => join_under(self.job_dir, d),
             None => self.job_dir.to_owned(),
         };
-        let restricted = SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            capabilities: Some(Capabilities {
-                add: None,
-                drop: Some(vec!["ALL".into()]),
-            }),
-            run_as_non_root: Some(self.run_as.uid != 0),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..Default::default()
-        };
+        let restricted = restricted_container(self.run_as);
         let container = Container {
             name: "job".into(),
             image: Some(image.to_string()),
@@ -588,15 +575,8 @@ impl Emitter<'_> {
                 .filter(|n| !n.is_empty()),
             subdomain: multi_node.then(|| name.clone()),
             security_context: Some(PodSecurityContext {
-                run_as_user: Some(i64::from(self.run_as.uid)),
-                run_as_group: Some(i64::from(self.run_as.gid)),
-                run_as_non_root: Some(self.run_as.uid != 0),
                 fs_group: s.output_volume.as_ref().map(|_| i64::from(self.run_as.gid)),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    localhost_profile: None,
-                }),
-                ..Default::default()
+                ..restricted_pod(self.run_as)
             }),
             containers: vec![container],
             volumes: Some(volumes),
@@ -769,22 +749,9 @@ pub fn restricted_violations(pod: &PodSpec) -> Vec<String> {
     v
 }
 
-/// A DaemonSet that warms every node with a catalog's images: one init container per image
-/// (it runs `/bin/true`, so the node pulls the image's layers, shared ones once), then a
-/// container that sleeps. Restricted Pod Security, like the jobs themselves.
-pub fn prepull_daemonset(
-    name: &str,
-    namespace: Option<&str>,
-    images: &[(String, String)],
-    run_as: RunAs,
-) -> Result<String, KubeError> {
-    use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
-    use k8s_openapi::api::core::v1::{
-        Capabilities, Container, PodSecurityContext, PodTemplateSpec, ResourceRequirements,
-        SeccompProfile, SecurityContext,
-    };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-    let restricted = || SecurityContext {
+/// A container security context that meets the restricted Pod Security Standard.
+fn restricted_container(run_as: RunAs) -> SecurityContext {
+    SecurityContext {
         allow_privilege_escalation: Some(false),
         privileged: Some(false),
         capabilities: Some(Capabilities {
@@ -797,7 +764,35 @@ pub fn prepull_daemonset(
             localhost_profile: None,
         }),
         ..Default::default()
-    };
+    }
+}
+
+/// The pod side of the restricted standard: who runs, and the runtime's seccomp profile.
+fn restricted_pod(run_as: RunAs) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(i64::from(run_as.uid)),
+        run_as_group: Some(i64::from(run_as.gid)),
+        run_as_non_root: Some(run_as.uid != 0),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A DaemonSet that warms every node with a catalog's images: one init container per image
+/// (it runs `/bin/true`, so the node pulls the image's layers, shared ones once), then a
+/// container that sleeps. Restricted Pod Security, like the jobs themselves.
+pub fn prepull_daemonset(
+    name: &str,
+    namespace: Option<&str>,
+    images: &[(String, String)],
+    run_as: RunAs,
+) -> Result<String, KubeError> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+    use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, ResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     let small = || ResourceRequirements {
         requests: Some(BTreeMap::from([
             ("cpu".to_string(), Quantity("1m".into())),
@@ -815,7 +810,7 @@ pub fn prepull_daemonset(
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(command.iter().map(|c| c.to_string()).collect()),
         resources: Some(small()),
-        security_context: Some(restricted()),
+        security_context: Some(restricted_container(run_as)),
         ..Default::default()
     };
     let init: Vec<Container> = images
@@ -859,16 +854,7 @@ pub fn prepull_daemonset(
                     containers: vec![container("wait".into(), first, &["/bin/sleep", "infinity"])],
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_user: Some(i64::from(run_as.uid)),
-                        run_as_group: Some(i64::from(run_as.gid)),
-                        run_as_non_root: Some(run_as.uid != 0),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
+                    security_context: Some(restricted_pod(run_as)),
                     ..Default::default()
                 }),
             },

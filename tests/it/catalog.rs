@@ -366,6 +366,10 @@ fn a_catalog_builds_pushes_once_and_reports() {
     let ds = std::fs::read_to_string(&prepull).unwrap();
     assert!(ds.contains("kind: DaemonSet"), "{ds}");
     assert_eq!(ds.matches("name: pull-").count(), 18, "{ds}");
+    let ds: k8s_openapi::api::apps::v1::DaemonSet = serde_saphyr::from_str(&ds).unwrap();
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    assert!(pbsimage::kube::restricted_violations(&pod).is_empty());
+    assert_eq!(pod.init_containers.unwrap().len(), 18);
     // Distribution: far less than a full image per job.
     let ratio = v["distribution"]["ratio"].as_f64().unwrap();
     assert!(ratio < 0.5, "{}", v["distribution"]);
