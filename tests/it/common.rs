@@ -105,13 +105,18 @@ pub fn stderr(o: &Output) -> String {
 
 /// Fails (never skips) when a tool the test needs is missing, saying what to install.
 pub fn require(tool: &str, package: &str) {
+    require_with(tool, &format!("apt-get install -y {package}"));
+}
+
+/// As [`require`], with the command that installs the tool.
+pub fn require_with(tool: &str, install: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false)
         || Path::new(tool).is_file();
     assert!(
         found,
-        "`{tool}` is missing: install it with `apt-get install -y {package}` (.ci/run does)"
+        "`{tool}` is missing: install it with `{install}` (.ci/run does)"
     );
 }
 

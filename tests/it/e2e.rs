@@ -142,7 +142,7 @@ fn cpp_job_runs_and_carries_its_rpm_manifest_and_sbom() {
         .join(format!("glibc-{version}.x86_64.rpm"));
     assert_eq!(sha, sha256_file(&rpm));
     // SPDX's own tools accept it.
-    require("pyspdxtools", "spdx-tools (pip; .ci/run installs it)");
+    require_with("pyspdxtools", "pip install spdx-tools");
     run_ok(
         Command::new("pyspdxtools")
             .arg("-i")
