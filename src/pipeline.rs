@@ -589,12 +589,7 @@ impl Context {
         layout: &std::path::Path,
         locked: Option<(&std::path::Path, &crate::resolve::lock::Lock)>,
     ) -> Result<(Needs, Built), PipelineError> {
-        let mut clock = std::time::Instant::now();
-        let mut timings = std::collections::BTreeMap::new();
-        let mut lap = |stage: &'static str| {
-            timings.insert(stage, clock.elapsed().as_secs_f64());
-            clock = std::time::Instant::now();
-        };
+        let clock = std::time::Instant::now();
         let (needs, repos, res) = self.resolve_job(job)?;
         if let Some((path, lock)) = locked {
             let now = crate::resolve::lock::Lock::new(&lock.job, &repos, &res);
@@ -606,18 +601,11 @@ impl Context {
                 });
             }
         }
-        lap("resolve");
-        let built =
+        let resolve = clock.elapsed().as_secs_f64();
+        let mut built =
             self.build_resolved(job, &needs, &repos, &res, layout, &JobOptions::default())?;
-        let mut timings_all = timings;
-        timings_all.extend(built.timings.clone());
-        Ok((
-            needs,
-            Built {
-                timings: timings_all,
-                ..built
-            },
-        ))
+        built.timings.insert("resolve", resolve);
+        Ok((needs, built))
     }
 
     /// Layers, image and layout for a resolved job.

@@ -13,15 +13,8 @@ use crate::kube::Emitter;
 
 pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
     let job = parse_script(&args.script, printer)?;
-    let layout = args
-        .output
-        .clone()
-        .unwrap_or_else(|| config.cache_dir().join("oci"));
-    let run_as = super::manifest::resolve_run_as(
-        args.run_as.as_deref(),
-        config.settings.kube.run_as_user,
-        config.settings.kube.run_as_group,
-    )?;
+    let (layout, run_as) =
+        layout_and_run_as(args.output.as_deref(), args.run_as.as_deref(), &config)?;
     let target = push_target(&args.registry, &config, args.offline)?;
     let lock = match args.locked {
         true => {
@@ -110,6 +103,24 @@ pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
         printer.data(&reference);
     }
     Ok(())
+}
+
+/// The OCI layout to write (`--output`, else `oci/` in the cache) and who the pods run as
+/// (`--run-as`, else `[kube]`).
+pub(super) fn layout_and_run_as(
+    output: Option<&std::path::Path>,
+    run_as: Option<&str>,
+    config: &Config,
+) -> Result<(std::path::PathBuf, crate::kube::RunAs)> {
+    let layout = output
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| config.cache_dir().join("oci"));
+    let run_as = super::manifest::resolve_run_as(
+        run_as,
+        config.settings.kube.run_as_user,
+        config.settings.kube.run_as_group,
+    )?;
+    Ok((layout, run_as))
 }
 
 /// Where a build pushes, if anywhere.

@@ -2,7 +2,6 @@
 //! summary (a table, or `--json`) with the distribution cost.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -36,21 +35,13 @@ struct JobRow {
 pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> {
     let started = std::time::Instant::now();
     let jobs = catalog::discover(&args.catalog)?;
-    let layout = args
-        .output
-        .clone()
-        .unwrap_or_else(|| config.cache_dir().join("oci"));
-    let run_as = super::manifest::resolve_run_as(
-        args.run_as.as_deref(),
-        config.settings.kube.run_as_user,
-        config.settings.kube.run_as_group,
-    )?;
+    let (layout, run_as) =
+        super::build::layout_and_run_as(args.output.as_deref(), args.run_as.as_deref(), &config)?;
     let target = super::build::push_target(&args.registry, &config, args.offline)?;
     let mut ctx = super::context(config, args.offline, printer)?;
     // Per-stage bars would interleave across jobs; the catalog shows its own.
     ctx.reporter = std::sync::Arc::new(crate::progress::Silent);
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-    let bar = (!printer.quiet && !ci && std::io::stderr().is_terminal()).then(|| {
+    let bar = super::progress::interactive(printer.quiet).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_message(format!("building {} jobs", jobs.len()));
         b.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -95,37 +86,35 @@ pub fn run(args: &CatalogArgs, config: Config, printer: &Printer) -> Result<()> 
         crate::cache::write_file_atomic(path, lock.to_toml().as_bytes())
             .with_context(|| format!("cannot write the lock file `{}`", path.display()))?;
     }
-    let built_ok: Vec<&catalog::JobBuild> =
-        results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    // The images built, with their job's index.
+    let (built_at, images): (Vec<usize>, Vec<&crate::pipeline::Built>) = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().ok().map(|j| (i, &j.built)))
+        .unzip();
     // One push plan for every image built.
     let mut pushed: BTreeMap<usize, Result<(String, crate::registry::PushReport), Failure>> =
         BTreeMap::new();
     let pushing = target.is_some();
     if let Some(t) = target {
         if let Some(b) = &bar {
-            b.set_message(format!("pushing {} images to {}", built_ok.len(), t.host));
+            b.set_message(format!("pushing {} images to {}", images.len(), t.host));
         }
-        let images: Vec<&crate::pipeline::Built> = built_ok.iter().map(|j| &j.built).collect();
         let out = ctx.push_many(&images, &t.host, t.plain_http, t.credentials)?;
-        let mut k = 0;
-        for (i, r) in results.iter().enumerate() {
-            if r.is_ok() {
-                pushed.insert(
-                    i,
-                    out[k].as_ref().map(|x| x.clone()).map_err(|e| Failure {
-                        stage: "push",
-                        error: e.to_string(),
-                        hint: e.hint(),
-                    }),
-                );
-                k += 1;
-            }
+        for (&i, r) in built_at.iter().zip(out) {
+            pushed.insert(
+                i,
+                r.map_err(|e| Failure {
+                    stage: "push",
+                    error: e.to_string(),
+                    hint: e.hint(),
+                }),
+            );
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let images: Vec<&crate::pipeline::Built> = built_ok.iter().map(|j| &j.built).collect();
     let counts = catalog::layer_counts(&images);
     let s = &ctx.config.settings;
     let mut rows = Vec::new();

@@ -41,10 +41,15 @@ impl Reporter for Bars {
     }
 }
 
+/// Whether progress is shown: on an interactive terminal, not in CI, not with `--quiet`.
+pub fn interactive(quiet: bool) -> bool {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    !quiet && !ci && std::io::stderr().is_terminal()
+}
+
 /// Bars on an interactive terminal; silence on a pipe, in CI, or with `--quiet`.
 pub fn reporter(quiet: bool) -> std::sync::Arc<dyn Reporter> {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-    if quiet || ci || !std::io::stderr().is_terminal() {
+    if !interactive(quiet) {
         std::sync::Arc::new(Silent)
     } else {
         std::sync::Arc::new(Bars {

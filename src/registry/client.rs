@@ -136,6 +136,34 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// Sends the request `make` builds (called again for each attempt), retrying 408, 429,
+    /// 5xx and transient connection errors; returns the first response not retried.
+    async fn retrying(
+        &self,
+        what: &str,
+        make: impl Fn() -> Result<reqwest::RequestBuilder, PushError>,
+    ) -> Result<Result<reqwest::Response, reqwest::Error>, PushError> {
+        let mut attempt = 0u32;
+        loop {
+            let last = attempt + 1 >= self.retry.attempts;
+            let wait = match make()?.send().await {
+                Err(e) if !last && transient(&e) => {
+                    tracing::debug!("{what}: {}; retrying", crate::fetch::error_chain(&e));
+                    self.retry.backoff(attempt)
+                }
+                Ok(r) if !last && matches!(r.status().as_u16(), 408 | 429 | 500..=599) => {
+                    tracing::debug!("{what}: HTTP {}; retrying", r.status().as_u16());
+                    retry_after(&r)
+                        .map(|d| d.min(self.retry.max_wait))
+                        .unwrap_or_else(|| self.retry.backoff(attempt))
+                }
+                r => return Ok(r),
+            };
+            attempt += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Sends the request `make` builds (called again for each attempt), authenticated and
     /// retried as the module describes. Returns any response that is not retried.
     pub async fn send(
@@ -143,48 +171,33 @@ impl<'a> Client<'a> {
         what: &str,
         make: impl Fn() -> Result<reqwest::RequestBuilder, PushError>,
     ) -> Result<reqwest::Response, PushError> {
-        let mut attempt = 0u32;
         // A 401 is answered by a fresh challenge at most three times per request: tokens
         // expire mid-push, and parallel requests may use up a short-lived one.
         let mut challenges = 0u32;
         loop {
             let current = self.authorization.read().await.clone();
-            let mut rb = make()?;
-            if let Some(a) = &current {
-                rb = rb.header(reqwest::header::AUTHORIZATION, a.expose());
+            let r = self
+                .retrying(what, || {
+                    let rb = make()?;
+                    Ok(match &current {
+                        Some(a) => rb.header(reqwest::header::AUTHORIZATION, a.expose()),
+                        None => rb,
+                    })
+                })
+                .await?
+                .map_err(|e| self.http_error(what, &e))?;
+            if r.status().as_u16() != 401 {
+                return Ok(r);
             }
-            let wait = match rb.send().await {
-                Err(e) => {
-                    if attempt + 1 >= self.retry.attempts || !transient(&e) {
-                        return Err(self.http_error(what, &e));
-                    }
-                    tracing::debug!("{what}: {}; retrying", crate::fetch::error_chain(&e));
-                    self.retry.backoff(attempt)
-                }
-                Ok(r) => match r.status().as_u16() {
-                    401 if challenges < 3 => {
-                        challenges += 1;
-                        self.authenticate(&r, current.as_ref(), what).await?;
-                        continue;
-                    }
-                    401 => {
-                        return Err(PushError::Unauthorized {
-                            host: self.host.clone(),
-                            what: what.to_owned(),
-                            source_: self.credentials_source(),
-                        });
-                    }
-                    408 | 429 | 500..=599 if attempt + 1 < self.retry.attempts => {
-                        tracing::debug!("{what}: HTTP {}; retrying", r.status().as_u16());
-                        retry_after(&r)
-                            .map(|d| d.min(self.retry.max_wait))
-                            .unwrap_or_else(|| self.retry.backoff(attempt))
-                    }
-                    _ => return Ok(r),
-                },
-            };
-            attempt += 1;
-            tokio::time::sleep(wait).await;
+            if challenges == 3 {
+                return Err(PushError::Unauthorized {
+                    host: self.host.clone(),
+                    what: what.to_owned(),
+                    source_: self.credentials_source(),
+                });
+            }
+            challenges += 1;
+            self.authenticate(&r, current.as_ref(), what).await?;
         }
     }
 
@@ -262,60 +275,45 @@ impl<'a> Client<'a> {
             realm: SafeUrl(realm.clone()),
             message,
         };
-        let mut attempt = 0u32;
-        let resp = loop {
-            let rb = match &self.credentials {
-                Some(Found {
-                    credentials: Credentials::RefreshToken(t),
-                    ..
-                }) => {
-                    let mut form = vec![
-                        ("grant_type", "refresh_token".to_owned()),
-                        ("refresh_token", t.expose().to_owned()),
-                        ("client_id", "pbsimage".to_owned()),
-                        ("scope", scopes.join(" ")),
-                    ];
-                    if let Some(s) = &service {
-                        form.push(("service", s.clone()));
+        let resp = self
+            .retrying(what, || {
+                Ok(match &self.credentials {
+                    Some(Found {
+                        credentials: Credentials::RefreshToken(t),
+                        ..
+                    }) => {
+                        let mut form = vec![
+                            ("grant_type", "refresh_token".to_owned()),
+                            ("refresh_token", t.expose().to_owned()),
+                            ("client_id", "pbsimage".to_owned()),
+                            ("scope", scopes.join(" ")),
+                        ];
+                        if let Some(s) = &service {
+                            form.push(("service", s.clone()));
+                        }
+                        self.http.post(&realm).form(&form)
                     }
-                    self.http.post(&realm).form(&form)
-                }
-                creds => {
-                    let mut q: Vec<(&str, &str)> = Vec::new();
-                    if let Some(s) = &service {
-                        q.push(("service", s));
+                    creds => {
+                        let mut q: Vec<(&str, &str)> = Vec::new();
+                        if let Some(s) = &service {
+                            q.push(("service", s));
+                        }
+                        for s in &scopes {
+                            q.push(("scope", s));
+                        }
+                        let rb = self.http.get(&realm).query(&q);
+                        match creds {
+                            Some(Found {
+                                credentials: Credentials::Password { username, password },
+                                ..
+                            }) => rb.basic_auth(username, Some(password.expose())),
+                            _ => rb,
+                        }
                     }
-                    for s in &scopes {
-                        q.push(("scope", s));
-                    }
-                    let rb = self.http.get(&realm).query(&q);
-                    match creds {
-                        Some(Found {
-                            credentials: Credentials::Password { username, password },
-                            ..
-                        }) => rb.basic_auth(username, Some(password.expose())),
-                        _ => rb,
-                    }
-                }
-            };
-            match rb.send().await {
-                Ok(r)
-                    if matches!(r.status().as_u16(), 408 | 429 | 500..=599)
-                        && attempt + 1 < self.retry.attempts =>
-                {
-                    let w = retry_after(&r)
-                        .map(|d| d.min(self.retry.max_wait))
-                        .unwrap_or_else(|| self.retry.backoff(attempt));
-                    tokio::time::sleep(w).await;
-                }
-                Ok(r) => break r,
-                Err(e) if transient(&e) && attempt + 1 < self.retry.attempts => {
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
-                }
-                Err(e) => return Err(token_error(crate::fetch::error_chain(&e))),
-            }
-            attempt += 1;
-        };
+                })
+            })
+            .await?
+            .map_err(|e| token_error(crate::fetch::error_chain(&e)))?;
         match resp.status().as_u16() {
             200..=299 => {}
             401 | 403 => {
