@@ -35,8 +35,8 @@ pub enum ConfigError {
     },
 }
 
-impl ConfigError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
         match self {
             ConfigError::Invalid { hint, .. } => hint.clone(),
             ConfigError::Parse { .. } => {
@@ -55,7 +55,7 @@ pub struct Settings {
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
     #[serde(default, rename = "repo")]
-    pub repos: Vec<Repo>,
+    pub repos: Vec<RepoSettings>,
     /// Read `*.repo` files from this directory as well (yum/dnf format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repos_from: Option<PathBuf>,
@@ -75,7 +75,7 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct Repo {
+pub struct RepoSettings {
     pub id: RepoId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -298,7 +298,7 @@ pub enum KubeKind {
 /// `run-as-user = "invoking"` or a number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
-pub enum RunAs {
+pub enum IdSetting {
     #[default]
     #[serde(with = "invoking")]
     Invoking,
@@ -389,9 +389,9 @@ pub struct KubeSettings {
     #[serde(default)]
     pub queues: BTreeMap<String, QueueMapping>,
     #[serde(default)]
-    pub run_as_user: RunAs,
+    pub run_as_user: IdSetting,
     #[serde(default)]
-    pub run_as_group: RunAs,
+    pub run_as_group: IdSetting,
     /// Allow uid 0 in pods (off: a job never runs as root by accident).
     #[serde(default)]
     pub allow_root: bool,
@@ -434,8 +434,8 @@ impl Default for KubeSettings {
             allow_host_path: false,
             default_queue: default_queue(),
             queues: BTreeMap::new(),
-            run_as_user: RunAs::Invoking,
-            run_as_group: RunAs::Invoking,
+            run_as_user: IdSetting::Invoking,
+            run_as_group: IdSetting::Invoking,
             allow_root: false,
             walltime_slack: default_slack(),
             rerun_limit: default_retries(),
@@ -625,7 +625,7 @@ impl Config {
             ("run-as-user", k.run_as_user),
             ("run-as-group", k.run_as_group),
         ] {
-            if id == RunAs::Id(0) && !k.allow_root {
+            if id == IdSetting::Id(0) && !k.allow_root {
                 return Err(self.invalid(format!("[kube] {who} = 0 needs allow-root = true"), None));
             }
         }
@@ -762,7 +762,7 @@ mod tests {
         assert!(parse("[kube]\nrun-as-user = \"me\"\n").is_err());
         assert!(parse("[kube.output-volume]\ntype = \"host-path\"\npath = \"/shared\"\n").is_err());
         let c = parse("[kube]\nrun-as-user = 1000\n[kube.output-volume]\ntype = \"nfs\"\nserver = \"nfs1\"\npath = \"/export/pbs\"\n").unwrap();
-        assert_eq!(c.settings.kube.run_as_user, RunAs::Id(1000));
+        assert_eq!(c.settings.kube.run_as_user, IdSetting::Id(1000));
         assert_eq!(c.cache_dir(), Path::new("/etc/pbs/cache"));
     }
 }

@@ -52,8 +52,8 @@ pub enum NeedsError {
     BadExtra(String),
 }
 
-impl NeedsError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for NeedsError {
+    fn hint(&self) -> Option<String> {
         match self {
             NeedsError::Elf(e) => e.hint(),
             NeedsError::MissingBinary { .. } => {

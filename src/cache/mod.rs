@@ -3,7 +3,11 @@
 //! Every write goes to a temporary file in the destination directory and is renamed into
 //! place, so a reader never sees a partial entry and a killed writer leaves only a temporary
 //! file (swept later). Names from untrusted input become path segments only through
-//! [`path_segment`].
+//! [`path_segment`]. Every directory below the root is a [`Bucket`]: the cache owns its
+//! layout, and what lives in a bucket is written and read by the one stage that owns it.
+
+mod bucket;
+pub use bucket::Bucket;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -69,18 +73,62 @@ pub struct FileLock {
 /// What `pbsimage cache verify` found.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Verification {
+    /// Entries checked.
     pub checked: usize,
+    /// Paths of entries whose content does not match their name or checksum.
     pub bad: Vec<String>,
 }
 
+impl Verification {
+    /// Adds another check's findings.
+    pub fn merge(&mut self, other: Verification) {
+        self.checked += other.checked;
+        self.bad.extend(other.bad);
+    }
+}
+
+/// What `pbsimage cache gc` removed.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Collected {
+    /// Blobs removed.
+    pub blobs: usize,
+    /// Bytes freed by them.
+    pub bytes: u64,
+    /// Buckets of other versions (or unknown to this version) removed whole.
+    pub buckets: usize,
+}
+
 impl Cache {
+    /// A cache rooted at `root` (created lazily, bucket by bucket).
     pub fn new(root: impl Into<PathBuf>) -> Cache {
         Cache { root: root.into() }
     }
 
+    /// The directory of a bucket, created if missing.
+    pub fn bucket(&self, bucket: Bucket) -> Result<PathBuf, CacheError> {
+        let p = self.root.join(bucket.path());
+        std::fs::create_dir_all(&p).map_err(io(&p))?;
+        Ok(p)
+    }
+
+    /// A directory below a bucket made of validated segments, created if missing.
+    pub fn bucket_dir(&self, bucket: Bucket, segments: &[&str]) -> Result<PathBuf, CacheError> {
+        let mut p = self.root.join(bucket.path());
+        for s in segments {
+            p.push(path_segment(s)?);
+        }
+        std::fs::create_dir_all(&p).map_err(io(&p))?;
+        Ok(p)
+    }
+
+    /// Where a bucket lives, without creating it.
+    pub fn bucket_path(&self, bucket: Bucket) -> PathBuf {
+        self.root.join(bucket.path())
+    }
+
     /// `blobs/sha256/`, created if missing.
     pub fn blobs_dir(&self) -> Result<PathBuf, CacheError> {
-        self.dir(&["blobs", "sha256"])
+        self.bucket(Bucket::Blobs)
     }
 
     /// Where the blob with this sha256 lives (it may not exist).
@@ -90,7 +138,7 @@ impl Cache {
 
     /// Takes the named lock, waiting for other processes that hold it.
     pub fn lock(&self, name: &str) -> Result<FileLock, CacheError> {
-        let dir = self.dir(&["locks"])?;
+        let dir = self.bucket(Bucket::Locks)?;
         let path = dir.join(format!("{}.lock", path_segment(name)?));
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -132,7 +180,8 @@ impl Cache {
     }
 
     /// Re-hashes every blob; a blob whose content does not match its name is reported.
-    pub fn verify(&self) -> Result<Verification, CacheError> {
+    /// Other buckets are checked by the stages that own their format (`repo`'s indexes).
+    pub fn verify_blobs(&self) -> Result<Verification, CacheError> {
         let dir = self.blobs_dir()?;
         let mut v = Verification::default();
         let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -147,33 +196,54 @@ impl Cache {
         names.sort();
         for p in names {
             let f = std::fs::File::open(&p).map_err(io(&p))?;
-            let (hex, _) = crate::repo::checksum::hash_reader(
-                std::io::BufReader::new(f),
-                crate::repo::checksum::Algo::Sha256,
-            )
-            .map_err(io(&p))?;
+            let (hex, _) =
+                crate::digest::hash_reader(std::io::BufReader::new(f), crate::digest::Algo::Sha256)
+                    .map_err(io(&p))?;
             v.checked += 1;
             if p.file_name().is_none_or(|n| n.to_string_lossy() != hex) {
                 v.bad.push(p.display().to_string());
             }
         }
-        // Indexes carry a CRC checked on open.
-        for idx in walk_files(&self.root.join(crate::repo::INDEX_BUCKET)) {
-            if idx.extension().is_some_and(|x| x == "idx") {
-                v.checked += 1;
-                if crate::repo::RepoIndex::open(&idx).is_none() {
-                    v.bad.push(idx.display().to_string());
-                }
-            }
-        }
         Ok(v)
     }
 
-    /// Removes blobs that no layer record and no image of the cache's `oci/` layout references;
-    /// returns (removed, bytes freed).
-    pub fn gc(&self) -> Result<(usize, u64), CacheError> {
+    /// Removes the blobs not in `keep` (sha256 hex digests: what the stages that own the
+    /// records still reference), buckets no longer known (see [`Bucket::is_stale`]) and old
+    /// temporary files.
+    pub fn gc(&self, keep: &std::collections::BTreeSet<String>) -> Result<Collected, CacheError> {
+        let dir = self.blobs_dir()?;
+        let mut out = Collected::default();
+        for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) && sha256_hex(&name).is_ok() {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                if std::fs::remove_file(e.path()).is_ok() {
+                    out.blobs += 1;
+                    out.bytes += size;
+                }
+            }
+        }
+        for e in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir()
+                && Bucket::is_stale(&name)
+                && std::fs::remove_dir_all(e.path()).is_ok()
+            {
+                out.buckets += 1;
+            }
+        }
+        self.sweep(std::time::Duration::from_secs(3600));
+        Ok(out)
+    }
+
+    /// Every sha256 digest named in the files of a bucket (its records).
+    pub fn digests_named_in(&self, bucket: Bucket) -> std::collections::BTreeSet<String> {
         let mut keep = std::collections::BTreeSet::new();
-        for rec in walk_files(&self.root.join(crate::layer::plan::LAYER_BUCKET)) {
+        for rec in walk_files(&self.bucket_path(bucket)) {
             let text = std::fs::read_to_string(&rec).unwrap_or_default();
             for tok in text.split(|c: char| !c.is_ascii_alphanumeric() && c != ':') {
                 if let Ok(h) = sha256_hex(tok) {
@@ -181,40 +251,16 @@ impl Cache {
                 }
             }
         }
-        // Blobs of the images in the cache's own OCI layout (job layers have no record);
-        // they are hard links there, so removing them here would free nothing anyway.
-        for blob in walk_files(&self.root.join("oci/blobs/sha256")) {
-            if let Some(n) = blob.file_name().and_then(|n| n.to_str()) {
-                keep.insert(n.to_owned());
-            }
-        }
-        let dir = self.blobs_dir()?;
-        let (mut removed, mut freed) = (0, 0);
-        for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !keep.contains(&name) && sha256_hex(&name).is_ok() {
-                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-                if std::fs::remove_file(e.path()).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
-        self.sweep(std::time::Duration::from_secs(3600));
-        Ok((removed, freed))
+        keep
+    }
+
+    /// The files of a bucket, sorted.
+    pub fn files_in(&self, bucket: Bucket) -> Vec<PathBuf> {
+        walk_files(&self.bucket_path(bucket))
     }
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// A directory below the root made of validated segments, created if missing.
-    pub fn dir(&self, segments: &[&str]) -> Result<PathBuf, CacheError> {
-        let mut p = self.root.clone();
-        for s in segments {
-            p.push(path_segment(s)?);
-        }
-        std::fs::create_dir_all(&p).map_err(io(&p))?;
-        Ok(p)
     }
 
     /// Writes `bytes` to `dir/name` atomically (temp file in `dir`, fsync, rename).

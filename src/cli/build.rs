@@ -1,133 +1,139 @@
-//! `pbsimage build job.sh`: the image in an OCI layout, and the Job that runs it.
+//! `pbsimage build job.sh`: the image in an OCI layout (pushed if asked), the Job that runs
+//! it and the SBOM beside the script; prints the digest-pinned reference.
 
-use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use super::{
-    Printer,
-    args::{BuildArgs, RegistryArgs},
-    parse_script,
-};
+use super::args::{BuildArgs, RegistryArgs};
+use super::{Env, Result};
 use crate::config::Config;
-use crate::image::ImageRef;
-use crate::kube::Emitter;
+use crate::ops::outputs::{ManifestChoice, OutputPaths};
+use crate::ops::push::PushTarget;
 
-pub fn run(args: &BuildArgs, config: Config, printer: &Printer) -> Result<()> {
-    let job = parse_script(&args.script, printer)?;
-    let (layout, run_as) =
-        layout_and_run_as(args.output.as_deref(), args.run_as.as_deref(), &config)?;
-    let target = push_target(&args.registry, &config, args.offline)?;
+/// `build --json`.
+#[derive(serde::Serialize)]
+struct BuildReport<'a> {
+    reference: &'a str,
+    manifest_digest: &'a str,
+    config_digest: &'a str,
+    layout: &'a std::path::Path,
+    tag: &'a str,
+    manifest_out: &'a std::path::Path,
+    sbom_out: &'a std::path::Path,
+    packages: usize,
+    layers: Vec<LayerRow<'a>>,
+    layers_reused: usize,
+    layers_new: usize,
+    pushed: Option<&'a crate::registry::PushReport>,
+    bytes_pushed: u64,
+    timings: BTreeMap<&'static str, f64>,
+    seconds: f64,
+}
+
+#[derive(serde::Serialize)]
+struct LayerRow<'a> {
+    label: &'a str,
+    digest: &'a oci_spec::image::Digest,
+    size: u64,
+    cached: bool,
+}
+
+pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
+    let started = std::time::Instant::now();
+    let job = env.parse_script(&args.script)?;
+    let ctx = env.context(args.offline)?;
+    let (layout, choice) = layout_and_choice(
+        args.output.as_ref(),
+        args.run_as.as_deref(),
+        args.kind,
+        &ctx.config,
+    )?;
+    let target = push_target(&args.registry, &ctx.config, args.offline)?;
+    let lock_path = crate::ops::outputs::lock_path(args.lock.as_deref(), &args.script.script);
     let lock = match args.locked {
-        true => {
-            let path = args.lock.clone().unwrap_or_else(|| {
-                args.script
-                    .script
-                    .with_file_name(crate::resolve::lock::LOCK_FILE)
-            });
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "--locked: cannot read `{}` (write it with `pbsimage resolve --lock {} {}`)",
-                    path.display(),
-                    path.display(),
-                    args.script.script.display()
-                )
-            })?;
-            let lock: crate::resolve::lock::Lock = toml::from_str(&text)
-                .with_context(|| format!("`{}` is not a pbsimage lock file", path.display()))?;
-            Some((path, lock))
-        }
+        true => Some(crate::ops::outputs::read_lock(&lock_path)?),
         false => None,
     };
-    let ctx = super::context(config, args.offline, printer)?;
-    let started = std::time::Instant::now();
-    let (_needs, built) = ctx.build(&job, &layout, lock.as_ref().map(|(p, l)| (p.as_path(), l)))?;
+    let locked = lock.as_ref().map(|l| (lock_path.as_path(), l));
+    let (_resolved, built) = crate::ops::build(&ctx, &job, &layout, locked)?;
     for c in &built.layers.conflicts {
-        printer.warn(&format!("file conflict: {c}"));
+        env.printer.warn(&format!("file conflict: {c}"));
     }
-    let s = &ctx.config.settings;
     let mut timings = built.timings.clone();
-    let (reference, pushed) = match target {
-        Some(t) => {
-            let clock = std::time::Instant::now();
-            let (r, report) = ctx.push(&built, &t.host, t.plain_http, t.credentials)?;
-            timings.insert("push", clock.elapsed().as_secs_f64());
-            (r, Some(report))
-        }
-        None => (built.reference.clone(), None),
+    let clock = std::time::Instant::now();
+    let pushed = target
+        .map(|t| crate::ops::push::push_one(&ctx, &built, &t))
+        .transpose()?;
+    if pushed.is_some() {
+        timings.insert("push", clock.elapsed().as_secs_f64());
+    }
+    let reference = pushed.as_ref().map_or(&built.reference, |p| &p.reference);
+    let beside = OutputPaths::beside(&args.script.script);
+    let paths = OutputPaths {
+        manifest: args.manifest_out.clone().unwrap_or(beside.manifest),
+        sbom: args.sbom_out.clone().unwrap_or(beside.sbom),
     };
-    let beside = |ext: &str| {
-        let stem = args
-            .script
-            .script
-            .file_stem()
-            .map(|x| x.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "job".into());
-        args.script.script.with_file_name(format!("{stem}.{ext}"))
-    };
-    let out = args
-        .manifest_out
-        .clone()
-        .unwrap_or_else(|| beside("k8s.yaml"));
-    let sbom_out = args.sbom_out.clone().unwrap_or_else(|| beside("spdx.json"));
-    write_outputs(
-        s,
+    crate::ops::outputs::write(
+        &ctx.config.settings,
         &job,
         &built,
-        &reference,
-        args.kind.unwrap_or(s.kube.kind),
-        run_as,
-        &out,
-        &sbom_out,
+        reference,
+        choice,
+        &paths,
     )?;
-    if args.json {
-        let layers = &built.layers.layers;
-        printer.data(&serde_json::to_string_pretty(&serde_json::json!({
-            "reference": reference,
-            "manifest_digest": built.image.manifest_digest,
-            "config_digest": built.image.config_digest,
-            "layout": built.layout,
-            "tag": built.tag,
-            "manifest_out": out,
-            "sbom_out": sbom_out,
-            "packages": built.layers.packages.len(),
-            "layers": layers.iter().map(|l| serde_json::json!({
-                "label": l.label, "digest": l.layer.digest, "size": l.layer.size, "cached": l.cached,
-            })).collect::<Vec<_>>(),
-            "layers_reused": layers.iter().filter(|l| l.cached).count(),
-            "layers_new": layers.iter().filter(|l| !l.cached).count(),
-            "pushed": pushed,
-            "bytes_pushed": pushed.as_ref().map_or(0, |p| p.bytes),
-            "timings": timings,
-            "seconds": started.elapsed().as_secs_f64(),
-        }))?);
-    } else {
-        printer.data(&reference);
+    if !args.json {
+        env.printer.data(reference);
+        return Ok(());
     }
+    let stack = &built.layers.stack;
+    env.printer.json(&BuildReport {
+        reference,
+        manifest_digest: &built.image.manifest_digest,
+        config_digest: &built.image.config_digest,
+        layout: &built.layout,
+        tag: &built.name.tag,
+        manifest_out: &paths.manifest,
+        sbom_out: &paths.sbom,
+        packages: built.layers.packages.len(),
+        layers: stack
+            .iter()
+            .map(|l| LayerRow {
+                label: &l.label,
+                digest: &l.layer.digest,
+                size: l.layer.size,
+                cached: l.cached,
+            })
+            .collect(),
+        layers_reused: stack.iter().filter(|l| l.cached).count(),
+        layers_new: stack.iter().filter(|l| !l.cached).count(),
+        pushed: pushed.as_ref().map(|p| &p.report),
+        bytes_pushed: pushed.as_ref().map_or(0, |p| p.report.bytes),
+        timings,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     Ok(())
 }
 
-/// The OCI layout to write (`--output`, else `oci/` in the cache) and who the pods run as
-/// (`--run-as`, else `[kube]`).
-pub(super) fn layout_and_run_as(
-    output: Option<&std::path::Path>,
+/// The OCI layout to write (`--output`, else `oci/` in the cache) and how the manifests are
+/// made (`--kind`, `--run-as`, else `[kube]`).
+pub(super) fn layout_and_choice(
+    output: Option<&PathBuf>,
     run_as: Option<&str>,
+    kind: Option<crate::config::KubeKind>,
     config: &Config,
-) -> Result<(std::path::PathBuf, crate::kube::RunAs)> {
-    let layout = output
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| config.cache_dir().join("oci"));
-    let run_as = super::manifest::resolve_run_as(
-        run_as,
-        config.settings.kube.run_as_user,
-        config.settings.kube.run_as_group,
-    )?;
-    Ok((layout, run_as))
-}
-
-/// Where a build pushes, if anywhere.
-pub(super) struct PushTarget {
-    pub host: String,
-    pub plain_http: bool,
-    pub credentials: Option<crate::registry::auth::Found>,
+) -> Result<(PathBuf, ManifestChoice)> {
+    let layout = output.cloned().unwrap_or_else(|| {
+        crate::cache::Cache::new(config.cache_dir()).bucket_path(crate::cache::Bucket::Layout)
+    });
+    let k = &config.settings.kube;
+    let run_as = crate::kube::RunAs::resolve(run_as, k.run_as_user, k.run_as_group)?;
+    Ok((
+        layout,
+        ManifestChoice {
+            kind: kind.unwrap_or(k.kind),
+            run_as,
+        },
+    ))
 }
 
 /// `--push` or `[registry] host`, with `--plain-http` and the `--password-stdin` password
@@ -145,61 +151,20 @@ pub(super) fn push_target(
         return Ok(None);
     };
     if offline {
-        anyhow::bail!(
-            "--offline cannot push to `{host}`: drop --offline, or --push and [registry] host"
-        );
+        return Err(crate::ops::OpsError::OfflinePush(host).into());
     }
+    let given = read_credentials(args.username.as_deref())?;
     Ok(Some(PushTarget {
         host,
         plain_http: args.plain_http,
-        credentials: read_credentials(args.username.as_deref())?,
+        credentials: crate::registry::auth::CredentialChain::new(given),
     }))
 }
 
-/// The Kubernetes manifest and the SPDX SBOM of a built job, written atomically.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_outputs(
-    s: &crate::config::Settings,
-    job: &crate::job::JobSpec,
-    built: &crate::pipeline::Built,
-    reference: &str,
-    kind: crate::config::KubeKind,
-    run_as: crate::kube::RunAs,
-    manifest_path: &std::path::Path,
-    sbom_path: &std::path::Path,
-) -> Result<()> {
-    let image = ImageRef::parse(reference)
-        .context("the configured [image] repository does not make a valid reference")?;
-    let manifest = Emitter {
-        settings: &s.kube,
-        job_dir: &s.image.job_dir,
-        kind,
-        run_as,
-    }
-    .emit(job, &image)?;
-    crate::cache::write_file_atomic(manifest_path, manifest.to_yaml()?.as_bytes())
-        .with_context(|| format!("cannot write `{}`", manifest_path.display()))?;
-    let sbom = crate::image::packages::spdx(
-        &crate::image::packages::SbomSubject {
-            name: job.name.as_str(),
-            repository: reference.split_once('@').map_or(reference, |(r, _)| r),
-            manifest_digest: &built.image.manifest_digest,
-            created: built.layers.options.epoch,
-        },
-        &built.layers.packages,
-    );
-    crate::cache::write_file_atomic(
-        sbom_path,
-        &serde_json::to_vec_pretty(&sbom).expect("serializable"),
-    )
-    .with_context(|| format!("cannot write `{}`", sbom_path.display()))
-}
-
 /// `--username` with the password read from standard input.
-pub(super) fn read_credentials(
-    username: Option<&str>,
-) -> Result<Option<crate::registry::auth::Found>> {
+fn read_credentials(username: Option<&str>) -> Result<Option<crate::registry::auth::Found>> {
     use crate::registry::auth::{Credentials, Found, Secret};
+    use anyhow::Context as _;
     let Some(user) = username else {
         return Ok(None);
     };
@@ -207,10 +172,9 @@ pub(super) fn read_credentials(
     std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut password)
         .context("cannot read the password from standard input")?;
     let password = password.trim_end_matches(['\n', '\r']);
-    anyhow::ensure!(
-        !password.is_empty(),
-        "--password-stdin: standard input is empty"
-    );
+    if password.is_empty() {
+        return Err(anyhow::anyhow!("--password-stdin: standard input is empty").into());
+    }
     Ok(Some(Found {
         credentials: Credentials::Password {
             username: user.to_owned(),

@@ -1,38 +1,39 @@
 //! `pbsimage cache verify|gc|dir`.
 
-use anyhow::{Result, bail};
-
-use super::{Printer, args::CacheCommand};
+use super::args::CacheCommand;
+use super::{Env, Result};
 use crate::cache::Cache;
-use crate::config::Config;
 
-pub fn run(cmd: &CacheCommand, config: Config, printer: &Printer) -> Result<()> {
-    let cache = Cache::new(config.cache_dir());
+pub(super) fn exec(cmd: &CacheCommand, env: &Env<'_>) -> Result<()> {
+    let cache = Cache::new(env.config()?.cache_dir());
+    let p = &env.printer;
     match cmd {
-        CacheCommand::Dir => printer.data(&cache.root().display().to_string()),
+        CacheCommand::Dir => p.data(&cache.root().display().to_string()),
         CacheCommand::Verify => {
-            let v = cache.verify()?;
+            let v = crate::ops::cache::verify(&cache)?;
             for b in &v.bad {
-                printer.data(&format!("bad: {b}"));
+                p.data(&format!("bad: {b}"));
             }
-            printer.data(&format!(
+            p.data(&format!(
                 "{} entries checked, {} bad",
                 v.checked,
                 v.bad.len()
             ));
             if !v.bad.is_empty() {
-                bail!(
+                return Err(anyhow::anyhow!(
                     "the cache at `{}` has {} damaged entries (remove them, or run `pbsimage cache gc`)",
                     cache.root().display(),
                     v.bad.len()
-                );
+                )
+                .into());
             }
         }
         CacheCommand::Gc => {
-            let (n, bytes) = cache.gc()?;
-            printer.data(&format!(
-                "removed {n} unreferenced blobs, {:.1} MiB",
-                bytes as f64 / 1048576.0
+            let c = crate::ops::cache::gc(&cache)?;
+            p.data(&format!(
+                "removed {} unreferenced blobs, {:.1} MiB",
+                c.blobs,
+                c.bytes as f64 / 1048576.0
             ));
         }
     }

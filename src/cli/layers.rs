@@ -1,54 +1,78 @@
 //! `pbsimage layers job.sh`: fetch the packages and build the image's layers.
 
-use anyhow::Result;
+use super::args::LayersArgs;
+use super::{Env, Result};
+use crate::layer::plan::BuiltLayer;
 
-use super::{Printer, args::LayersArgs, parse_script};
-use crate::config::Config;
+/// `layers --json`.
+#[derive(serde::Serialize)]
+struct LayersReport<'a> {
+    layers: Vec<LayerRow<'a>>,
+    conflicts: &'a [String],
+}
 
-pub fn run(args: &LayersArgs, config: Config, printer: &Printer) -> Result<()> {
-    let job = parse_script(&args.script, printer)?;
-    let ctx = super::context(config, args.offline, printer)?;
-    let (needs, _repos, res) = ctx.resolve_job(&job)?;
-    for w in &res.warnings {
-        printer.warn(w);
+#[derive(serde::Serialize)]
+struct LayerRow<'a> {
+    label: &'a str,
+    digest: &'a oci_spec::image::Digest,
+    diff_id: &'a oci_spec::image::Digest,
+    size: u64,
+    media_type: &'a oci_spec::image::MediaType,
+    packages: &'a [String],
+    cached: bool,
+    path: &'a std::path::Path,
+}
+
+impl<'a> From<&'a BuiltLayer> for LayerRow<'a> {
+    fn from(l: &'a BuiltLayer) -> Self {
+        LayerRow {
+            label: &l.label,
+            digest: &l.layer.digest,
+            diff_id: &l.layer.diff_id,
+            size: l.layer.size,
+            media_type: &l.layer.media_type,
+            packages: &l.layer.packages,
+            cached: l.cached,
+            path: &l.path,
+        }
     }
-    let layers = ctx.layers(&job, &needs, &res, None)?;
+}
+
+pub(super) fn exec(args: &LayersArgs, env: &Env<'_>) -> Result<()> {
+    let job = env.parse_script(&args.script)?;
+    let ctx = env.context(args.offline)?;
+    let r = crate::ops::resolve::resolve_job(&ctx, &job)?;
+    for w in &r.resolution.warnings {
+        env.printer.warn(w);
+    }
+    let layers = crate::ops::layers::layers(&ctx, &job, &r.needs, &r.resolution, None)?;
     for c in &layers.conflicts {
-        printer.warn(&format!("file conflict: {c}"));
+        env.printer.warn(&format!("file conflict: {c}"));
     }
     if args.json {
-        let v: Vec<serde_json::Value> = layers
-            .layers
-            .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "label": l.label, "digest": l.layer.digest, "diff_id": l.layer.diff_id,
-                    "size": l.layer.size, "media_type": l.layer.media_type,
-                    "packages": l.layer.packages, "cached": l.cached, "path": l.path,
-                })
-            })
-            .collect();
-        printer.data(&serde_json::to_string_pretty(
-            &serde_json::json!({ "layers": v, "conflicts": layers.conflicts }),
-        )?);
+        env.printer.json(&LayersReport {
+            layers: layers.stack.iter().map(LayerRow::from).collect(),
+            conflicts: &layers.conflicts,
+        });
         return Ok(());
     }
-    let mut out = Vec::new();
-    for l in &layers.layers {
-        out.push(format!(
-            "{}  {:>10}  {}{}",
-            l.layer.digest,
-            l.layer.size,
-            l.label,
-            if l.cached { "  (cached)" } else { "" }
-        ));
-    }
-    let total: u64 = layers.layers.iter().map(|l| l.layer.size).sum();
+    let mut out: Vec<String> = layers
+        .stack
+        .iter()
+        .map(|l| {
+            let cached = if l.cached { "  (cached)" } else { "" };
+            format!(
+                "{}  {:>10}  {}{cached}",
+                l.layer.digest, l.layer.size, l.label
+            )
+        })
+        .collect();
+    let total: u64 = layers.stack.iter().map(|l| l.layer.size).sum();
     out.push(format!(
         "{} layers, {:.1} MiB",
-        layers.layers.len(),
+        layers.stack.len(),
         total as f64 / 1048576.0
     ));
-    printer.data(&out.join("\n"));
+    env.printer.data(&out.join("\n"));
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The command line: arguments → settings → library calls. Nothing here does pipeline work.
+//! The command line: arguments → settings → one `ops` call → output. Each command is an
+//! `exec` of a few lines; nothing here does pipeline work.
 
 pub mod args;
 mod build;
@@ -14,15 +15,46 @@ mod resolve;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::Parser;
 
 use crate::config::Config;
+use crate::hint::Hint;
 use crate::job::{JobSpec, ProcessEnv, ScriptParser};
-use args::{Cli, Command, ScriptArgs};
+use args::{Cli, Command, GlobalArgs, ScriptArgs};
+
+/// An error on its way to the terminal: the error chain, and the hints of the library error
+/// it came from (taken once, where the error entered the CLI).
+pub struct Report {
+    /// The error and its causes.
+    pub error: anyhow::Error,
+    /// `hint:` lines.
+    pub hints: Vec<String>,
+}
+
+impl<E: std::error::Error + Hint + Send + Sync + 'static> From<E> for Report {
+    fn from(e: E) -> Report {
+        Report {
+            hints: e.hint().into_iter().collect(),
+            error: anyhow::Error::new(e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Report {
+    fn from(error: anyhow::Error) -> Report {
+        Report {
+            error,
+            hints: Vec::new(),
+        }
+    }
+}
+
+/// What a command returns.
+pub type Result<T, E = Report> = std::result::Result<T, E>;
 
 /// Where output goes: data to stdout, warnings to stderr unless quiet.
 pub struct Printer {
+    /// No warnings.
     pub quiet: bool,
 }
 
@@ -33,6 +65,13 @@ impl Printer {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{s}").and_then(|()| out.flush());
     }
+
+    /// Writes a value as pretty JSON to stdout.
+    pub fn json<T: serde::Serialize>(&self, value: &T) {
+        self.data(&serde_json::to_string_pretty(value).expect("reports serialize"));
+    }
+
+    /// A warning on stderr, unless quiet.
     pub fn warn(&self, s: &str) {
         render::warning(self.quiet, s);
     }
@@ -55,74 +94,71 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// A pipeline context with progress bars where the terminal allows them.
-fn context(config: Config, offline: bool, printer: &Printer) -> Result<crate::pipeline::Context> {
-    let mut ctx = crate::pipeline::Context::new(
-        config,
-        crate::pipeline::Options {
-            offline,
-            ..Default::default()
-        },
-    )?;
-    ctx.reporter = progress::reporter(printer.quiet);
-    Ok(ctx)
+/// What every command gets: the global flags and the printer.
+pub struct Env<'a> {
+    /// `--config`, `--quiet`, `--verbose`.
+    pub global: &'a GlobalArgs,
+    /// Output.
+    pub printer: Printer,
 }
 
-/// Parses the script and prints its warnings.
-fn parse_script(args: &ScriptArgs, printer: &Printer) -> Result<JobSpec> {
-    let parser = ScriptParser {
-        prefix: args.prefix.clone(),
-        env: &ProcessEnv,
-    };
-    let job = parser.parse(&args.script)?;
-    for w in &job.warnings {
-        printer.warn(&format!(
-            "{}:{}:{}: {}",
-            args.script.display(),
-            w.line,
-            w.col,
-            w.message
-        ));
+impl Env<'_> {
+    /// The configuration: `--config`, else `./pipeline.toml`, else the embedded default.
+    fn config(&self) -> Result<Config> {
+        Ok(Config::discover(self.global.config.as_deref())?)
     }
-    Ok(job)
+
+    /// An `ops` context with progress bars where the terminal allows them.
+    fn context(&self, offline: bool) -> Result<crate::ops::Context> {
+        let mut ctx = crate::ops::Context::new(
+            self.config()?,
+            crate::ops::Options {
+                offline,
+                ..Default::default()
+            },
+        )?;
+        ctx.reporter = progress::reporter(self.printer.quiet);
+        Ok(ctx)
+    }
+
+    /// Parses the script and prints its warnings.
+    fn parse_script(&self, args: &ScriptArgs) -> Result<JobSpec> {
+        let parser = ScriptParser {
+            prefix: args.prefix.clone(),
+            env: &ProcessEnv,
+        };
+        let job = parser.parse(&args.script)?;
+        for w in &job.warnings {
+            self.printer.warn(&format!(
+                "{}:{}:{}: {}",
+                args.script.display(),
+                w.line,
+                w.col,
+                w.message
+            ));
+        }
+        Ok(job)
+    }
 }
 
 /// Runs the command line.
 pub fn run(cli: Cli) -> Result<()> {
     init_tracing(cli.global.verbose, cli.global.quiet);
-    let printer = Printer {
-        quiet: cli.global.quiet,
+    let env = Env {
+        global: &cli.global,
+        printer: Printer {
+            quiet: cli.global.quiet,
+        },
     };
     match &cli.command {
-        Command::Parse(a) => parse::run(a, &printer),
-        Command::Build(a) => {
-            let config = Config::discover(cli.global.config.as_deref())?;
-            build::run(a, config, &printer)
-        }
-        Command::Catalog(a) => {
-            let config = Config::discover(cli.global.config.as_deref())?;
-            catalog::run(a, config, &printer)
-        }
-        Command::Needs(a) => {
-            let config = Config::discover(cli.global.config.as_deref())?;
-            needs::run(a, &config, &printer)
-        }
-        Command::Resolve(a) => {
-            let config = Config::discover(cli.global.config.as_deref())?;
-            resolve::run(a, config, &printer)
-        }
-        Command::Layers(a) => {
-            let config = Config::discover(cli.global.config.as_deref())?;
-            layers::run(a, config, &printer)
-        }
-        Command::Cache(c) => {
-            let config = Config::discover(cli.global.config.as_deref())?;
-            cache::run(c, config, &printer)
-        }
-        Command::Manifest(a) => {
-            let config = Config::discover(cli.global.config.as_deref())?;
-            manifest::run(a, &config, &printer)
-        }
+        Command::Parse(a) => parse::exec(a, &env),
+        Command::Build(a) => build::exec(a, &env),
+        Command::Catalog(a) => catalog::exec(a, &env),
+        Command::Needs(a) => needs::exec(a, &env),
+        Command::Resolve(a) => resolve::exec(a, &env),
+        Command::Layers(a) => layers::exec(a, &env),
+        Command::Cache(c) => cache::exec(c, &env),
+        Command::Manifest(a) => manifest::exec(a, &env),
     }
 }
 
@@ -131,8 +167,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprint!("{}", render::error(&e));
+        Err(report) => {
+            eprint!("{}", render::error(&report));
             ExitCode::FAILURE
         }
     }

@@ -1,13 +1,12 @@
 //! `pbsimage needs job.sh`: what the job needs, and why.
 
-use anyhow::Result;
-
-use super::{Printer, args::NeedsArgs, parse_script};
-use crate::config::Config;
+use super::args::NeedsArgs;
+use super::{Env, Result};
 use crate::needs::NeedsAnalyzer;
 
-pub fn run(args: &NeedsArgs, config: &Config, printer: &Printer) -> Result<()> {
-    let job = parse_script(&args.script, printer)?;
+pub(super) fn exec(args: &NeedsArgs, env: &Env<'_>) -> Result<()> {
+    let job = env.parse_script(&args.script)?;
+    let config = env.config()?;
     let s = &config.settings;
     let analyzer = NeedsAnalyzer {
         settings: &s.needs,
@@ -16,7 +15,7 @@ pub fn run(args: &NeedsArgs, config: &Config, printer: &Printer) -> Result<()> {
     };
     let needs = analyzer.analyze(&job)?;
     if args.json {
-        printer.data(&serde_json::to_string_pretty(&needs)?);
+        env.printer.json(&needs);
         return Ok(());
     }
     let mut out = vec![format!(
@@ -59,6 +58,6 @@ pub fn run(args: &NeedsArgs, config: &Config, printer: &Printer) -> Result<()> {
     for n in &needs.notes {
         out.push(format!("note: {n}"));
     }
-    printer.data(&out.join("\n"));
+    env.printer.data(&out.join("\n"));
     Ok(())
 }

@@ -1,13 +1,12 @@
 //! `pbsimage parse job.sh`: show the job spec.
 
-use anyhow::Result;
+use super::args::ParseArgs;
+use super::{Env, Result};
 
-use super::{Printer, args::ParseArgs, parse_script};
-
-pub fn run(args: &ParseArgs, printer: &Printer) -> Result<()> {
-    let job = parse_script(&args.script, printer)?;
+pub(super) fn exec(args: &ParseArgs, env: &Env<'_>) -> Result<()> {
+    let job = env.parse_script(&args.script)?;
     if args.json {
-        printer.data(&serde_json::to_string_pretty(&job)?);
+        env.printer.json(&job);
         return Ok(());
     }
     let r = &job.resources;
@@ -42,6 +41,6 @@ pub fn run(args: &ParseArgs, printer: &Printer) -> Result<()> {
     for e in &job.env {
         lines.push(format!("env: {}={}", e.name, e.value));
     }
-    printer.data(&lines.join("\n"));
+    env.printer.data(&lines.join("\n"));
     Ok(())
 }

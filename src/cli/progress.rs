@@ -57,3 +57,13 @@ pub fn reporter(quiet: bool) -> std::sync::Arc<dyn Reporter> {
         })
     }
 }
+
+/// A spinner with a message on an interactive terminal; `None` elsewhere.
+pub fn spinner(quiet: bool, message: &str) -> Option<indicatif::ProgressBar> {
+    interactive(quiet).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message(message.to_owned());
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    })
+}

@@ -3,10 +3,7 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 
-use crate::config::ConfigError;
-use crate::image::reference::InvalidImageRef;
-use crate::job::JobError;
-use crate::kube::KubeError;
+use super::Report;
 
 /// Colours only on a terminal and without NO_COLOR.
 pub fn use_color() -> bool {
@@ -21,36 +18,9 @@ fn paint(s: &str, code: &str) -> String {
     }
 }
 
-/// Hints from any pbsimage error in the chain.
-fn hints(err: &anyhow::Error) -> Vec<String> {
-    let mut out = Vec::new();
-    for cause in err.chain() {
-        let h = if let Some(e) = cause.downcast_ref::<JobError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<ConfigError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<KubeError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::pipeline::PipelineError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::catalog::CatalogError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::needs::NeedsError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::elf::ElfError>() {
-            e.hint()
-        } else if cause.downcast_ref::<InvalidImageRef>().is_some() {
-            Some("references look like registry.example.org/pbs/fib@sha256:<64 hex digits>".into())
-        } else {
-            None
-        };
-        out.extend(h);
-    }
-    out
-}
-
-/// Renders an error chain for stderr.
-pub fn error(err: &anyhow::Error) -> String {
+/// Renders an error chain for stderr, with its hints last.
+pub fn error(report: &Report) -> String {
+    let err = &report.error;
     let mut out = String::new();
     let _ = writeln!(out, "{} {err}", paint("error:", "1;31"));
     let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
@@ -65,7 +35,7 @@ pub fn error(err: &anyhow::Error) -> String {
             }
         }
     }
-    let mut hs = hints(err);
+    let mut hs = report.hints.clone();
     hs.dedup();
     for h in hs {
         let _ = writeln!(out, "{} {h}", paint("hint:", "1;36"));

@@ -1,33 +1,54 @@
 //! `pbsimage resolve job.sh`: the packages the job's image will hold, and why.
 
-use anyhow::{Context as _, Result};
-
-use super::{Printer, args::ResolveArgs, parse_script};
-use crate::config::Config;
+use super::args::ResolveArgs;
+use super::{Env, Result};
 use crate::resolve::lock::Lock;
 
-pub fn run(args: &ResolveArgs, config: Config, printer: &Printer) -> Result<()> {
-    let job = parse_script(&args.script, printer)?;
-    let ctx = super::context(config, args.offline, printer)?;
-    let (needs, repos, res) = ctx.resolve_job(&job)?;
+/// `resolve --json`.
+#[derive(serde::Serialize)]
+struct ResolveReport<'a> {
+    job: &'a crate::job::JobName,
+    arch: crate::elf::Arch,
+    packages: &'a [crate::resolve::Chosen],
+    warnings: &'a [String],
+    repos: Vec<RepoRow<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RepoRow<'a> {
+    id: &'a str,
+    revision: &'a Option<String>,
+    repomd_sha256: &'a str,
+}
+
+pub(super) fn exec(args: &ResolveArgs, env: &Env<'_>) -> Result<()> {
+    let job = env.parse_script(&args.script)?;
+    let ctx = env.context(args.offline)?;
+    let r = crate::ops::resolve::resolve_job(&ctx, &job)?;
+    let res = &r.resolution;
     for w in &res.warnings {
-        printer.warn(w);
+        env.printer.warn(w);
     }
     if let Some(path) = &args.lock {
-        let lock = Lock::new(&args.script.script.display().to_string(), &repos, &res);
-        crate::cache::write_file_atomic(path, lock.to_toml().as_bytes())
-            .with_context(|| format!("cannot write the lock file `{}`", path.display()))?;
+        let lock = Lock::new(&args.script.script.display().to_string(), &r.repos, res);
+        crate::ops::outputs::write_lock(path, &lock)?;
     }
     if args.json {
-        printer.data(&serde_json::to_string_pretty(&serde_json::json!({
-            "job": job.name,
-            "arch": needs.arch,
-            "packages": res.packages,
-            "warnings": res.warnings,
-            "repos": repos.iter().map(|r| serde_json::json!({
-                "id": r.source.id, "revision": r.index.revision, "repomd_sha256": r.index.repomd_sha256,
-            })).collect::<Vec<_>>(),
-        }))?);
+        env.printer.json(&ResolveReport {
+            job: &job.name,
+            arch: r.needs.arch,
+            packages: &res.packages,
+            warnings: &res.warnings,
+            repos: r
+                .repos
+                .iter()
+                .map(|x| RepoRow {
+                    id: x.source.id.as_str(),
+                    revision: &x.index.revision,
+                    repomd_sha256: &x.index.repomd_sha256,
+                })
+                .collect(),
+        });
         return Ok(());
     }
     let width = res
@@ -55,6 +76,6 @@ pub fn run(args: &ResolveArgs, config: Config, printer: &Printer) -> Result<()> 
         download as f64 / 1048576.0,
         installed as f64 / 1048576.0
     ));
-    printer.data(&out.join("\n"));
+    env.printer.data(&out.join("\n"));
     Ok(())
 }

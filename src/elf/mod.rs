@@ -59,8 +59,8 @@ pub enum ElfError {
     },
 }
 
-impl ElfError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for ElfError {
+    fn hint(&self) -> Option<String> {
         match self {
             ElfError::NotElf { .. } => Some(
                 "#PBS -B names the job's compiled program; scripts need no -B".into(),

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use super::{FetchError, SafeUrl, Transport, file_path};
 use crate::cache::{Cache, CacheError};
-use crate::repo::checksum::{Algo, Checksum, Hasher};
+use crate::digest::{Algo, Checksum, Hasher};
 
 /// One package to fetch.
 #[derive(Debug, Clone)]

@@ -102,7 +102,7 @@ fn stable_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 /// Builds the config and manifest for `layers` (bottom first).
 pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, ImageError> {
     let created = rfc3339(spec_.epoch);
-    let diff_ids: Vec<String> = layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.layer.diff_id.to_string()).collect();
     let history = layers
         .iter()
         .map(|l| {
@@ -159,12 +159,11 @@ pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, Image
     let layer_descs = layers
         .iter()
         .map(|l| {
-            let media = if l.layer.media_type.ends_with("zstd") {
-                MediaType::ImageLayerZstd
-            } else {
-                MediaType::ImageLayerGzip
-            };
-            descriptor(media, &l.layer.digest, l.layer.size)
+            descriptor(
+                l.layer.media_type.clone(),
+                l.layer.digest.as_ref(),
+                l.layer.size,
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
     let manifest = ImageManifestBuilder::default()
@@ -237,7 +236,7 @@ pub fn write_layout(
         std::fs::rename(&tmp, &dest).map_err(io(&dest))
     };
     for l in layers {
-        put(&l.layer.digest, None, Some(&l.path))?;
+        put(l.layer.digest.as_ref(), None, Some(&l.path))?;
     }
     put(&image.config_digest, Some(&image.config), None)?;
     put(&image.manifest_digest, Some(&image.manifest), None)?;

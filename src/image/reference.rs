@@ -179,6 +179,12 @@ impl fmt::Display for ImageRef {
     }
 }
 
+impl crate::hint::Hint for InvalidImageRef {
+    fn hint(&self) -> Option<String> {
+        Some("references look like registry.example.org/pbs/fib@sha256:<64 hex digits>".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,8 +39,8 @@ pub enum JobError {
     },
 }
 
-impl JobError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for JobError {
+    fn hint(&self) -> Option<String> {
         match self {
             JobError::Syntax { hint, .. } => hint.clone(),
             JobError::Empty { .. } => {

@@ -5,22 +5,21 @@
 //! job-specific value reaches it through structured `env`, never through the command line.
 //! Pods follow the restricted Pod Security Standard unless the config opts out of it.
 
+mod emit;
+
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec as K8sJobSpec, SuccessPolicy, SuccessPolicyRule};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
-    NFSVolumeSource, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceSpec, Volume, VolumeMount,
+    Capabilities, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec,
+    SeccompProfile, SecurityContext, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::config::{KubeKind, KubeSettings, OutputVolume};
-use crate::image::ImageRef;
-use crate::job::{JobSpec, Join};
+use crate::config::{KubeKind, KubeSettings};
+use crate::job::JobSpec;
 
 /// Where the wrapper lives in every image pbsimage builds.
 pub const WRAPPER_PATH: &str = "/usr/libexec/pbsimage/pbs-job";
@@ -45,15 +44,21 @@ pub enum KubeError {
     Root { job: String },
     #[error("cannot serialize the manifest")]
     Serialize(#[source] serde_saphyr::ser_error::Error),
+    #[error("--run-as `{given}`: {why}")]
+    RunAs { given: String, why: String },
 }
 
-impl KubeError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for KubeError {
+    fn hint(&self) -> Option<String> {
         match self {
             KubeError::PodCannot { .. } => Some("use --kind job (an Indexed Job)".into()),
             KubeError::Root { .. } => {
                 Some("pass --run-as UID:GID, set [kube] run-as-user, or allow-root = true".into())
             }
+            KubeError::RunAs { .. } => Some(
+                "--run-as takes UID or UID:GID, numeric, at most 2147483647 (Kubernetes' int32)"
+                    .into(),
+            ),
             KubeError::Serialize(_) => None,
         }
     }
@@ -64,6 +69,54 @@ impl KubeError {
 pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
+}
+
+impl RunAs {
+    /// `--run-as UID[:GID]` when given, else the `[kube] run-as-*` settings, else the invoking
+    /// user. Ids must fit Kubernetes' int32 whatever their source.
+    pub fn resolve(
+        flag: Option<&str>,
+        user: crate::config::IdSetting,
+        group: crate::config::IdSetting,
+    ) -> Result<RunAs, KubeError> {
+        use crate::config::IdSetting;
+        let given = flag.unwrap_or_default();
+        let bad = |why: String| KubeError::RunAs {
+            given: given.to_owned(),
+            why,
+        };
+        let parse = |s: &str| -> Result<u32, KubeError> {
+            s.parse()
+                .map_err(|_| bad(format!("`{s}` is not a numeric id")))
+        };
+        let (uid, gid) = match flag {
+            Some(f) => match f.split_once(':') {
+                Some((u, g)) => (parse(u)?, parse(g)?),
+                None => (parse(f)?, parse(f)?),
+            },
+            None => (
+                match user {
+                    IdSetting::Id(u) => u,
+                    IdSetting::Invoking => rustix::process::getuid().as_raw(),
+                },
+                match group {
+                    IdSetting::Id(g) => g,
+                    IdSetting::Invoking => rustix::process::getgid().as_raw(),
+                },
+            ),
+        };
+        if uid > i32::MAX as u32 || gid > i32::MAX as u32 {
+            let why = format!("uid/gid {uid}:{gid} is out of range for Kubernetes");
+            return Err(match flag {
+                Some(_) => bad(why),
+                None => KubeError::RunAs {
+                    given: "[kube] run-as-user/run-as-group".into(),
+                    why,
+                },
+            });
+        }
+        Ok(RunAs { uid, gid })
+    }
 }
 
 /// One emitted object.
@@ -276,401 +329,6 @@ fn join_under(base: &str, path: &str) -> String {
         out.push('/');
     }
     out
-}
-
-impl Emitter<'_> {
-    pub fn emit(&self, job: &JobSpec, image: &ImageRef) -> Result<Manifest, KubeError> {
-        let mut warnings = Vec::new();
-        let s = self.settings;
-        let shape = shape(job, &mut warnings);
-        let multi_node = shape.nodes > 1;
-        let indexed = multi_node || job.array.is_some();
-        if self.kind == KubeKind::Pod {
-            if multi_node {
-                return Err(KubeError::PodCannot {
-                    what: format!("a job on {} nodes", shape.nodes),
-                });
-            }
-            if job.array.is_some() {
-                return Err(KubeError::PodCannot {
-                    what: "a job array".into(),
-                });
-            }
-        }
-        if (self.run_as.uid == 0 || self.run_as.gid == 0) && !s.allow_root {
-            return Err(KubeError::Root {
-                job: job.name.to_string(),
-            });
-        }
-        if !image.is_pinned() {
-            warnings.push(format!(
-                "image `{image}` is not pinned by digest; nodes may run different content"
-            ));
-        }
-        let name = job
-            .name
-            .dns_label(if indexed { INDEXED_NAME_MAX } else { 63 });
-        let queue = job.queue.clone().unwrap_or_else(|| s.default_queue.clone());
-        let mapping = s.queues.get(&queue);
-        if mapping.is_none() && !s.queues.is_empty() {
-            warnings.push(format!(
-                "queue `{queue}` has no [kube.queues] entry; no queue labels applied"
-            ));
-        }
-
-        // Labels and annotations.
-        let mut labels = BTreeMap::from([
-            (MANAGED_BY.to_owned(), "pbsimage".to_owned()),
-            (LABEL_JOB.to_owned(), name.clone()),
-        ]);
-        if let Some(m) = mapping {
-            labels.extend(m.labels.clone());
-        }
-        let mut annotations = BTreeMap::from([
-            (format!("{ANN}pbs-name"), job.name.to_string()),
-            (format!("{ANN}queue"), queue.clone()),
-        ]);
-        if let Some(f) = job.script.file_name() {
-            annotations.insert(format!("{ANN}script"), f.to_string_lossy().into_owned());
-        }
-        let mut put = |k: &str, v: Option<String>| {
-            if let Some(v) = v.filter(|v| !v.is_empty()) {
-                annotations.insert(format!("{ANN}{k}"), v);
-            }
-        };
-        put("account", job.account.clone());
-        put("server", job.server.clone());
-        put("priority", job.priority.map(|p| p.to_string()));
-        put("mail-events", job.mail_events.clone());
-        put("mail-users", Some(job.mail_users.join(",")));
-        let r = &job.resources;
-        let mut unmapped: Vec<String> = r.other.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        for (k, v) in [("vmem", r.vmem), ("pvmem", r.pvmem)] {
-            if let Some(v) = v {
-                unmapped.push(format!("{k}={v}"));
-            }
-        }
-        if let Some(c) = r.cput {
-            unmapped.push(format!("cput={c}"));
-        }
-        unmapped.sort();
-        put("resources-unmapped", Some(unmapped.join(",")));
-        put(
-            "attributes",
-            Some(
-                job.attributes
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-        );
-        let meta = ObjectMeta {
-            name: Some(name.clone()),
-            namespace: s.namespace.clone(),
-            labels: Some(labels.clone()),
-            annotations: Some(annotations),
-            ..Default::default()
-        };
-
-        // Environment: PBS's variables, then the wrapper's, then the job's -v list.
-        let script_name = job
-            .script
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "job.sh".into());
-        let mut envs = vec![
-            env("PBS_JOBNAME", job.name.as_str()),
-            env_field("PBS_JOBID", "metadata.name"),
-            env("PBS_QUEUE", queue.clone()),
-            env("PBS_O_QUEUE", queue.clone()),
-            env("PBS_ENVIRONMENT", "PBS_BATCH"),
-            env("PBS_O_WORKDIR", self.job_dir),
-            env("PBS_NP", shape.np.to_string()),
-            env("PBS_NUM_NODES", shape.nodes.to_string()),
-            env("PBS_NUM_PPN", shape.ppn.to_string()),
-            env("TMPDIR", TMP_DIR),
-        ];
-        if let Some(w) = r.walltime {
-            envs.push(env("PBS_WALLTIME", w.secs().to_string()));
-        }
-        envs.push(env(
-            "PBSIMAGE_SCRIPT",
-            join_under(self.job_dir, &script_name),
-        ));
-        let shell = job
-            .shell
-            .clone()
-            .or_else(|| job.shebang.clone())
-            .unwrap_or_else(|| s.default_shell.clone());
-        envs.push(env("PBSIMAGE_SHELL", shell));
-        if !job.script_args.is_empty() {
-            envs.push(env("PBSIMAGE_ARGS", job.script_args.join(" ")));
-        }
-        let mut volumes = vec![Volume {
-            name: "pbs-tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        }];
-        let mut mounts = vec![VolumeMount {
-            name: "pbs-tmp".into(),
-            mount_path: TMP_DIR.into(),
-            ..Default::default()
-        }];
-        match &s.output_volume {
-            Some(vol) => {
-                let mount = vol.mount_path();
-                envs.push(env("PBSIMAGE_OUTPUT_DIR", mount));
-                let resolve = |p: &str, warnings: &mut Vec<String>| {
-                    if p.starts_with('/')
-                        && !p.starts_with(&format!("{}/", mount.trim_end_matches('/')))
-                    {
-                        let base = p.rsplit('/').find(|c| !c.is_empty()).unwrap_or("");
-                        warnings.push(format!(
-                            "output path `{p}` is outside the output volume ({mount}); writing `{base}` there"
-                        ));
-                        join_under(mount, base)
-                    } else if p.starts_with('/') {
-                        p.to_owned()
-                    } else {
-                        join_under(mount, p)
-                    }
-                };
-                if let Some(p) = &job.stdout_path {
-                    envs.push(env("PBSIMAGE_STDOUT", resolve(p, &mut warnings)));
-                }
-                if let Some(p) = &job.stderr_path {
-                    envs.push(env("PBSIMAGE_STDERR", resolve(p, &mut warnings)));
-                }
-                match job.join {
-                    Join::Oe => envs.push(env("PBSIMAGE_JOIN", "oe")),
-                    Join::Eo => envs.push(env("PBSIMAGE_JOIN", "eo")),
-                    Join::N => {}
-                }
-                let source = Volume {
-                    name: "pbs-output".into(),
-                    ..Default::default()
-                };
-                volumes.push(match vol {
-                    OutputVolume::Nfs { server, path, .. } => Volume {
-                        nfs: Some(NFSVolumeSource {
-                            server: server.clone(),
-                            path: path.clone(),
-                            read_only: None,
-                        }),
-                        ..source
-                    },
-                    OutputVolume::Pvc { claim, .. } => Volume {
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: claim.clone(),
-                            read_only: None,
-                        }),
-                        ..source
-                    },
-                    OutputVolume::HostPath { path, .. } => Volume {
-                        host_path: Some(HostPathVolumeSource {
-                            path: path.clone(),
-                            type_: Some("Directory".into()),
-                        }),
-                        ..source
-                    },
-                });
-                mounts.push(VolumeMount {
-                    name: "pbs-output".into(),
-                    mount_path: mount.into(),
-                    ..Default::default()
-                });
-            }
-            None => {
-                if job.stdout_path.is_some() || job.stderr_path.is_some() {
-                    warnings.push(
-                        "-o/-e need [kube.output-volume]; output goes to the container log".into(),
-                    );
-                }
-            }
-        }
-        if let Some(m) = job.umask {
-            envs.push(env("PBSIMAGE_UMASK", format!("{m:03o}")));
-        }
-        if let Some(a) = &job.array {
-            envs.push(env("PBSIMAGE_ARRAY", a.compact()));
-        }
-        if multi_node {
-            envs.push(env(
-                "PBSIMAGE_PPN_LIST",
-                shape
-                    .ppn_list
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ));
-            envs.push(env("PBSIMAGE_HOST_PREFIX", name.clone()));
-            envs.push(env("PBSIMAGE_SUBDOMAIN", name.clone()));
-        }
-        let reserved: Vec<String> = envs.iter().map(|e| e.name.clone()).collect();
-        for v in &job.env {
-            if reserved.contains(&v.name) || v.name.starts_with("PBSIMAGE_") {
-                warnings.push(format!(
-                    "-v {} would override a variable pbsimage sets; ignored",
-                    v.name
-                ));
-                continue;
-            }
-            envs.push(env(&v.name, v.value.clone()));
-        }
-
-        // Resources: requests = limits.
-        let mut res = BTreeMap::from([("cpu".to_owned(), Quantity(shape.cpus.to_string()))]);
-        if let Some(m) = shape.memory {
-            res.insert(
-                "memory".into(),
-                Quantity(crate::job::resources::Size::from_bytes(m).to_quantity()),
-            );
-        }
-        if shape.gpus > 0 {
-            res.insert(s.gpu_resource.clone(), Quantity(shape.gpus.to_string()));
-        }
-
-        let working_dir = match &job.workdir {
-            Some(d) if d.starts_with('/') => d.clone(),
-            Some(d) => join_under(self.job_dir, d),
-            None => self.job_dir.to_owned(),
-        };
-        let restricted = restricted_container(self.run_as);
-        let container = Container {
-            name: "job".into(),
-            image: Some(image.to_string()),
-            image_pull_policy: Some(
-                if image.is_pinned() {
-                    "IfNotPresent"
-                } else {
-                    "Always"
-                }
-                .into(),
-            ),
-            command: Some(COMMAND.iter().map(|c| c.to_string()).collect()),
-            working_dir: Some(working_dir),
-            env: Some(envs),
-            resources: Some(ResourceRequirements {
-                limits: Some(res.clone()),
-                requests: Some(res),
-                ..Default::default()
-            }),
-            security_context: Some(restricted),
-            volume_mounts: Some(mounts),
-            ..Default::default()
-        };
-        let deadline = r
-            .walltime
-            .map(|w| i64::try_from(w.secs().saturating_add(s.walltime_slack)).unwrap_or(i64::MAX));
-        let pod_spec = PodSpec {
-            restart_policy: Some("Never".into()),
-            active_deadline_seconds: deadline,
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            priority_class_name: mapping.and_then(|m| m.priority_class.clone()),
-            node_selector: mapping
-                .map(|m| m.node_selector.clone())
-                .filter(|n| !n.is_empty()),
-            subdomain: multi_node.then(|| name.clone()),
-            security_context: Some(PodSecurityContext {
-                fs_group: s.output_volume.as_ref().map(|_| i64::from(self.run_as.gid)),
-                ..restricted_pod(self.run_as)
-            }),
-            containers: vec![container],
-            volumes: Some(volumes),
-            ..Default::default()
-        };
-        let backoff = if job.rerunnable == Some(true) {
-            s.rerun_limit
-        } else {
-            0
-        };
-
-        let mut objects = Vec::new();
-        match self.kind {
-            KubeKind::Pod => {
-                if job.hold {
-                    warnings.push("-h (hold) cannot be expressed on a Pod; ignored".into());
-                }
-                objects.push(Object::Pod(Box::new(Pod {
-                    metadata: meta,
-                    spec: Some(pod_spec),
-                    status: None,
-                })));
-            }
-            KubeKind::Job => {
-                let template = PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(labels.clone()),
-                        ..Default::default()
-                    }),
-                    spec: Some(pod_spec),
-                };
-                let mut spec = K8sJobSpec {
-                    template,
-                    backoff_limit: Some(backoff),
-                    suspend: job.hold.then_some(true),
-                    ..Default::default()
-                };
-                if let Some(a) = &job.array {
-                    let n = i32::try_from(a.len()).unwrap_or(i32::MAX);
-                    spec.completion_mode = Some("Indexed".into());
-                    spec.completions = Some(n);
-                    spec.parallelism = Some(
-                        a.slot_limit
-                            .map(|l| i32::try_from(l).unwrap_or(i32::MAX).min(n))
-                            .unwrap_or(n),
-                    );
-                    // Array elements fail and retry independently, as in PBS.
-                    spec.backoff_limit = None;
-                    spec.backoff_limit_per_index = Some(backoff);
-                } else if multi_node {
-                    let n = i32::try_from(shape.nodes).unwrap_or(i32::MAX);
-                    spec.completion_mode = Some("Indexed".into());
-                    spec.completions = Some(n);
-                    spec.parallelism = Some(n);
-                    // The job is done when node 0 (the script's node) is done.
-                    spec.success_policy = Some(SuccessPolicy {
-                        rules: vec![SuccessPolicyRule {
-                            succeeded_indexes: Some("0".into()),
-                            succeeded_count: None,
-                        }],
-                    });
-                }
-                objects.push(Object::Job(Box::new(Job {
-                    metadata: meta.clone(),
-                    spec: Some(spec),
-                    status: None,
-                })));
-                if multi_node {
-                    objects.push(Object::Service(Box::new(Service {
-                        metadata: ObjectMeta {
-                            name: Some(name.clone()),
-                            namespace: s.namespace.clone(),
-                            labels: Some(BTreeMap::from([
-                                (MANAGED_BY.to_owned(), "pbsimage".to_owned()),
-                                (LABEL_JOB.to_owned(), name.clone()),
-                            ])),
-                            ..Default::default()
-                        },
-                        spec: Some(ServiceSpec {
-                            cluster_ip: Some("None".into()),
-                            publish_not_ready_addresses: Some(true),
-                            selector: Some(BTreeMap::from([(
-                                "batch.kubernetes.io/job-name".to_owned(),
-                                name.clone(),
-                            )])),
-                            ..Default::default()
-                        }),
-                        status: None,
-                    })));
-                }
-            }
-        }
-        Ok(Manifest { objects, warnings })
-    }
 }
 
 /// Checks a pod spec against the restricted Pod Security Standard (the parts a manifest

@@ -12,10 +12,11 @@
 pub mod caps;
 pub mod plan;
 
+use oci_spec::image::{Digest, MediaType};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::config::Compression;
 use crate::rpm::{Entry, FileInfo, RpmError, RpmReader};
@@ -227,10 +228,10 @@ pub struct LayerOptions {
 
 impl LayerOptions {
     /// The media type of layers written with these options.
-    pub fn media_type(&self) -> &'static str {
+    pub fn media_type(&self) -> MediaType {
         match self.compression {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compression::Gzip => MediaType::ImageLayerGzip,
+            Compression::Zstd => MediaType::ImageLayerZstd,
         }
     }
 
@@ -258,11 +259,12 @@ impl LayerOptions {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layer {
     /// `sha256:` of the compressed blob.
-    pub digest: String,
+    pub digest: Digest,
     /// `sha256:` of the uncompressed tar.
-    pub diff_id: String,
+    pub diff_id: Digest,
     pub size: u64,
-    pub media_type: String,
+    /// `…tar+gzip` or `…tar+zstd`.
+    pub media_type: MediaType,
     /// NEVRAs of the packages in it.
     pub packages: Vec<String>,
 }
@@ -596,7 +598,7 @@ impl<W: Write> LayerWriter<W> {
 
     /// Ends the archive; returns the output and the layer's identity.
     pub fn finish(self) -> Result<(W, Layer), LayerError> {
-        let media_type = self.opts.media_type().to_owned();
+        let media_type = self.opts.media_type();
         let packages = self.packages;
         let inner = self.tar.into_inner().map_err(io_err)?;
         let (comp, diff_id, _) = inner.finish();
@@ -605,14 +607,20 @@ impl<W: Write> LayerWriter<W> {
         Ok((
             out,
             Layer {
-                digest,
-                diff_id,
+                digest: sha256_digest(&digest),
+                diff_id: sha256_digest(&diff_id),
                 size,
                 media_type,
                 packages,
             },
         ))
     }
+}
+
+/// `sha256:<hex>` as hashed here: always a valid digest.
+fn sha256_digest(s: &str) -> Digest {
+    s.parse()
+        .expect("a sha256 hex digest is a valid OCI digest")
 }
 
 /// Owner or group names → ids.

@@ -11,15 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::{Layer, LayerError, LayerOptions, LayerWriter};
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Bucket, Cache, CacheError};
 use crate::rpm::{FileInfo, RpmReader};
 
 /// Cache bucket of layer records (`<key>.json`).
-pub const LAYER_BUCKET: &str = "layers-v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -209,7 +207,7 @@ pub fn build_layer(
     files: &[&[FileInfo]],
     opts: &LayerOptions,
 ) -> Result<BuiltLayer, PlanError> {
-    let records = cache.dir(&[LAYER_BUCKET])?;
+    let records = cache.bucket(Bucket::Layers)?;
     let k = key(opts, packages);
     let rec = records.join(format!("{k}.json"));
     let cached = || -> Result<Option<BuiltLayer>, PlanError> {
@@ -217,7 +215,7 @@ pub fn build_layer(
             .ok()
             .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
         {
-            let path = cache.blob_path(&layer.digest)?;
+            let path = cache.blob_path(layer.digest.as_ref())?;
             if path.is_file() {
                 return Ok(Some(BuiltLayer {
                     label: label.to_owned(),
@@ -276,37 +274,13 @@ pub fn build_layer(
     })
 }
 
-/// Builds (or finds) every planned layer, in parallel; returns them in plan order, with the
-/// conflicts found.
-pub fn build(
-    cache: &Cache,
-    packages: &[LocalPackage],
-    files: &[Vec<FileInfo>],
-    planned: &[PlannedLayer],
-    opts: &LayerOptions,
-    reporter: &dyn crate::progress::Reporter,
-) -> Result<(Vec<BuiltLayer>, Vec<String>), PlanError> {
-    let built: Vec<Result<BuiltLayer, PlanError>> = planned
-        .par_iter()
-        .map(|l| {
-            let pkgs: Vec<&LocalPackage> = l.packages.iter().map(|&i| &packages[i]).collect();
-            let fs: Vec<&[FileInfo]> = l.packages.iter().map(|&i| files[i].as_slice()).collect();
-            let r = build_layer(cache, &l.label, &pkgs, &fs, opts);
-            reporter.advance(1);
-            r
-        })
-        .collect();
-    let built = built.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok((built, conflicts(packages, files, planned)))
-}
-
 /// Ends a layer written to a cache temp file and moves it to its digest's name.
 fn store(
     cache: &Cache,
     w: LayerWriter<tempfile::NamedTempFile>,
 ) -> Result<(Layer, PathBuf), PlanError> {
     let (tmp, layer) = w.finish()?;
-    let path = cache.blob_path(&layer.digest)?;
+    let path = cache.blob_path(layer.digest.as_ref())?;
     tmp.persist(&path).map_err(|e| CacheError::Io {
         path: path.clone(),
         source: e.error,
@@ -363,15 +337,12 @@ pub fn file_sha256(path: &Path) -> Result<String, PlanError> {
         path: path.to_owned(),
         source,
     })?;
-    crate::repo::checksum::hash_reader(
-        std::io::BufReader::new(f),
-        crate::repo::checksum::Algo::Sha256,
-    )
-    .map(|(h, _)| h)
-    .map_err(|source| PlanError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    crate::digest::hash_reader(std::io::BufReader::new(f), crate::digest::Algo::Sha256)
+        .map(|(h, _)| h)
+        .map_err(|source| PlanError::Io {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -384,3 +384,52 @@ mod tests {
         assert!(e.contains("auth.json"), "{e}");
     }
 }
+
+/// One place credentials can come from.
+#[derive(Debug)]
+pub enum CredentialSource {
+    /// Given on the command line (`--username` and `--password-stdin`), for any host.
+    Given(Found),
+    /// A docker/podman auth file (`auths`, `credHelpers`, `credsStore`); missing files are
+    /// skipped.
+    AuthFile(PathBuf),
+}
+
+/// Where credentials are looked up, in order; the first source with credentials for the host
+/// wins. A new kind of source (a keyring, a cloud helper) is a new [`CredentialSource`].
+#[derive(Debug, Default)]
+pub struct CredentialChain {
+    sources: Vec<CredentialSource>,
+}
+
+impl CredentialChain {
+    /// Given credentials (if any) first, then the auth files of the environment
+    /// ([`auth_files`]).
+    pub fn new(given: Option<Found>) -> CredentialChain {
+        let sources = given
+            .map(CredentialSource::Given)
+            .into_iter()
+            .chain(auth_files().into_iter().map(CredentialSource::AuthFile))
+            .collect();
+        CredentialChain { sources }
+    }
+
+    /// The sources, in the order they are tried.
+    pub fn sources(&self) -> &[CredentialSource] {
+        &self.sources
+    }
+
+    /// Credentials for `host` from the first source that has any.
+    pub fn lookup(&self, host: &str) -> Result<Option<Found>, AuthError> {
+        for s in &self.sources {
+            let found = match s {
+                CredentialSource::Given(f) => Some(f.clone()),
+                CredentialSource::AuthFile(p) => lookup(host, std::slice::from_ref(p))?,
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+}

@@ -70,8 +70,31 @@ fn retry_after(r: &reqwest::Response) -> Option<Duration> {
 /// Errors worth another attempt: connection refused or reset, timeouts, bodies cut short.
 /// Certificate problems are final.
 fn transient(e: &reqwest::Error) -> bool {
-    let chain = crate::fetch::error_chain(e).to_lowercase();
-    !(e.is_builder() || e.is_redirect() || chain.contains("certificate"))
+    !(e.is_builder() || e.is_redirect() || is_certificate(e))
+}
+
+/// Whether a TLS certificate was refused somewhere in the error's chain (rustls says so
+/// with a typed error under the connector's I/O error).
+fn is_certificate(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        // io::Error's source() skips the error it wraps: look at that one too.
+        let wrapped = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|w| w as &(dyn std::error::Error + 'static));
+        if let Some(tls) = wrapped
+            .and_then(|w| w.downcast_ref::<rustls::Error>())
+            .or_else(|| c.downcast_ref::<rustls::Error>())
+        {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// Requests to one registry.
@@ -129,10 +152,23 @@ impl<'a> Client<'a> {
     }
 
     pub(crate) fn http_error(&self, what: &str, e: &reqwest::Error) -> PushError {
-        PushError::Http {
-            host: self.host.clone(),
-            what: what.to_owned(),
-            message: crate::fetch::error_chain(e),
+        let (host, what, message) = (
+            self.host.clone(),
+            what.to_owned(),
+            crate::fetch::error_chain(e),
+        );
+        if is_certificate(e) {
+            PushError::Certificate {
+                host,
+                what,
+                message,
+            }
+        } else {
+            PushError::Http {
+                host,
+                what,
+                message,
+            }
         }
     }
 

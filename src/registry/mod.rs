@@ -1,6 +1,6 @@
 //! Push: an image from the cache to a registry, per the OCI distribution spec.
 //!
-//! [`Pusher::push`] checks `GET /v2/`, asks `HEAD` for every blob and uploads only the
+//! [`Pusher::push_all`] checks `GET /v2/`, asks `HEAD` for every blob and uploads only the
 //! missing ones, a bounded number at a time: a cross-repository mount when an earlier push
 //! left the blob in another repository of the registry, else a monolithic `POST` + `PUT
 //! ?digest=` streamed from the cached file (a lost upload session starts over). The manifest
@@ -9,6 +9,7 @@
 //! HTTP is used only for registries named in `[registry] insecure`. Authentication and
 //! retries are [`client::Client`]'s.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use futures_util::StreamExt as _;
@@ -17,11 +18,20 @@ use crate::fetch::SafeUrl;
 
 pub mod auth;
 pub mod client;
+mod known;
+
+pub use known::{BlobLocations, KnownBlobs};
 
 pub use client::{Client, Retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    #[error("registry `{host}`: {what}: the server's certificate is not trusted: {message}")]
+    Certificate {
+        host: String,
+        what: String,
+        message: String,
+    },
     #[error("registry `{host}`: {what}: {message}")]
     Http {
         host: String,
@@ -64,8 +74,8 @@ pub enum PushError {
     },
 }
 
-impl PushError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for PushError {
+    fn hint(&self) -> Option<String> {
         match self {
             PushError::Unauthorized { .. } => Some(
                 "give credentials with --username and --password-stdin, or log in with \
@@ -73,7 +83,7 @@ impl PushError {
                  $XDG_RUNTIME_DIR/containers/auth.json or ~/.docker/config.json)"
                     .into(),
             ),
-            PushError::Http { message, .. } if message.contains("certificate") => {
+            PushError::Certificate { .. } => {
                 Some("trust the registry's CA with `[registry] ca-bundle` in pipeline.toml".into())
             }
             _ => None,
@@ -124,6 +134,7 @@ fn shared(e: &PushError) -> PushError {
     PushError::Http {
         host: match e {
             PushError::Http { host, .. }
+            | PushError::Certificate { host, .. }
             | PushError::Status { host, .. }
             | PushError::Unauthorized { host, .. }
             | PushError::Token { host, .. }
@@ -183,139 +194,23 @@ impl Pusher<'_> {
         Ok(())
     }
 
-    /// Pushes one image: blobs the registry lacks, then the manifest under its tag.
-    pub async fn push(&self, image: &ImagePush<'_>) -> Result<PushReport, PushError> {
-        self.push_all(std::slice::from_ref(image))
-            .await
-            .pop()
-            .expect("one result per image")
-    }
-
     /// Pushes several images as one plan: images whose tag already names their digest are
     /// left alone; every other image's distinct blobs are sent once, to the repository of the
     /// first image that has them, and mounted into the others' repositories; then each
     /// manifest. One image's failure does not stop the others. Results in `images` order.
     pub async fn push_all(&self, images: &[ImagePush<'_>]) -> Vec<Result<PushReport, PushError>> {
-        use std::collections::BTreeMap;
-        let base = self.client.base();
-        let n = images.len();
-        let r = self
-            .client
-            .send("GET /v2/", || Ok(self.client.http.get(format!("{base}/"))))
-            .await;
-        let first = match r {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(self.client.status_error("GET /v2/", r).await),
-            Err(e) => Some(e),
-        };
-        if let Some(e) = first {
+        if let Err(e) = self.check_api().await {
+            let n = images.len();
             let mut out: Vec<Result<PushReport, PushError>> =
                 (1..n).map(|_| Err(shared(&e))).collect();
             out.insert(0, Err(e));
             return out;
         }
-        let mut results: Vec<Option<Result<PushReport, PushError>>> =
-            (0..n).map(|_| None).collect();
-        // Tags already naming our digest: nothing to send. A registry accepts a manifest only
-        // with all its blobs and keeps them while it is referenced.
-        let current: Vec<Result<Option<String>, PushError>> = futures_util::stream::iter(images)
-            .map(|i| self.tag_digest(&i.repository, &i.tag))
-            .buffered(self.parallel.max(1))
-            .collect()
-            .await;
-        for (i, c) in current.into_iter().enumerate() {
-            match c {
-                Ok(Some(d)) if d == images[i].manifest_digest => {
-                    results[i] = Some(Ok(PushReport {
-                        skipped: images[i].blobs.iter().map(|(d, _)| d.clone()).collect(),
-                        ..Default::default()
-                    }))
-                }
-                Ok(_) => {}
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        // Each distinct blob once, into the repository of the first image that has it.
-        let mut home: BTreeMap<&str, (usize, &Blob<'_>)> = BTreeMap::new();
-        for (i, img) in images.iter().enumerate() {
-            if results[i].is_some() {
-                continue;
-            }
-            for (d, b) in &img.blobs {
-                home.entry(d.as_str()).or_insert((i, b));
-            }
-        }
-        let sent: BTreeMap<&str, Result<Outcome, PushError>> = futures_util::stream::iter(&home)
-            .map(|(d, (i, b))| async move {
-                let r = self.push_blob(&images[*i].repository, d, b).await;
-                if r.is_ok() {
-                    self.known
-                        .lock()
-                        .expect("not poisoned")
-                        .insert(d.to_string(), images[*i].repository.clone());
-                }
-                (*d, r)
-            })
-            .buffer_unordered(self.parallel.max(1))
-            .collect()
-            .await;
-        // The other images' repositories: HEAD, then mount from where the blob now is.
-        let mut rest: Vec<(usize, &str, &Blob<'_>)> = Vec::new();
-        for (i, img) in images.iter().enumerate() {
-            if results[i].is_some() {
-                continue;
-            }
-            for (d, b) in &img.blobs {
-                if home[d.as_str()].0 != i && sent[d.as_str()].is_ok() {
-                    rest.push((i, d, b));
-                }
-            }
-        }
-        let placed: BTreeMap<(usize, &str), Result<Outcome, PushError>> =
-            futures_util::stream::iter(rest)
-                .map(|(i, d, b)| async move {
-                    ((i, d), self.push_blob(&images[i].repository, d, b).await)
-                })
-                .buffer_unordered(self.parallel.max(1))
-                .collect()
-                .await;
-        // Reports, and the manifests of images whose blobs are all there.
-        let mut ready = Vec::new();
-        for (i, img) in images.iter().enumerate() {
-            if results[i].is_some() {
-                continue;
-            }
-            let mut report = PushReport::default();
-            let mut failed = None;
-            for (d, _) in &img.blobs {
-                let o = if home[d.as_str()].0 == i {
-                    &sent[d.as_str()]
-                } else {
-                    match &sent[d.as_str()] {
-                        Err(e) => {
-                            failed.get_or_insert_with(|| shared(e));
-                            continue;
-                        }
-                        Ok(_) => &placed[&(i, d.as_str())],
-                    }
-                };
-                match o {
-                    Ok(Outcome::Skipped) => report.skipped.push(d.clone()),
-                    Ok(Outcome::Mounted) => report.mounted.push(d.clone()),
-                    Ok(Outcome::Uploaded(b)) => {
-                        report.uploaded.push(d.clone());
-                        report.bytes += b;
-                    }
-                    Err(e) => {
-                        failed.get_or_insert_with(|| shared(e));
-                    }
-                }
-            }
-            match failed {
-                Some(e) => results[i] = Some(Err(e)),
-                None => ready.push((i, report)),
-            }
-        }
+        let mut results = self.already_tagged(images).await;
+        let homes = blob_homes(images, &results);
+        let sent = self.send_homes(images, &homes).await;
+        let placed = self.place_elsewhere(images, &results, &homes, &sent).await;
+        let ready = reports(images, &mut results, &homes, &sent, &placed);
         let manifests: Vec<(usize, Result<PushReport, PushError>)> =
             futures_util::stream::iter(ready)
                 .map(|(i, report)| async move {
@@ -331,6 +226,93 @@ impl Pusher<'_> {
             .into_iter()
             .map(|r| r.expect("every image has a result"))
             .collect()
+    }
+
+    /// `GET /v2/`: the registry speaks the distribution API and accepts our credentials.
+    async fn check_api(&self) -> Result<(), PushError> {
+        let base = self.client.base();
+        let r = self
+            .client
+            .send("GET /v2/", || Ok(self.client.http.get(format!("{base}/"))))
+            .await?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.client.status_error("GET /v2/", r).await)
+        }
+    }
+
+    /// Images whose tag already names their digest are done (a registry accepts a manifest
+    /// only with all its blobs and keeps them while it is referenced); a failed tag check
+    /// fails its image. `None`: still to push.
+    async fn already_tagged(&self, images: &[ImagePush<'_>]) -> Vec<Option<ImageResult>> {
+        let current: Vec<Result<Option<String>, PushError>> = futures_util::stream::iter(images)
+            .map(|i| self.tag_digest(&i.repository, &i.tag))
+            .buffered(self.parallel.max(1))
+            .collect()
+            .await;
+        current
+            .into_iter()
+            .zip(images)
+            .map(|(c, img)| match c {
+                Ok(Some(d)) if d == img.manifest_digest => Some(Ok(PushReport {
+                    skipped: img.blobs.iter().map(|(d, _)| d.clone()).collect(),
+                    ..Default::default()
+                })),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect()
+    }
+
+    /// Each distinct blob once, into the repository of its home image.
+    async fn send_homes<'i>(
+        &self,
+        images: &[ImagePush<'_>],
+        homes: &BTreeMap<&'i str, (usize, &'i Blob<'i>)>,
+    ) -> BTreeMap<&'i str, Result<Outcome, PushError>> {
+        futures_util::stream::iter(homes)
+            .map(|(d, (i, b))| async move {
+                let r = self.push_blob(&images[*i].repository, d, b).await;
+                if r.is_ok() {
+                    self.known
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(d.to_string(), images[*i].repository.clone());
+                }
+                (*d, r)
+            })
+            .buffer_unordered(self.parallel.max(1))
+            .collect()
+            .await
+    }
+
+    /// The other images' repositories: HEAD, then mount from where the blob now is.
+    async fn place_elsewhere<'i>(
+        &self,
+        images: &'i [ImagePush<'i>],
+        results: &[Option<ImageResult>],
+        homes: &BTreeMap<&'i str, (usize, &'i Blob<'i>)>,
+        sent: &BTreeMap<&'i str, Result<Outcome, PushError>>,
+    ) -> BTreeMap<(usize, &'i str), Result<Outcome, PushError>> {
+        let mut rest: Vec<(usize, &str, &Blob<'_>)> = Vec::new();
+        for (i, img) in images.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            for (d, b) in &img.blobs {
+                if homes[d.as_str()].0 != i && sent[d.as_str()].is_ok() {
+                    rest.push((i, d, b));
+                }
+            }
+        }
+        futures_util::stream::iter(rest)
+            .map(|(i, d, b)| async move {
+                ((i, d), self.push_blob(&images[i].repository, d, b).await)
+            })
+            .buffer_unordered(self.parallel.max(1))
+            .collect()
+            .await
     }
 
     async fn put_manifest(&self, img: &ImagePush<'_>) -> Result<(), PushError> {
@@ -495,6 +477,71 @@ impl Pusher<'_> {
             .and_then(|v| v.to_str().ok())
             .map(|l| self.client.absolute(l))
     }
+}
+
+/// One image's outcome.
+type ImageResult = Result<PushReport, PushError>;
+
+/// Each distinct blob of the images still to push, with its home: the first image that has it.
+fn blob_homes<'i>(
+    images: &'i [ImagePush<'i>],
+    results: &[Option<ImageResult>],
+) -> BTreeMap<&'i str, (usize, &'i Blob<'i>)> {
+    let mut home = BTreeMap::new();
+    for (i, img) in images.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        for (d, b) in &img.blobs {
+            home.entry(d.as_str()).or_insert((i, b));
+        }
+    }
+    home
+}
+
+/// Fills each image's report from its blobs' outcomes; an image with a failed blob fails.
+/// Returns the images whose blobs are all in place (their manifests go next).
+fn reports(
+    images: &[ImagePush<'_>],
+    results: &mut [Option<ImageResult>],
+    homes: &BTreeMap<&str, (usize, &Blob<'_>)>,
+    sent: &BTreeMap<&str, Result<Outcome, PushError>>,
+    placed: &BTreeMap<(usize, &str), Result<Outcome, PushError>>,
+) -> Vec<(usize, PushReport)> {
+    let mut ready = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        let mut report = PushReport::default();
+        let mut failed = None;
+        for (d, _) in &img.blobs {
+            let o = match &sent[d.as_str()] {
+                o if homes[d.as_str()].0 == i => o,
+                Err(e) => {
+                    failed.get_or_insert_with(|| shared(e));
+                    continue;
+                }
+                Ok(_) => &placed[&(i, d.as_str())],
+            };
+            match o {
+                Ok(Outcome::Skipped) => report.skipped.push(d.clone()),
+                Ok(Outcome::Mounted) => report.mounted.push(d.clone()),
+                Ok(Outcome::Uploaded(b)) => {
+                    report.uploaded.push(d.clone());
+                    report.bytes += b;
+                }
+                Err(e) => {
+                    failed.get_or_insert_with(|| shared(e));
+                }
+            }
+        }
+        match failed {
+            Some(e) => results[i] = Some(Err(e)),
+            None => ready.push((i, report)),
+        }
+    }
+    ready
 }
 
 /// A blob to push.

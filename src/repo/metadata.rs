@@ -4,8 +4,8 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
-use super::checksum::Checksum;
 use super::evr::{Cmp, Evr};
+use crate::digest::Checksum;
 use quick_xml::XmlVersion;
 
 use super::xml::{Ev, XmlStream, attr};

@@ -7,8 +7,6 @@
 //! caches the built index under the sha256 of `repomd.xml`, so a warm run reads only
 //! `repomd.xml` and the cached index.
 
-pub mod checksum;
-pub mod decompress;
 pub mod evr;
 pub mod index;
 pub mod metadata;
@@ -23,17 +21,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Bucket, Cache, CacheError};
 use crate::config::Config;
+use crate::decompress;
+use crate::digest::Hasher;
 use crate::fetch::{FetchError, SafeUrl, Transport, file_url};
-use checksum::Hasher;
 
 pub use index::{FileIndex, RepoIndex};
 use metadata::{Repomd, RepomdRecord};
 use modules::ModuleIndex;
 
 /// Version of the on-disk index format; part of the cache bucket name.
-pub const INDEX_BUCKET: &str = "repo-index-v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -74,12 +72,21 @@ pub enum RepoError {
     Signature { repo: String, message: String },
     #[error("{0}")]
     Config(String),
+    #[error("repo `{repo}`: cannot encode the index: {message}")]
+    Encode { repo: String, message: String },
+    #[error("repo `{repo}`: the {what} task stopped before finishing")]
+    Task {
+        repo: String,
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
 
-impl RepoError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for RepoError {
+    fn hint(&self) -> Option<String> {
         match self {
             RepoError::AllMirrorsFailed { .. } => Some(
                 "check baseurl/mirrorlist in pipeline.toml and that the mirrors are reachable"
@@ -301,7 +308,7 @@ impl RepoLoader<'_> {
     }
 
     fn bucket(&self, src: &RepoSource) -> Result<PathBuf, RepoError> {
-        Ok(self.cache.dir(&[INDEX_BUCKET, &src.id])?)
+        Ok(self.cache.bucket_dir(Bucket::RepoIndex, &[&src.id])?)
     }
 
     /// The newest cached index of a repository, for `--offline`.
@@ -467,10 +474,10 @@ impl RepoLoader<'_> {
                 };
                 tracing::debug!(repo = %repo_s, "primary parsed in {:?} ({} packages)", t.elapsed(), packages.len());
                 RepoIndex::build(repo_s.clone(), rev, sha_s, mirror_s, prim, fl, modules, &packages)
-                    .map_err(|e| RepoError::Config(format!("cannot encode the index: {e}")))
+                    .map_err(|e| RepoError::Encode { repo: repo_s.clone(), message: e.to_string() })
             })
             .await
-            .map_err(|e| RepoError::Config(format!("index task failed: {e}")))?
+            .map_err(|source| RepoError::Task { repo: src.id.clone(), what: "index", source })?
         };
         let filelists_job = async {
             match (&filelists, with_filelists) {
@@ -540,7 +547,11 @@ impl RepoLoader<'_> {
             })
         })
         .await
-        .map_err(|e| RepoError::Config(format!("filelists task failed: {e}")))??;
+        .map_err(|source| RepoError::Task {
+            repo: src.id.clone(),
+            what: "file lists",
+            source,
+        })??;
         tracing::debug!(repo = %src.id, "filelists fetched, parsed and tabled in {:?} ({} files)", t.elapsed(), raw.files);
         Ok(raw)
     }
@@ -673,4 +684,18 @@ struct RawFiles {
 
 fn record_url(mirror: &str, rec: &RepomdRecord) -> String {
     join_url(rec.base.as_deref().unwrap_or(mirror), &rec.href)
+}
+
+/// Checks the CRC of every cached repository index (`pbsimage cache verify`).
+pub fn verify_indexes(cache: &Cache) -> crate::cache::Verification {
+    let mut v = crate::cache::Verification::default();
+    for idx in cache.files_in(Bucket::RepoIndex) {
+        if idx.extension().is_some_and(|x| x == "idx") {
+            v.checked += 1;
+            if RepoIndex::open(&idx).is_none() {
+                v.bad.push(idx.display().to_string());
+            }
+        }
+    }
+    v
 }

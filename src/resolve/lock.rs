@@ -58,7 +58,7 @@ impl Lock {
                 .map(|p| LockPackage {
                     nevra: p.nevra.clone(),
                     repo: p.repo.clone(),
-                    checksum: p.checksum.clone(),
+                    checksum: p.checksum.to_string(),
                     base: p.base,
                     why: p.why.clone(),
                 })

@@ -53,8 +53,8 @@ pub enum ResolveError {
     Conflicts(Vec<String>),
 }
 
-impl ResolveError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for ResolveError {
+    fn hint(&self) -> Option<String> {
         match self {
             ResolveError::Unsatisfied { failures } => {
                 let h: Vec<String> = failures.iter().filter_map(|f| f.hint.clone()).collect();
@@ -73,7 +73,9 @@ pub struct Chosen {
     pub arch: String,
     pub nevra: String,
     pub repo: String,
-    pub checksum: String,
+    /// The package file's checksum from primary.xml (`sha256:<hex>` in JSON).
+    #[serde(serialize_with = "display")]
+    pub checksum: crate::digest::Checksum,
     pub href: String,
     pub base_url: String,
     /// Other base URLs of the repository (its other mirrors), tried in turn.
@@ -93,6 +95,10 @@ pub struct Chosen {
     pub satisfies: Vec<String>,
     #[serde(skip)]
     pub id: PkgId,
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// The outcome of resolution.
@@ -881,7 +887,7 @@ impl<'a> Resolver<'a> {
             arch: p.arch.clone(),
             nevra: p.nevra(),
             repo: repo.source.id.clone(),
-            checksum: p.checksum.to_string(),
+            checksum: p.checksum.clone(),
             href: p.href.clone(),
             base_url: p
                 .base

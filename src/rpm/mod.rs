@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::repo::decompress::Capped;
+use crate::decompress::Capped;
 
 /// Limits checked before anything is allocated from header values.
 pub mod limits {

@@ -5,6 +5,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use pbsimage::config::KubeKind;
+use pbsimage::hint::Hint;
 use pbsimage::kube::{Object, restricted_violations};
 
 use crate::common::*;

@@ -101,18 +101,24 @@ fn layers_match_rpm2cpio_for_every_payload_compression() {
             options(Compression::Gzip),
             &blob,
         );
-        assert!(layer.digest.starts_with("sha256:") && layer.diff_id.starts_with("sha256:"));
+        assert!(
+            layer.digest.to_string().starts_with("sha256:")
+                && layer.diff_id.to_string().starts_with("sha256:")
+        );
         // The digest is of the blob, the diff_id of the uncompressed tar.
         let bytes = std::fs::read(&blob).unwrap();
         assert_eq!(layer.size, bytes.len() as u64);
-        assert_eq!(layer.digest, format!("sha256:{}", sha(&bytes)));
+        assert_eq!(layer.digest.to_string(), format!("sha256:{}", sha(&bytes)));
         let mut tar_bytes = Vec::new();
         std::io::Read::read_to_end(
             &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
             &mut tar_bytes,
         )
         .unwrap();
-        assert_eq!(layer.diff_id, format!("sha256:{}", sha(&tar_bytes)));
+        assert_eq!(
+            layer.diff_id.to_string(),
+            format!("sha256:{}", sha(&tar_bytes))
+        );
 
         let (a, b) = (d.path().join("layer-root"), d.path().join("cpio-root"));
         std::fs::create_dir_all(&a).unwrap();

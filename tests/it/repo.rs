@@ -8,8 +8,10 @@ use std::process::Command;
 
 use pbsimage::config::{Config, Origin};
 use pbsimage::elf::{Arch, Capability};
+use pbsimage::hint::Hint;
 use pbsimage::needs::{Need, NeedKind, Needs};
-use pbsimage::pipeline::{Context, Options};
+use pbsimage::ops::resolve::{load_repos, resolve};
+use pbsimage::ops::{Context, Options};
 
 use crate::common::*;
 use crate::http::Server;
@@ -50,8 +52,8 @@ fn needs_of(caps: &[&str], arch: Arch) -> Needs {
 
 /// pbsimage's choice: `name-version-release.arch`.
 fn ours(ctx: &Context, needs: &Needs) -> BTreeSet<String> {
-    let mut repos = ctx.load_repos().unwrap();
-    ctx.resolve(&mut repos, needs)
+    let mut repos = load_repos(ctx, &[]).unwrap();
+    resolve(ctx, &mut repos, needs)
         .unwrap_or_else(|e| panic!("{e}: {:?}", e.hint()))
         .packages
         .into_iter()
@@ -152,7 +154,7 @@ fn soname_versions_come_from_one_package_and_old_glibc_is_explained() {
         "",
         Options::default(),
     );
-    let mut repos = ctx.load_repos().unwrap();
+    let mut repos = load_repos(&ctx, &[]).unwrap();
     let needs = needs_of(
         &[
             "libc.so.6()(64bit)",
@@ -161,7 +163,7 @@ fn soname_versions_come_from_one_package_and_old_glibc_is_explained() {
         ],
         Arch::X86_64,
     );
-    let err = ctx.resolve(&mut repos, &needs).unwrap_err();
+    let err = resolve(&ctx, &mut repos, &needs).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("test needs GLIBC_2.34 from libc.so.6 but the newest glibc in repos old provides up to GLIBC_2.17 (glibc-2.17-326.el7.x86_64)"),
@@ -175,8 +177,8 @@ fn soname_versions_come_from_one_package_and_old_glibc_is_explained() {
         "",
         Options::default(),
     );
-    let mut repos = ctx.load_repos().unwrap();
-    let err = ctx.resolve(&mut repos, &needs).unwrap_err();
+    let mut repos = load_repos(&ctx, &[]).unwrap();
+    let err = resolve(&ctx, &mut repos, &needs).unwrap_err();
     assert!(
         err.to_string().contains(
             "`libfoo.so.3()(64bit)` is needed by test; no package in repos main provides it"
@@ -309,10 +311,8 @@ fn priorities_pick_the_preferred_repository() {
         file_url(&fx.join("main"))
     );
     let ctx = context(&[], cache.path(), &extra, Options::default());
-    let mut repos = ctx.load_repos().unwrap();
-    let res = ctx
-        .resolve(&mut repos, &needs_of(&["bash"], Arch::X86_64))
-        .unwrap();
+    let mut repos = load_repos(&ctx, &[]).unwrap();
+    let res = resolve(&ctx, &mut repos, &needs_of(&["bash"], Arch::X86_64)).unwrap();
     assert!(
         res.packages.iter().all(|p| p.repo == "second"),
         "{:?}",
@@ -582,7 +582,7 @@ fn truncated_xz_and_zstd_and_bombs() {
             ..Options::default()
         },
     );
-    let err = ctx.load_repos().unwrap_err().to_string();
+    let err = load_repos(&ctx, &[]).unwrap_err().to_string();
     assert!(err.contains("exceeds the limit of 1048576 bytes"), "{err}");
 }
 

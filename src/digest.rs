@@ -144,3 +144,10 @@ pub fn hash_reader<R: Read>(r: R, algo: Algo) -> io::Result<(String, u64)> {
     io::copy(&mut h, &mut io::sink())?;
     Ok((h.hasher.finish_hex(), h.bytes))
 }
+
+/// The lowercase sha256 hex of `bytes`.
+pub fn sha256_hex_of(bytes: &[u8]) -> String {
+    let mut h = Hasher::new(Algo::Sha256);
+    h.update(bytes);
+    h.finish_hex()
+}

@@ -1,0 +1,498 @@
+//! [`Emitter::emit`]: one job spec → its Kubernetes objects. The pod template is built once
+//! by [`Emitter::pod_spec`]; each object kind (Pod, Job, Indexed Job + headless Service) is
+//! assembled around it, so a new kind is one new function.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec as K8sJobSpec, SuccessPolicy, SuccessPolicyRule};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, NFSVolumeSource,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Service, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{
+    ANN, COMMAND, Emitter, INDEXED_NAME_MAX, KubeError, LABEL_JOB, MANAGED_BY, Manifest, Object,
+    Shape, TMP_DIR, env, env_field, join_under, restricted_container, restricted_pod, shape,
+};
+use crate::config::{KubeKind, OutputVolume, QueueMapping};
+use crate::image::ImageRef;
+use crate::job::{JobSpec, Join};
+
+/// What every object of one job shares: its name, queue, shape and the warnings so far.
+struct Plan<'s> {
+    name: String,
+    queue: String,
+    mapping: Option<&'s QueueMapping>,
+    shape: Shape,
+    multi_node: bool,
+    warnings: Vec<String>,
+}
+
+impl Emitter<'_> {
+    /// The objects for `job` running `image`, in apply order, with what did not map.
+    pub fn emit(&self, job: &JobSpec, image: &ImageRef) -> Result<Manifest, KubeError> {
+        let mut plan = self.plan(job, image)?;
+        let (meta, labels) = self.metadata(job, &plan);
+        let pod_spec = self.pod_spec(job, image, &mut plan);
+        let objects = match self.kind {
+            KubeKind::Pod => {
+                if job.hold {
+                    plan.warnings
+                        .push("-h (hold) cannot be expressed on a Pod; ignored".into());
+                }
+                vec![Object::Pod(Box::new(Pod {
+                    metadata: meta,
+                    spec: Some(pod_spec),
+                    status: None,
+                }))]
+            }
+            KubeKind::Job => {
+                let mut objects = vec![self.job(job, &plan, meta, labels, pod_spec)];
+                if plan.multi_node {
+                    objects.push(self.headless_service(&plan.name));
+                }
+                objects
+            }
+        };
+        Ok(Manifest {
+            objects,
+            warnings: plan.warnings,
+        })
+    }
+
+    /// Checks what the kind and the run-as user allow, and names the job.
+    fn plan(&self, job: &JobSpec, image: &ImageRef) -> Result<Plan<'_>, KubeError> {
+        let mut warnings = Vec::new();
+        let s = self.settings;
+        let shape = shape(job, &mut warnings);
+        let multi_node = shape.nodes > 1;
+        let indexed = multi_node || job.array.is_some();
+        if self.kind == KubeKind::Pod {
+            if multi_node {
+                return Err(KubeError::PodCannot {
+                    what: format!("a job on {} nodes", shape.nodes),
+                });
+            }
+            if job.array.is_some() {
+                return Err(KubeError::PodCannot {
+                    what: "a job array".into(),
+                });
+            }
+        }
+        if (self.run_as.uid == 0 || self.run_as.gid == 0) && !s.allow_root {
+            return Err(KubeError::Root {
+                job: job.name.to_string(),
+            });
+        }
+        if !image.is_pinned() {
+            warnings.push(format!(
+                "image `{image}` is not pinned by digest; nodes may run different content"
+            ));
+        }
+        let queue = job.queue.clone().unwrap_or_else(|| s.default_queue.clone());
+        let mapping = s.queues.get(&queue);
+        if mapping.is_none() && !s.queues.is_empty() {
+            warnings.push(format!(
+                "queue `{queue}` has no [kube.queues] entry; no queue labels applied"
+            ));
+        }
+        Ok(Plan {
+            name: job
+                .name
+                .dns_label(if indexed { INDEXED_NAME_MAX } else { 63 }),
+            queue,
+            mapping,
+            shape,
+            multi_node,
+            warnings,
+        })
+    }
+
+    /// The object's metadata (name, labels, the PBS attributes as annotations) and the
+    /// labels pods get.
+    fn metadata(&self, job: &JobSpec, plan: &Plan<'_>) -> (ObjectMeta, BTreeMap<String, String>) {
+        let mut labels = BTreeMap::from([
+            (MANAGED_BY.to_owned(), "pbsimage".to_owned()),
+            (LABEL_JOB.to_owned(), plan.name.clone()),
+        ]);
+        if let Some(m) = plan.mapping {
+            labels.extend(m.labels.clone());
+        }
+        let meta = ObjectMeta {
+            name: Some(plan.name.clone()),
+            namespace: self.settings.namespace.clone(),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations(job, &plan.queue)),
+            ..Default::default()
+        };
+        (meta, labels)
+    }
+
+    /// The pod every object kind runs: the one container (the wrapper), its environment,
+    /// resources and volumes, restricted security, the walltime as a deadline.
+    fn pod_spec(&self, job: &JobSpec, image: &ImageRef, plan: &mut Plan<'_>) -> PodSpec {
+        let s = self.settings;
+        let mut envs = self.pbs_env(job, plan);
+        let (volumes, mounts) = self.volumes(job, &mut envs, &mut plan.warnings);
+        self.wrapper_env(job, plan, &mut envs);
+        user_env(job, &mut envs, &mut plan.warnings);
+        let res = resources(&plan.shape, &s.gpu_resource);
+        let working_dir = match &job.workdir {
+            Some(d) if d.starts_with('/') => d.clone(),
+            Some(d) => join_under(self.job_dir, d),
+            None => self.job_dir.to_owned(),
+        };
+        let pull = if image.is_pinned() {
+            "IfNotPresent"
+        } else {
+            "Always"
+        };
+        let container = Container {
+            name: "job".into(),
+            image: Some(image.to_string()),
+            image_pull_policy: Some(pull.into()),
+            command: Some(COMMAND.iter().map(|c| c.to_string()).collect()),
+            working_dir: Some(working_dir),
+            env: Some(envs),
+            resources: Some(ResourceRequirements {
+                limits: Some(res.clone()),
+                requests: Some(res),
+                ..Default::default()
+            }),
+            security_context: Some(restricted_container(self.run_as)),
+            volume_mounts: Some(mounts),
+            ..Default::default()
+        };
+        let deadline = job
+            .resources
+            .walltime
+            .map(|w| i64::try_from(w.secs().saturating_add(s.walltime_slack)).unwrap_or(i64::MAX));
+        PodSpec {
+            restart_policy: Some("Never".into()),
+            active_deadline_seconds: deadline,
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            priority_class_name: plan.mapping.and_then(|m| m.priority_class.clone()),
+            node_selector: plan
+                .mapping
+                .map(|m| m.node_selector.clone())
+                .filter(|n| !n.is_empty()),
+            subdomain: plan.multi_node.then(|| plan.name.clone()),
+            security_context: Some(PodSecurityContext {
+                fs_group: s.output_volume.as_ref().map(|_| i64::from(self.run_as.gid)),
+                ..restricted_pod(self.run_as)
+            }),
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..Default::default()
+        }
+    }
+
+    /// PBS's own variables, and where the wrapper finds the script and its shell.
+    fn pbs_env(&self, job: &JobSpec, plan: &Plan<'_>) -> Vec<EnvVar> {
+        let shape = &plan.shape;
+        let mut envs = vec![
+            env("PBS_JOBNAME", job.name.as_str()),
+            env_field("PBS_JOBID", "metadata.name"),
+            env("PBS_QUEUE", plan.queue.clone()),
+            env("PBS_O_QUEUE", plan.queue.clone()),
+            env("PBS_ENVIRONMENT", "PBS_BATCH"),
+            env("PBS_O_WORKDIR", self.job_dir),
+            env("PBS_NP", shape.np.to_string()),
+            env("PBS_NUM_NODES", shape.nodes.to_string()),
+            env("PBS_NUM_PPN", shape.ppn.to_string()),
+            env("TMPDIR", TMP_DIR),
+        ];
+        if let Some(w) = job.resources.walltime {
+            envs.push(env("PBS_WALLTIME", w.secs().to_string()));
+        }
+        let script_name = job
+            .script
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job.sh".into());
+        envs.push(env(
+            "PBSIMAGE_SCRIPT",
+            join_under(self.job_dir, &script_name),
+        ));
+        let shell = job
+            .shell
+            .clone()
+            .or_else(|| job.shebang.clone())
+            .unwrap_or_else(|| self.settings.default_shell.clone());
+        envs.push(env("PBSIMAGE_SHELL", shell));
+        if !job.script_args.is_empty() {
+            envs.push(env("PBSIMAGE_ARGS", job.script_args.join(" ")));
+        }
+        envs
+    }
+
+    /// The scratch volume, and the output volume with the `-o`/`-e`/`-j` paths on it.
+    fn volumes(
+        &self,
+        job: &JobSpec,
+        envs: &mut Vec<EnvVar>,
+        warnings: &mut Vec<String>,
+    ) -> (Vec<Volume>, Vec<VolumeMount>) {
+        let mut volumes = vec![Volume {
+            name: "pbs-tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        }];
+        let mut mounts = vec![VolumeMount {
+            name: "pbs-tmp".into(),
+            mount_path: TMP_DIR.into(),
+            ..Default::default()
+        }];
+        let Some(vol) = &self.settings.output_volume else {
+            if job.stdout_path.is_some() || job.stderr_path.is_some() {
+                warnings.push(
+                    "-o/-e need [kube.output-volume]; output goes to the container log".into(),
+                );
+            }
+            return (volumes, mounts);
+        };
+        let mount = vol.mount_path();
+        envs.push(env("PBSIMAGE_OUTPUT_DIR", mount));
+        if let Some(p) = &job.stdout_path {
+            envs.push(env("PBSIMAGE_STDOUT", output_path(mount, p, warnings)));
+        }
+        if let Some(p) = &job.stderr_path {
+            envs.push(env("PBSIMAGE_STDERR", output_path(mount, p, warnings)));
+        }
+        match job.join {
+            Join::Oe => envs.push(env("PBSIMAGE_JOIN", "oe")),
+            Join::Eo => envs.push(env("PBSIMAGE_JOIN", "eo")),
+            Join::N => {}
+        }
+        volumes.push(output_volume(vol));
+        mounts.push(VolumeMount {
+            name: "pbs-output".into(),
+            mount_path: mount.into(),
+            ..Default::default()
+        });
+        (volumes, mounts)
+    }
+
+    /// umask, array and multi-node variables for the wrapper.
+    fn wrapper_env(&self, job: &JobSpec, plan: &Plan<'_>, envs: &mut Vec<EnvVar>) {
+        if let Some(m) = job.umask {
+            envs.push(env("PBSIMAGE_UMASK", format!("{m:03o}")));
+        }
+        if let Some(a) = &job.array {
+            envs.push(env("PBSIMAGE_ARRAY", a.compact()));
+        }
+        if plan.multi_node {
+            let ppn: Vec<String> = plan.shape.ppn_list.iter().map(u32::to_string).collect();
+            envs.push(env("PBSIMAGE_PPN_LIST", ppn.join(",")));
+            envs.push(env("PBSIMAGE_HOST_PREFIX", plan.name.clone()));
+            envs.push(env("PBSIMAGE_SUBDOMAIN", plan.name.clone()));
+        }
+    }
+
+    /// A batch/v1 Job around the pod: Indexed for arrays (per-index retries) and for
+    /// multi-node jobs (done when node 0 is).
+    fn job(
+        &self,
+        job: &JobSpec,
+        plan: &Plan<'_>,
+        meta: ObjectMeta,
+        labels: BTreeMap<String, String>,
+        pod_spec: PodSpec,
+    ) -> Object {
+        let backoff = if job.rerunnable == Some(true) {
+            self.settings.rerun_limit
+        } else {
+            0
+        };
+        let template = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels),
+                ..Default::default()
+            }),
+            spec: Some(pod_spec),
+        };
+        let mut spec = K8sJobSpec {
+            template,
+            backoff_limit: Some(backoff),
+            suspend: job.hold.then_some(true),
+            ..Default::default()
+        };
+        if let Some(a) = &job.array {
+            let n = i32::try_from(a.len()).unwrap_or(i32::MAX);
+            spec.completion_mode = Some("Indexed".into());
+            spec.completions = Some(n);
+            spec.parallelism = Some(
+                a.slot_limit
+                    .map(|l| i32::try_from(l).unwrap_or(i32::MAX).min(n))
+                    .unwrap_or(n),
+            );
+            // Array elements fail and retry independently, as in PBS.
+            spec.backoff_limit = None;
+            spec.backoff_limit_per_index = Some(backoff);
+        } else if plan.multi_node {
+            let n = i32::try_from(plan.shape.nodes).unwrap_or(i32::MAX);
+            spec.completion_mode = Some("Indexed".into());
+            spec.completions = Some(n);
+            spec.parallelism = Some(n);
+            // The job is done when node 0 (the script's node) is done.
+            spec.success_policy = Some(SuccessPolicy {
+                rules: vec![SuccessPolicyRule {
+                    succeeded_indexes: Some("0".into()),
+                    succeeded_count: None,
+                }],
+            });
+        }
+        Object::Job(Box::new(Job {
+            metadata: meta,
+            spec: Some(spec),
+            status: None,
+        }))
+    }
+
+    /// The headless Service that gives a multi-node job's pods their host names.
+    fn headless_service(&self, name: &str) -> Object {
+        Object::Service(Box::new(Service {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: self.settings.namespace.clone(),
+                labels: Some(BTreeMap::from([
+                    (MANAGED_BY.to_owned(), "pbsimage".to_owned()),
+                    (LABEL_JOB.to_owned(), name.to_owned()),
+                ])),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                publish_not_ready_addresses: Some(true),
+                selector: Some(BTreeMap::from([(
+                    "batch.kubernetes.io/job-name".to_owned(),
+                    name.to_owned(),
+                )])),
+                ..Default::default()
+            }),
+            status: None,
+        }))
+    }
+}
+
+/// The PBS attributes that have no Kubernetes field, as `pbsimage.io/` annotations.
+fn annotations(job: &JobSpec, queue: &str) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        (format!("{ANN}pbs-name"), job.name.to_string()),
+        (format!("{ANN}queue"), queue.to_owned()),
+    ]);
+    if let Some(f) = job.script.file_name() {
+        annotations.insert(format!("{ANN}script"), f.to_string_lossy().into_owned());
+    }
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            annotations.insert(format!("{ANN}{k}"), v);
+        }
+    };
+    put("account", job.account.clone());
+    put("server", job.server.clone());
+    put("priority", job.priority.map(|p| p.to_string()));
+    put("mail-events", job.mail_events.clone());
+    put("mail-users", Some(job.mail_users.join(",")));
+    let r = &job.resources;
+    let mut unmapped: Vec<String> = r.other.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for (k, v) in [("vmem", r.vmem), ("pvmem", r.pvmem)] {
+        if let Some(v) = v {
+            unmapped.push(format!("{k}={v}"));
+        }
+    }
+    if let Some(c) = r.cput {
+        unmapped.push(format!("cput={c}"));
+    }
+    unmapped.sort();
+    put("resources-unmapped", Some(unmapped.join(",")));
+    let attributes: Vec<String> = job
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    put("attributes", Some(attributes.join(",")));
+    annotations
+}
+
+/// The job's `-v` variables, except those that would override what pbsimage sets.
+fn user_env(job: &JobSpec, envs: &mut Vec<EnvVar>, warnings: &mut Vec<String>) {
+    let reserved: Vec<String> = envs.iter().map(|e| e.name.clone()).collect();
+    for v in &job.env {
+        if reserved.contains(&v.name) || v.name.starts_with("PBSIMAGE_") {
+            warnings.push(format!(
+                "-v {} would override a variable pbsimage sets; ignored",
+                v.name
+            ));
+            continue;
+        }
+        envs.push(env(&v.name, v.value.clone()));
+    }
+}
+
+/// Requests = limits: cpu, memory, GPUs under the configured resource name.
+fn resources(shape: &Shape, gpu_resource: &str) -> BTreeMap<String, Quantity> {
+    let mut res = BTreeMap::from([("cpu".to_owned(), Quantity(shape.cpus.to_string()))]);
+    if let Some(m) = shape.memory {
+        res.insert(
+            "memory".into(),
+            Quantity(crate::job::resources::Size::from_bytes(m).to_quantity()),
+        );
+    }
+    if shape.gpus > 0 {
+        res.insert(gpu_resource.to_owned(), Quantity(shape.gpus.to_string()));
+    }
+    res
+}
+
+/// An `-o`/`-e` path on the output volume mounted at `mount`: relative paths go below it;
+/// absolute ones elsewhere keep only their file name (with a warning).
+fn output_path(mount: &str, p: &str, warnings: &mut Vec<String>) -> String {
+    if p.starts_with('/') && !p.starts_with(&format!("{}/", mount.trim_end_matches('/'))) {
+        let base = p.rsplit('/').find(|c| !c.is_empty()).unwrap_or("");
+        warnings.push(format!(
+            "output path `{p}` is outside the output volume ({mount}); writing `{base}` there"
+        ));
+        join_under(mount, base)
+    } else if p.starts_with('/') {
+        p.to_owned()
+    } else {
+        join_under(mount, p)
+    }
+}
+
+/// The output volume's source.
+fn output_volume(vol: &OutputVolume) -> Volume {
+    let source = Volume {
+        name: "pbs-output".into(),
+        ..Default::default()
+    };
+    match vol {
+        OutputVolume::Nfs { server, path, .. } => Volume {
+            nfs: Some(NFSVolumeSource {
+                server: server.clone(),
+                path: path.clone(),
+                read_only: None,
+            }),
+            ..source
+        },
+        OutputVolume::Pvc { claim, .. } => Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: None,
+            }),
+            ..source
+        },
+        OutputVolume::HostPath { path, .. } => Volume {
+            host_path: Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some("Directory".into()),
+            }),
+            ..source
+        },
+    }
+}

@@ -1,0 +1,571 @@
+//! Catalog: many jobs built at once — parsed and analysed in parallel, one repository load,
+//! resolved one after another (an in-memory index), built `jobs` at a time sharing packages
+//! and layers, pushed as one plan, each job's manifest and SBOM written — with one job's
+//! failure isolated to its row of the report.
+//!
+//! Layers are the same a job gets from `pbsimage build` (the base, then one layer per package
+//! in name order), so a catalog image has the digest of the job built alone and adding a job
+//! changes no other image. Only past a job's layer budget does the catalog matter: the
+//! packages most of its jobs need keep their own layers and the rarest are merged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::build::JobOptions;
+use super::layers::Popularity;
+use super::outputs::{ManifestChoice, OutputPaths};
+use super::push::{PushTarget, Pushed};
+use super::{Built, Context, OpsError};
+use crate::catalog::{CatalogJob, lock_key};
+use crate::hint::Hint;
+use crate::job::JobSpec;
+use crate::needs::Needs;
+use crate::repo::Repo;
+use crate::resolve::Resolution;
+use crate::resolve::lock::{CatalogLock, Lock};
+
+/// Why a job of a catalog failed: the stage, the error with its causes, and a hint.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobFailure {
+    /// `parse`, `needs`, `resolve`, `lock`, `build`, `push` or `manifest`.
+    pub stage: &'static str,
+    /// The error and its causes, on one line.
+    pub error: String,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl JobFailure {
+    fn new<E: std::error::Error + Hint>(stage: &'static str, e: &E) -> JobFailure {
+        JobFailure {
+            stage,
+            error: chain(e),
+            hint: e.hint(),
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// A job built.
+pub struct JobBuild {
+    /// The job as parsed.
+    pub spec: JobSpec,
+    /// What it needs.
+    pub needs: Needs,
+    /// Its image.
+    pub built: Built,
+    /// Its resolution, as a catalog lock records it.
+    pub lock: Lock,
+    /// Parse, analysis, resolution and build of this job.
+    pub seconds: f64,
+}
+
+/// How a catalog's images are built.
+pub struct BuildOptions {
+    /// Jobs built at once.
+    pub jobs: usize,
+    /// The OCI layout every image goes into.
+    pub layout: PathBuf,
+    /// Lock entries are keyed by the script's path relative to this directory.
+    pub root: PathBuf,
+    /// With a lock, a job whose resolution differs from its entry fails (stage `lock`).
+    pub locked: Option<CatalogLock>,
+}
+
+/// A job parsed and analysed, or why not; with the seconds it took.
+type Prepared = (Result<(JobSpec, Needs), JobFailure>, f64);
+/// A job resolved (and checked against the lock), or why not; with the seconds so far.
+type ResolvedJob = (Result<(JobSpec, Needs, Resolution, Lock), JobFailure>, f64);
+
+/// Builds every job of the catalog into `opts.layout`. Errors that stop every job (no
+/// repository can be loaded) are the outer error; each job's own failure is its result.
+pub fn build_all(
+    ctx: &Context,
+    jobs: &[CatalogJob],
+    opts: &BuildOptions,
+) -> Result<Vec<Result<JobBuild, JobFailure>>, OpsError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("pbsimage-job-{i}"))
+        .build()
+        .map_err(|e| OpsError::Runtime {
+            what: "the job threads",
+            source: std::io::Error::other(e),
+        })?;
+    let prepared: Vec<Prepared> =
+        pool.install(|| jobs.par_iter().map(|j| prepare(ctx, j)).collect());
+    let (repos, resolved) = resolve_all(ctx, jobs, prepared, opts)?;
+    let popularity = popularity(&resolved);
+    Ok(pool.install(|| {
+        resolved
+            .into_par_iter()
+            .zip(jobs.par_iter())
+            .map(|((r, secs), j)| {
+                let (spec, needs, res, lock) = r?;
+                let t = Instant::now();
+                let job_opts = JobOptions {
+                    name: j.image.as_deref(),
+                    popularity: Some(&popularity),
+                };
+                let built = super::build::build_resolved(
+                    ctx,
+                    &spec,
+                    &needs,
+                    &repos,
+                    &res,
+                    &opts.layout,
+                    &job_opts,
+                )
+                .map_err(|e| JobFailure::new("build", &e))?;
+                Ok(JobBuild {
+                    spec,
+                    needs,
+                    built,
+                    lock,
+                    seconds: secs + t.elapsed().as_secs_f64(),
+                })
+            })
+            .collect()
+    }))
+}
+
+/// Parses and analyses one job.
+fn prepare(ctx: &Context, j: &CatalogJob) -> Prepared {
+    let t = Instant::now();
+    let r = (|| {
+        let spec = crate::job::ScriptParser::new(&crate::job::ProcessEnv)
+            .parse(&j.script)
+            .map_err(|e| JobFailure::new("parse", &e))?;
+        let mut needs =
+            super::resolve::needs(ctx, &spec).map_err(|e| JobFailure::new("needs", &e))?;
+        needs
+            .add_extra(&j.packages, "catalog packages")
+            .map_err(|e| JobFailure::new("needs", &e))?;
+        Ok((spec, needs))
+    })();
+    (r, t.elapsed().as_secs_f64())
+}
+
+/// One load of the repositories for every prepared job, then each job resolved and checked
+/// against the lock.
+fn resolve_all(
+    ctx: &Context,
+    jobs: &[CatalogJob],
+    prepared: Vec<Prepared>,
+    opts: &BuildOptions,
+) -> Result<(Vec<Repo>, Vec<ResolvedJob>), OpsError> {
+    let all_needs: Vec<&Needs> = prepared
+        .iter()
+        .filter_map(|(r, _)| r.as_ref().ok().map(|(_, n)| n))
+        .collect();
+    let mut repos = if all_needs.is_empty() {
+        Vec::new()
+    } else {
+        super::resolve::load_repos(ctx, &all_needs)?
+    };
+    let mut out = Vec::with_capacity(jobs.len());
+    for ((r, secs), j) in prepared.into_iter().zip(jobs) {
+        let t = Instant::now();
+        let r = r.and_then(|(spec, needs)| {
+            let resolution = super::resolve::resolve(ctx, &mut repos, &needs)
+                .map_err(|e| JobFailure::new("resolve", &e))?;
+            let key = lock_key(&opts.root, &j.script);
+            let lock = Lock::new(&key, &repos, &resolution);
+            if let Some(locked) = &opts.locked {
+                check_locked(locked, &key, &lock)?;
+            }
+            Ok((spec, needs, resolution, lock))
+        });
+        out.push((r, secs + t.elapsed().as_secs_f64()));
+    }
+    Ok((repos, out))
+}
+
+/// A job's resolution against its entry in the catalog lock.
+fn check_locked(locked: &CatalogLock, key: &str, lock: &Lock) -> Result<(), JobFailure> {
+    let drift = match locked.job(key) {
+        None => vec![format!("`{key}` is not in the lock")],
+        Some(l) => l.drift(lock),
+    };
+    if drift.is_empty() {
+        return Ok(());
+    }
+    Err(JobFailure {
+        stage: "lock",
+        error: format!(
+            "--locked: the resolution differs from the lock: {}",
+            drift.join("; ")
+        ),
+        hint: Some(
+            "if the change is wanted, rewrite the lock with `pbsimage catalog --lock`".into(),
+        ),
+    })
+}
+
+/// How many jobs need each package: past a job's layer budget, the widely shared keep their
+/// own layers.
+fn popularity(resolved: &[ResolvedJob]) -> Popularity {
+    let mut popularity = Popularity::new();
+    for (r, _) in resolved {
+        if let Ok((_, _, res, _)) = r {
+            for p in &res.packages {
+                *popularity.entry(p.nevra.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    popularity
+}
+
+/// What nodes pull: with layer reuse (each distinct blob once) against the paper's method
+/// (every job's whole image to every node).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Distribution {
+    /// Bytes a node pulls to run every job once, reusing layers.
+    pub with_reuse: u64,
+    /// Bytes a node receives with a full image per job.
+    pub full_images: u64,
+    /// `with_reuse / full_images`.
+    pub ratio: f64,
+}
+
+/// Distribution cost of the given images (layers and configs, compressed sizes).
+pub fn distribution(images: &[&Built]) -> Distribution {
+    let mut seen = BTreeSet::new();
+    let (mut with_reuse, mut full) = (0u64, 0u64);
+    for b in images {
+        let blobs = b
+            .layers
+            .stack
+            .iter()
+            .map(|l| (l.layer.digest.to_string(), l.layer.size))
+            .chain(std::iter::once((
+                b.image.config_digest.clone(),
+                b.image.config.len() as u64,
+            )));
+        for (d, size) in blobs {
+            full += size;
+            if seen.insert(d) {
+                with_reuse += size;
+            }
+        }
+    }
+    Distribution {
+        with_reuse,
+        full_images: full,
+        ratio: if full == 0 {
+            0.0
+        } else {
+            with_reuse as f64 / full as f64
+        },
+    }
+}
+
+/// How many of the images have each layer.
+pub fn layer_counts(images: &[&Built]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for b in images {
+        let mine: BTreeSet<String> = b
+            .layers
+            .stack
+            .iter()
+            .map(|l| l.layer.digest.to_string())
+            .collect();
+        for d in mine {
+            *counts.entry(d).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// One job's row of the catalog report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobRow {
+    /// The job's name (`-N`), or its directory when it could not be parsed.
+    pub job: String,
+    /// Its script.
+    pub script: PathBuf,
+    /// The digest-pinned reference (with the registry host once pushed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The image manifest's digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// Layers in the image.
+    pub layers: usize,
+    /// Layers this image shares with another image of the catalog.
+    pub layers_shared: usize,
+    /// Layers only this image has.
+    pub layers_own: usize,
+    /// Bytes this job added: uploaded when pushing, else newly built layers.
+    pub bytes_new: u64,
+    /// Seconds spent on this job.
+    pub seconds: f64,
+    /// Where its manifest went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_out: Option<PathBuf>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<JobFailure>,
+}
+
+/// What `pbsimage catalog` did (its `--json` output).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CatalogReport {
+    /// One row per job, in catalog order.
+    pub jobs: Vec<JobRow>,
+    /// Jobs built (and pushed, and their manifests written).
+    pub succeeded: usize,
+    /// Jobs that failed at some stage.
+    pub failed: usize,
+    /// The OCI layout of every image.
+    pub layout: PathBuf,
+    /// Distinct layers over all images.
+    pub unique_layers: usize,
+    /// Their bytes.
+    pub unique_bytes: u64,
+    /// Bytes uploaded to the registry.
+    pub bytes_pushed: u64,
+    /// Whether the images were pushed.
+    #[serde(skip)]
+    pub pushed: bool,
+    /// What nodes pull.
+    pub distribution: Distribution,
+    /// The whole run.
+    pub seconds: f64,
+}
+
+/// A whole `pbsimage catalog` run.
+pub struct CatalogRun {
+    /// How images are built.
+    pub build: BuildOptions,
+    /// Where they are pushed, if anywhere.
+    pub push: Option<PushTarget>,
+    /// Kind (unless a job's entry says) and run-as of the manifests.
+    pub manifests: ManifestChoice,
+    /// Where manifests and SBOMs go: this directory (named after the job), else beside
+    /// each script.
+    pub manifests_out: Option<PathBuf>,
+    /// Write every job's resolution here.
+    pub lock_out: Option<PathBuf>,
+    /// Write a pre-pull DaemonSet for every image here.
+    pub prepull: Option<PathBuf>,
+}
+
+/// Builds, pushes and writes the outputs of every job of a catalog; the report has a row per
+/// job, failed or not.
+pub fn run(
+    ctx: &Context,
+    jobs: &[CatalogJob],
+    run: &CatalogRun,
+) -> Result<CatalogReport, OpsError> {
+    let started = Instant::now();
+    let results = build_all(ctx, jobs, &run.build)?;
+    if let Some(path) = &run.lock_out {
+        let lock = CatalogLock {
+            version: 1,
+            jobs: results
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(|j| j.lock.clone()))
+                .collect(),
+        };
+        super::outputs::write_catalog_lock(path, &lock)?;
+    }
+    let images: Vec<&Built> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|j| &j.built))
+        .collect();
+    let pushed = push_built(ctx, &results, run.push.as_ref())?;
+    let counts = layer_counts(&images);
+    let mut rows = Vec::new();
+    let mut seen_new = BTreeSet::new();
+    let mut references: Vec<(String, String)> = Vec::new();
+    for (i, (job, r)) in jobs.iter().zip(&results).enumerate() {
+        let jb = match r {
+            Err(f) => {
+                rows.push(failed_row(job, f));
+                continue;
+            }
+            Ok(jb) => jb,
+        };
+        let mut row = built_row(job, jb, &counts, &mut seen_new);
+        match pushed.get(&i) {
+            Some(Ok(p)) => {
+                row.reference = Some(p.reference.clone());
+                row.bytes_new = p.report.bytes;
+            }
+            Some(Err(f)) => {
+                row.failure = Some(f.clone());
+                rows.push(row);
+                continue;
+            }
+            None => {}
+        }
+        let reference = row.reference.clone().unwrap_or_default();
+        match write_job_outputs(ctx, run, job, jb, &reference) {
+            Ok(p) => {
+                row.manifest_out = Some(p);
+                references.push((jb.spec.name.dns_label(40), reference));
+            }
+            Err(f) => row.failure = Some(f),
+        }
+        rows.push(row);
+    }
+    if let Some(path) = &run.prepull {
+        let s = &ctx.config.settings;
+        let yaml = crate::kube::prepull_daemonset(
+            "pbsimage-prepull",
+            s.kube.namespace.as_deref(),
+            &references,
+            run.manifests.run_as,
+        )?;
+        super::outputs::write_file(path, yaml.as_bytes())?;
+    }
+    let ok_images: Vec<&Built> = results
+        .iter()
+        .zip(&rows)
+        .filter(|(_, row)| row.failure.is_none())
+        .filter_map(|(r, _)| r.as_ref().ok().map(|j| &j.built))
+        .collect();
+    let distribution = distribution(&ok_images);
+    let failed = rows.iter().filter(|r| r.failure.is_some()).count();
+    Ok(CatalogReport {
+        succeeded: rows.len() - failed,
+        failed,
+        layout: run.build.layout.clone(),
+        unique_layers: counts.len(),
+        unique_bytes: distribution.with_reuse,
+        bytes_pushed: pushed
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|p| p.report.bytes)
+            .sum(),
+        pushed: run.push.is_some(),
+        distribution,
+        seconds: started.elapsed().as_secs_f64(),
+        jobs: rows,
+    })
+}
+
+/// One push plan for every image built; results by the job's index.
+fn push_built(
+    ctx: &Context,
+    results: &[Result<JobBuild, JobFailure>],
+    target: Option<&PushTarget>,
+) -> Result<BTreeMap<usize, Result<Pushed, JobFailure>>, OpsError> {
+    let Some(target) = target else {
+        return Ok(BTreeMap::new());
+    };
+    let (built_at, images): (Vec<usize>, Vec<&Built>) = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().ok().map(|j| (i, &j.built)))
+        .unzip();
+    let out = super::push::push(ctx, &images, target)?;
+    Ok(built_at
+        .into_iter()
+        .zip(out)
+        .map(|(i, r)| (i, r.map_err(|e| JobFailure::new("push", &e))))
+        .collect())
+}
+
+/// The name of a job that could not be parsed: its directory, else its script.
+fn name_of_unparsed(job: &CatalogJob) -> String {
+    job.script
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| job.script.display().to_string())
+}
+
+fn failed_row(job: &CatalogJob, f: &JobFailure) -> JobRow {
+    JobRow {
+        job: name_of_unparsed(job),
+        script: job.script.clone(),
+        reference: None,
+        manifest_digest: None,
+        layers: 0,
+        layers_shared: 0,
+        layers_own: 0,
+        bytes_new: 0,
+        seconds: 0.0,
+        manifest_out: None,
+        failure: Some(f.clone()),
+    }
+}
+
+fn built_row(
+    job: &CatalogJob,
+    jb: &JobBuild,
+    counts: &BTreeMap<String, usize>,
+    seen_new: &mut BTreeSet<String>,
+) -> JobRow {
+    let b = &jb.built;
+    let layers = &b.layers.stack;
+    let shared = layers
+        .iter()
+        .filter(|l| counts.get(l.layer.digest.as_ref()).copied().unwrap_or(0) > 1)
+        .count();
+    JobRow {
+        job: jb.spec.name.to_string(),
+        script: job.script.clone(),
+        reference: Some(b.reference.clone()),
+        manifest_digest: Some(b.image.manifest_digest.clone()),
+        layers: layers.len(),
+        layers_shared: shared,
+        layers_own: layers.len() - shared,
+        bytes_new: layers
+            .iter()
+            .filter(|l| !l.cached && seen_new.insert(l.layer.digest.to_string()))
+            .map(|l| l.layer.size)
+            .sum(),
+        seconds: jb.seconds,
+        manifest_out: None,
+        failure: None,
+    }
+}
+
+/// The manifest and SBOM of one job, beside its script or in `manifests_out`.
+fn write_job_outputs(
+    ctx: &Context,
+    run: &CatalogRun,
+    job: &CatalogJob,
+    jb: &JobBuild,
+    reference: &str,
+) -> Result<PathBuf, JobFailure> {
+    let paths = match &run.manifests_out {
+        Some(d) => OutputPaths::in_dir(d, &jb.spec.name.dns_label(63)),
+        None => OutputPaths::beside(&job.script),
+    };
+    let choice = ManifestChoice {
+        kind: job.kind.unwrap_or(run.manifests.kind),
+        run_as: run.manifests.run_as,
+    };
+    super::outputs::write(
+        &ctx.config.settings,
+        &jb.spec,
+        &jb.built,
+        reference,
+        choice,
+        &paths,
+    )
+    .map_err(|e| JobFailure::new("manifest", &e))?;
+    Ok(paths.manifest)
+}
