@@ -6,6 +6,24 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::KubeKind;
 
+/// `--kind`: the Kubernetes object that runs the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// A batch/v1 Job (an Indexed Job for arrays and multi-node jobs).
+    Job,
+    /// A bare Pod (single-node, non-array jobs only).
+    Pod,
+}
+
+impl From<KindArg> for KubeKind {
+    fn from(k: KindArg) -> KubeKind {
+        match k {
+            KindArg::Job => KubeKind::Job,
+            KindArg::Pod => KubeKind::Pod,
+        }
+    }
+}
+
 /// Turn a TORQUE/PBS batch job into an OCI image and a Kubernetes manifest, without Docker.
 #[derive(Debug, Parser)]
 #[command(name = "pbsimage", version, about, propagate_version = true)]
@@ -85,7 +103,7 @@ pub struct ManifestArgs {
     pub image: String,
     /// Object kind [default: [kube] kind from the config]
     #[arg(long, value_enum)]
-    pub kind: Option<KubeKind>,
+    pub kind: Option<KindArg>,
     /// User and group the pod runs as [default: [kube] run-as-*, else the invoking user]
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
@@ -173,7 +191,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub sbom_out: Option<std::path::PathBuf>,
     #[arg(long, value_enum)]
-    pub kind: Option<KubeKind>,
+    pub kind: Option<KindArg>,
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
     #[command(flatten)]
@@ -209,7 +227,7 @@ pub struct CatalogArgs {
     #[arg(long, value_name = "FILE")]
     pub prepull: Option<PathBuf>,
     #[arg(long, value_enum)]
-    pub kind: Option<KubeKind>,
+    pub kind: Option<KindArg>,
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
     #[command(flatten)]

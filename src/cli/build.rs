@@ -45,7 +45,7 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let (layout, choice) = layout_and_choice(
         args.output.as_ref(),
         args.run_as.as_deref(),
-        args.kind,
+        args.kind.map(Into::into),
         &ctx.config,
     )?;
     let target = push_target(&args.registry, &ctx.config, args.offline)?;

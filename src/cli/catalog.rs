@@ -15,7 +15,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     let (layout, manifests) = super::build::layout_and_choice(
         args.output.as_ref(),
         args.run_as.as_deref(),
-        args.kind,
+        args.kind.map(Into::into),
         &ctx.config,
     )?;
     let locked = args

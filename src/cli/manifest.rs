@@ -14,7 +14,7 @@ pub(super) fn exec(args: &ManifestArgs, env: &Env<'_>) -> Result<()> {
     let emitter = Emitter {
         settings: k,
         job_dir: &config.settings.image.job_dir,
-        kind: args.kind.unwrap_or(k.kind),
+        kind: args.kind.map_or(k.kind, Into::into),
         run_as,
     };
     let manifest = emitter.emit(&job, &image).map_err(|e| {
