@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::progress::{Reporter, Silent};
 
-pub struct Bars {
+pub(crate) struct Bars {
     bar: Mutex<Option<ProgressBar>>,
 }
 
@@ -42,13 +42,13 @@ impl Reporter for Bars {
 }
 
 /// Whether progress is shown: on an interactive terminal, not in CI, not with `--quiet`.
-pub fn interactive(quiet: bool) -> bool {
+pub(crate) fn interactive(quiet: bool) -> bool {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     !quiet && !ci && std::io::stderr().is_terminal()
 }
 
 /// Bars on an interactive terminal; silence on a pipe, in CI, or with `--quiet`.
-pub fn reporter(quiet: bool) -> std::sync::Arc<dyn Reporter> {
+pub(crate) fn reporter(quiet: bool) -> std::sync::Arc<dyn Reporter> {
     if !interactive(quiet) {
         std::sync::Arc::new(Silent)
     } else {
@@ -59,7 +59,7 @@ pub fn reporter(quiet: bool) -> std::sync::Arc<dyn Reporter> {
 }
 
 /// A spinner with a message on an interactive terminal; `None` elsewhere.
-pub fn spinner(quiet: bool, message: &str) -> Option<indicatif::ProgressBar> {
+pub(crate) fn spinner(quiet: bool, message: &str) -> Option<indicatif::ProgressBar> {
     interactive(quiet).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_message(message.to_owned());

@@ -75,24 +75,24 @@ fn transient(e: &reqwest::Error) -> bool {
 
 /// Whether a TLS certificate was refused somewhere in the error's chain (rustls says so
 /// with a typed error under the connector's I/O error).
-fn is_certificate(e: &reqwest::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+fn is_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
     while let Some(c) = cur {
-        // io::Error's source() skips the error it wraps: look at that one too.
-        let wrapped = c
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|w| w as &(dyn std::error::Error + 'static));
-        if let Some(tls) = wrapped
-            .and_then(|w| w.downcast_ref::<rustls::Error>())
-            .or_else(|| c.downcast_ref::<rustls::Error>())
-        {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
             return matches!(
                 tls,
                 rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
             );
         }
-        cur = c.source();
+        // io::Error's source() skips the error it wraps (connectors nest them): descend
+        // into the wrapped error itself.
+        cur = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(w) => Some(w as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
     }
     false
 }
@@ -420,5 +420,20 @@ impl<'a> Client<'a> {
             status,
             detail: detail.map(|d| format!(": {d}")).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_refusals_are_found_under_nested_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert!(is_certificate(&nested));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(!is_certificate(&refused));
     }
 }
