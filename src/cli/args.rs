@@ -153,9 +153,17 @@ pub enum CacheCommand {
     /// Print the cache directory.
     Dir,
     /// Re-hash every blob and check every index; fails if any is damaged.
-    Verify,
-    /// Remove blobs no layer record references, and stale temporary files.
-    Gc,
+    Verify {
+        /// Print JSON (`checked`, `bad`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove blobs nothing references, buckets of other versions, and stale temporary files.
+    Gc {
+        /// Print JSON (`blobs`, `bytes`, `buckets`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where and how images are pushed (`build`, `catalog`).

@@ -1,4 +1,4 @@
-//! `pbsimage cache verify|gc|dir`.
+//! `pbsimage cache dir|verify|gc`.
 
 use super::args::CacheCommand;
 use super::{Env, Result};
@@ -9,16 +9,20 @@ pub(super) fn exec(cmd: &CacheCommand, env: &Env<'_>) -> Result<()> {
     let p = &env.printer;
     match cmd {
         CacheCommand::Dir => p.data(&cache.root().display().to_string()),
-        CacheCommand::Verify => {
+        CacheCommand::Verify { json } => {
             let v = crate::ops::cache::verify(&cache)?;
-            for b in &v.bad {
-                p.data(&format!("bad: {b}"));
+            if *json {
+                p.json(&v);
+            } else {
+                for b in &v.bad {
+                    p.data(&format!("bad: {b}"));
+                }
+                p.data(&format!(
+                    "{} entries checked, {} bad",
+                    v.checked,
+                    v.bad.len()
+                ));
             }
-            p.data(&format!(
-                "{} entries checked, {} bad",
-                v.checked,
-                v.bad.len()
-            ));
             if !v.bad.is_empty() {
                 return Err(anyhow::anyhow!(
                     "the cache at `{}` has {} damaged entries (remove them, or run `pbsimage cache gc`)",
@@ -28,13 +32,17 @@ pub(super) fn exec(cmd: &CacheCommand, env: &Env<'_>) -> Result<()> {
                 .into());
             }
         }
-        CacheCommand::Gc => {
+        CacheCommand::Gc { json } => {
             let c = crate::ops::cache::gc(&cache)?;
-            p.data(&format!(
-                "removed {} unreferenced blobs, {:.1} MiB",
-                c.blobs,
-                c.bytes as f64 / 1048576.0
-            ));
+            if *json {
+                p.json(&c);
+            } else {
+                p.data(&format!(
+                    "removed {} unreferenced blobs, {:.1} MiB",
+                    c.blobs,
+                    c.bytes as f64 / 1048576.0
+                ));
+            }
         }
     }
     Ok(())
