@@ -9,17 +9,25 @@
 //!               manifest          (digest)   (registry)  + manifest, layout    payload → tar
 //! ```
 //!
-//! The seven stages and where they live:
+//! Every module and its verb (the stages are joined, top to bottom, in [`ops`]; the map for
+//! maintainers is `ARCHITECTURE.md`):
 //!
 //! | stage | module | verb |
 //! | --- | --- | --- |
-//! | 1. Job: `#PBS` directives → [`job::JobSpec`] | [`job`] | [`job::ScriptParser::parse`] |
-//! | 2. Needs: ELF + script → capabilities | `elf` (next issue) | |
-//! | 3. Resolve: needs → packages via repo metadata | `repo`, `resolve` | |
-//! | 4. Layers: RPM payloads → deterministic tar layers | `fetch`, `rpm`, `layer`, `cache` | |
-//! | 5. Image: OCI config, manifest, layout | [`image`] | |
-//! | 6. Push: OCI distribution protocol | `registry` | |
-//! | 7. Manifest: Job/Pod from the job spec | [`kube`] | [`kube::Emitter::emit`] |
+//! | Job: `#PBS` directives → [`job::JobSpec`] | [`job`] | [`job::ScriptParser::parse`] |
+//! | Needs: ELF + script → capabilities | [`elf`], [`needs`] | [`elf::ElfReader::read`], [`needs::NeedsAnalyzer::analyze`] |
+//! | Repositories: repomd → memory-mapped index | [`repo`] | [`repo::RepoLoader::load`] |
+//! | Resolve: needs → packages and why | [`resolve`] | [`resolve::Resolver::resolve`] |
+//! | Fetch: packages into the cache, verified | [`fetch`] | [`fetch::download::Downloader::fetch`] |
+//! | Layers: RPM payloads → deterministic tar | [`rpm`], [`layer`] | [`rpm::RpmReader::open`], [`layer::plan::build_layer`] |
+//! | Image: OCI config, manifest, layout | [`image`] | [`image::oci::assemble`], [`image::oci::write_layout`] |
+//! | Push: OCI distribution protocol | [`registry`] | [`registry::Pusher::push_all`] |
+//! | Manifest: Job/Pod from the job spec | [`kube`] | [`kube::Emitter::emit`] |
+//! | Catalog: a directory or catalog.toml → jobs | [`catalog`] | [`catalog::discover`] |
+//! | The stages joined | [`ops`] | [`ops::build_job`], [`ops::catalog::run`] |
+//! | Cache: content-addressed store in buckets | [`cache`] | [`cache::Cache::bucket`] |
+//! | Checksums, decompression (leaves) | [`digest`], [`decompress`] | [`digest::hash_reader`], [`decompress::open`] |
+//! | Errors' advice, progress | [`hint`], [`progress`] | [`hint::Hint::hint`], [`progress::Reporter`] |
 //!
 //! Settings come from `pipeline.toml` ([`config`]); the command line is [`cli`].
 //!

@@ -55,7 +55,7 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
         false => None,
     };
     let locked = lock.as_ref().map(|l| (lock_path.as_path(), l));
-    let (_resolved, built) = crate::ops::build(&ctx, &job, &layout, locked)?;
+    let (_resolved, built) = crate::ops::build_job(&ctx, &job, &layout, locked)?;
     for c in &built.layers.conflicts {
         env.printer.warn(&format!("file conflict: {c}"));
     }

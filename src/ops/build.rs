@@ -46,7 +46,7 @@ pub struct Built {
 
 /// The whole pipeline for one job, up to an OCI layout at `layout`. With `locked`, the
 /// resolution must equal that lock file's (same repository revisions, same packages).
-pub fn build(
+pub fn build_job(
     ctx: &Context,
     job: &JobSpec,
     layout: &Path,

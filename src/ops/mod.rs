@@ -8,8 +8,8 @@
 //!     outputs::write ◀── push::push (PushResults) ◀─────────────────────┘
 //! ```
 //!
-//! [`build::build`] is the whole pipeline for one job, read top to bottom;
-//! [`catalog::build`] runs it for many jobs with one repository load and one push plan.
+//! [`build::build_job`] is the whole pipeline for one job, read top to bottom;
+//! [`catalog::run`] runs it for many jobs with one repository load and one push plan.
 
 pub mod build;
 pub mod cache;
@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::fetch::Transport;
 use crate::hint::Hint;
 
-pub use build::{Built, build};
+pub use build::{Built, build_job};
 pub use layers::Layers;
 pub use resolve::Resolved;
 
