@@ -199,6 +199,180 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// What the binary and its bundled libraries contribute besides capabilities.
+struct BinaryNeeds {
+    arch: Arch,
+    static_binary: bool,
+    bundled: Vec<BundledLib>,
+    host: Vec<HostProvided>,
+    notes: BTreeSet<String>,
+}
+
+/// The loader's view of the job's binary: every object it would load from the job directory,
+/// breadth first, as `ld.so` searches.
+struct LoaderWalk<'a> {
+    analyzer: &'a NeedsAnalyzer<'a>,
+    /// The script's directory: bundled libraries must be inside it.
+    root: PathBuf,
+    out: BinaryNeeds,
+    seen: BTreeSet<PathBuf>,
+    objects: Vec<ElfInfo>,
+    /// Sonames found in the job directory.
+    satisfied: BTreeSet<String>,
+    /// Sonames the node provides.
+    hosted: BTreeSet<String>,
+    /// Objects in load order.
+    loaded: Vec<usize>,
+}
+
+impl LoaderWalk<'_> {
+    fn rel(&self, p: &Path) -> String {
+        p.strip_prefix(&self.root)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    }
+
+    /// Visits object `idx` (loaded through `chain`): its interpreter, run-time notes, and
+    /// the libraries it needs; returns the bundled ones to visit next.
+    fn visit(
+        &mut self,
+        idx: usize,
+        chain: &[usize],
+        c: &mut Collector,
+    ) -> Result<Vec<(usize, Vec<usize>)>, NeedsError> {
+        self.loaded.push(idx);
+        let name = self.rel(&self.objects[idx].path);
+        if let Some(i) = &self.objects[idx].interp {
+            c.add(
+                NeedKind::File(usrmove_alternatives(i)),
+                format!("{name}: interpreter"),
+                false,
+            );
+        }
+        for h in &self.objects[idx].dlopen_hints {
+            self.out.notes.insert(match h.as_str() {
+                "nss" => format!("{name} looks up users, groups or hosts: glibc loads NSS modules (libnss_*.so.2) for that at run time; add them to [needs] extra if /etc/nsswitch.conf names more than files"),
+                _ => format!("{name} converts character sets: glibc loads gconv modules at run time; add the glibc-gconv-extra package to [needs] extra if it needs more than UTF-8"),
+            });
+        }
+        let mut next = Vec::new();
+        for n in self.objects[idx].needed.clone() {
+            if n.starts_with("libmpi") || n.starts_with("libpmi") || n.starts_with("libfabric") {
+                self.out.notes.insert(format!("{name} uses MPI ({n}): MPI libraries load transport and PMI plugins with dlopen; add the MPI package's plugin packages to [needs] extra"));
+            }
+            if self.analyzer.is_host_provided(&n) {
+                self.hosted.insert(n.clone());
+                self.out.host.push(HostProvided {
+                    soname: n,
+                    needed_by: name.clone(),
+                });
+                continue;
+            }
+            if let Some(lib) = self.bundle(&n, idx, chain, &name)? {
+                let mut next_chain = vec![idx];
+                next_chain.extend(chain);
+                next.push((lib, next_chain));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Looks for `soname` in the job directory as the loader would; a library found for the
+    /// first time is read and recorded. Returns its index when it is new.
+    fn bundle(
+        &mut self,
+        soname: &str,
+        idx: usize,
+        chain: &[usize],
+        name: &str,
+    ) -> Result<Option<usize>, NeedsError> {
+        let chain_objs: Vec<&ElfInfo> = chain.iter().map(|&i| &self.objects[i]).collect();
+        let Some(Bundled { path, via }) =
+            find_in_job(soname, &self.objects[idx], &chain_objs, &self.root)
+        else {
+            return Ok(None);
+        };
+        self.satisfied.insert(soname.to_owned());
+        if !self.seen.insert(path.clone()) {
+            return Ok(None);
+        }
+        let lib = ElfReader::read(&path)?;
+        let by = &self.objects[idx];
+        if lib.arch != by.arch || lib.class64 != by.class64 {
+            return Err(NeedsError::MixedArch {
+                lib: path,
+                by: by.path.clone(),
+                found: lib.arch,
+                want: by.arch,
+            });
+        }
+        self.out.bundled.push(BundledLib {
+            path: PathBuf::from(self.rel(&path)),
+            soname: soname.to_owned(),
+            needed_by: name.to_owned(),
+            via,
+        });
+        self.objects.push(lib);
+        Ok(Some(self.objects.len() - 1))
+    }
+
+    /// Capabilities of every loaded object, less what the job or the node provides.
+    fn capabilities(&self, c: &mut Collector) {
+        for &idx in &self.loaded {
+            let o = &self.objects[idx];
+            if o.is_static() {
+                // static and static-pie: no loader, so not even rtld(GNU_HASH)
+                continue;
+            }
+            let name = self.rel(&o.path);
+            let marker = o.marker();
+            for cap in o.requires_when_loaded() {
+                let s = cap.as_str();
+                let soname = s.split('(').next().unwrap_or(s);
+                if self.satisfied.contains(soname) || self.hosted.contains(soname) {
+                    continue;
+                }
+                let origin = if s == "rtld(GNU_HASH)" {
+                    format!("{name}: GNU hash table only")
+                } else if let Some(ver) = s
+                    .strip_prefix(soname)
+                    .and_then(|r| r.strip_prefix('('))
+                    .and_then(|r| r.strip_suffix(marker))
+                    .and_then(|r| r.strip_suffix(')'))
+                    .filter(|v| !v.is_empty())
+                {
+                    format!("{name}: {ver} from {soname}")
+                } else {
+                    format!("{name}: DT_NEEDED {soname}")
+                };
+                c.add(NeedKind::Capability(cap), origin, false);
+            }
+        }
+    }
+}
+
+/// Commands the script runs (optional: a command may be a site's or the job's own).
+fn command_needs(job: &JobSpec, script_name: &str, c: &mut Collector) {
+    let body = job.body_line.map(|l| l as usize - 1).unwrap_or(0);
+    let lines = match std::fs::read(&job.script) {
+        Ok(bytes) => crate::job::lexer::normalise_lines(&String::from_utf8_lossy(&bytes)),
+        Err(_) => Vec::new(),
+    };
+    for cmd in commands::scan(&lines, body) {
+        let origin = format!("{script_name} line {}: {}", cmd.line, cmd.name);
+        if cmd.name.starts_with('/') {
+            c.add(
+                NeedKind::File(usrmove_alternatives(&cmd.name)),
+                origin,
+                true,
+            );
+        } else {
+            c.add(NeedKind::Command(cmd.name), origin, true);
+        }
+    }
+}
+
 /// The same path under `/usr` and without it (the EL "UsrMove" symlinks `/bin`, `/sbin`,
 /// `/lib`, `/lib64` → `usr/...`): a file need is satisfied by either.
 pub fn usrmove_alternatives(path: &str) -> Vec<String> {
@@ -245,20 +419,52 @@ impl NeedsAnalyzer<'_> {
             }
             None => None,
         };
-        let script_dir = job.script.parent().unwrap_or(Path::new(""));
         let script_name = job
             .script
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "job.sh".into());
         let mut c = Collector::default();
-        let mut bundled = Vec::new();
-        let mut host = Vec::new();
-        let mut notes = BTreeSet::new();
-        let mut arch = repo_arch.unwrap_or(Arch::X86_64);
-        let mut static_binary = false;
+        self.interpreter_needs(job, &script_name, &mut c);
+        command_needs(job, &script_name, &mut c);
+        let binary = match &job.binary {
+            Some(bin) => Some(self.binary_needs(job, bin, repo_arch, &mut c)?),
+            None => None,
+        };
+        self.extra_needs(&mut c)?;
+        let arch = binary
+            .as_ref()
+            .map(|b| b.arch)
+            .or(repo_arch)
+            .unwrap_or(Arch::X86_64);
+        let needs = c
+            .needs
+            .into_iter()
+            .map(|(kind, (origins, optional))| Need {
+                kind,
+                origins,
+                optional,
+            })
+            .collect();
+        let (static_binary, bundled, host_provided, notes) = match binary {
+            Some(b) => (b.static_binary, b.bundled, b.host, b.notes),
+            None => (false, Vec::new(), Vec::new(), BTreeSet::new()),
+        };
+        Ok(Needs {
+            arch,
+            kube_arch: arch.kube_name(),
+            package_arches: arch.package_arches().to_vec(),
+            static_binary,
+            needs,
+            bundled,
+            host_provided,
+            notes: notes.into_iter().collect(),
+        })
+    }
 
-        // The interpreter that runs the script (the same choice the manifest makes).
+    /// The interpreter that runs the script (the same choice the manifest makes), and the
+    /// wrapper's `/bin/sh`.
+    fn interpreter_needs(&self, job: &JobSpec, script_name: &str, c: &mut Collector) {
         let (interp_line, interp_origin) = match (&job.shell, &job.shebang) {
             (Some(s), _) => (s.clone(), format!("{script_name}: -S")),
             (None, Some(s)) => (s.clone(), format!("{script_name}: shebang")),
@@ -285,154 +491,65 @@ impl NeedsAnalyzer<'_> {
             "pbsimage job wrapper".into(),
             false,
         );
+    }
 
-        // Commands the script runs.
-        let body = job.body_line.map(|l| l as usize - 1).unwrap_or(0);
-        let lines = match std::fs::read(&job.script) {
-            Ok(bytes) => crate::job::lexer::normalise_lines(&String::from_utf8_lossy(&bytes)),
-            Err(_) => Vec::new(),
+    /// The binary (`-B`), the libraries it ships in the job directory, and their
+    /// capabilities less what the job or the node provides.
+    fn binary_needs(
+        &self,
+        job: &JobSpec,
+        bin: &Path,
+        repo_arch: Option<Arch>,
+        c: &mut Collector,
+    ) -> Result<BinaryNeeds, NeedsError> {
+        if !bin.exists() {
+            return Err(NeedsError::MissingBinary {
+                job: job.name.to_string(),
+                path: bin.to_owned(),
+            });
+        }
+        let script_dir = job.script.parent().unwrap_or(Path::new(""));
+        let root = script_dir
+            .canonicalize()
+            .unwrap_or_else(|_| script_dir.to_owned());
+        let first = ElfReader::read(&bin.canonicalize().unwrap_or_else(|_| bin.to_owned()))?;
+        if let Some(repo) = repo_arch
+            && !first.arch.served_by(repo.rpm_name())
+        {
+            return Err(ElfError::WrongArch {
+                path: bin.to_owned(),
+                elf_arch: first.arch.to_string(),
+                repo_arch: repo.to_string(),
+            }
+            .into());
+        }
+        let mut walk = LoaderWalk {
+            analyzer: self,
+            root,
+            out: BinaryNeeds {
+                arch: first.arch,
+                static_binary: first.is_static(),
+                bundled: Vec::new(),
+                host: Vec::new(),
+                notes: BTreeSet::new(),
+            },
+            seen: BTreeSet::from([first.path.clone()]),
+            objects: vec![first],
+            satisfied: BTreeSet::new(),
+            hosted: BTreeSet::new(),
+            loaded: Vec::new(),
         };
-        for cmd in commands::scan(&lines, body) {
-            let origin = format!("{script_name} line {}: {}", cmd.line, cmd.name);
-            if cmd.name.starts_with('/') {
-                c.add(
-                    NeedKind::File(usrmove_alternatives(&cmd.name)),
-                    origin,
-                    true,
-                );
-            } else {
-                c.add(NeedKind::Command(cmd.name), origin, true);
-            }
+        // (object index, loader chain indexes nearest first)
+        let mut queue = VecDeque::from([(0usize, Vec::<usize>::new())]);
+        while let Some((idx, chain)) = queue.pop_front() {
+            queue.extend(walk.visit(idx, &chain, c)?);
         }
+        walk.capabilities(c);
+        Ok(walk.out)
+    }
 
-        // The binary and the libraries it ships.
-        if let Some(bin) = &job.binary {
-            if !bin.exists() {
-                return Err(NeedsError::MissingBinary {
-                    job: job.name.to_string(),
-                    path: bin.clone(),
-                });
-            }
-            let root = script_dir
-                .canonicalize()
-                .unwrap_or_else(|_| script_dir.to_owned());
-            let rel =
-                |p: &Path| -> String { p.strip_prefix(&root).unwrap_or(p).display().to_string() };
-            let first = ElfReader::read(&bin.canonicalize().unwrap_or_else(|_| bin.clone()))?;
-            if let Some(repo) = repo_arch
-                && !first.arch.served_by(repo.rpm_name())
-            {
-                return Err(ElfError::WrongArch {
-                    path: bin.clone(),
-                    elf_arch: first.arch.to_string(),
-                    repo_arch: repo.to_string(),
-                }
-                .into());
-            }
-            arch = first.arch;
-            static_binary = first.is_static();
-            let mut seen = BTreeSet::from([first.path.clone()]);
-            let mut objects: Vec<ElfInfo> = vec![first];
-            // (object index, loader chain indexes nearest first)
-            let mut queue = VecDeque::from([(0usize, Vec::<usize>::new())]);
-            let mut satisfied: BTreeSet<String> = BTreeSet::new();
-            let mut hosted: BTreeSet<String> = BTreeSet::new();
-            let mut pending: Vec<usize> = Vec::new();
-            while let Some((idx, chain)) = queue.pop_front() {
-                pending.push(idx);
-                let name = rel(&objects[idx].path);
-                if let Some(i) = &objects[idx].interp {
-                    c.add(
-                        NeedKind::File(usrmove_alternatives(i)),
-                        format!("{name}: interpreter"),
-                        false,
-                    );
-                }
-                for h in &objects[idx].dlopen_hints {
-                    notes.insert(match h.as_str() {
-                        "nss" => format!("{name} looks up users, groups or hosts: glibc loads NSS modules (libnss_*.so.2) for that at run time; add them to [needs] extra if /etc/nsswitch.conf names more than files"),
-                        _ => format!("{name} converts character sets: glibc loads gconv modules at run time; add the glibc-gconv-extra package to [needs] extra if it needs more than UTF-8"),
-                    });
-                }
-                let needed = objects[idx].needed.clone();
-                for n in needed {
-                    if n.starts_with("libmpi")
-                        || n.starts_with("libpmi")
-                        || n.starts_with("libfabric")
-                    {
-                        notes.insert(format!("{name} uses MPI ({n}): MPI libraries load transport and PMI plugins with dlopen; add the MPI package's plugin packages to [needs] extra"));
-                    }
-                    if self.is_host_provided(&n) {
-                        hosted.insert(n.clone());
-                        host.push(HostProvided {
-                            soname: n,
-                            needed_by: name.clone(),
-                        });
-                        continue;
-                    }
-                    let chain_objs: Vec<&ElfInfo> = chain.iter().map(|&i| &objects[i]).collect();
-                    if let Some(Bundled { path, via }) =
-                        find_in_job(&n, &objects[idx], &chain_objs, &root)
-                    {
-                        satisfied.insert(n.clone());
-                        if seen.insert(path.clone()) {
-                            let lib = ElfReader::read(&path)?;
-                            if lib.arch != objects[idx].arch || lib.class64 != objects[idx].class64
-                            {
-                                return Err(NeedsError::MixedArch {
-                                    lib: path,
-                                    by: objects[idx].path.clone(),
-                                    found: lib.arch,
-                                    want: objects[idx].arch,
-                                });
-                            }
-                            bundled.push(BundledLib {
-                                path: PathBuf::from(rel(&path)),
-                                soname: n.clone(),
-                                needed_by: name.clone(),
-                                via,
-                            });
-                            let mut next_chain = vec![idx];
-                            next_chain.extend(&chain);
-                            objects.push(lib);
-                            queue.push_back((objects.len() - 1, next_chain));
-                        }
-                    }
-                }
-            }
-            // Capabilities of every loaded object, less what the job or the node provides.
-            for idx in pending {
-                let o = &objects[idx];
-                if o.is_static() {
-                    // static and static-pie: no loader, so not even rtld(GNU_HASH)
-                    continue;
-                }
-                let name = rel(&o.path);
-                let marker = o.marker();
-                for cap in o.requires_when_loaded() {
-                    let s = cap.as_str();
-                    let soname = s.split('(').next().unwrap_or(s);
-                    if satisfied.contains(soname) || hosted.contains(soname) {
-                        continue;
-                    }
-                    let origin = if s == "rtld(GNU_HASH)" {
-                        format!("{name}: GNU hash table only")
-                    } else if let Some(ver) = s
-                        .strip_prefix(soname)
-                        .and_then(|r| r.strip_prefix('('))
-                        .and_then(|r| r.strip_suffix(marker))
-                        .and_then(|r| r.strip_suffix(')'))
-                        .filter(|v| !v.is_empty())
-                    {
-                        format!("{name}: {ver} from {soname}")
-                    } else {
-                        format!("{name}: DT_NEEDED {soname}")
-                    };
-                    c.add(NeedKind::Capability(cap), origin, false);
-                }
-            }
-        }
-
+    /// `[needs] extra`: paths and capabilities named in the configuration.
+    fn extra_needs(&self, c: &mut Collector) -> Result<(), NeedsError> {
         for extra in &self.settings.extra {
             let kind = if extra.starts_with('/') {
                 NeedKind::File(usrmove_alternatives(extra))
@@ -443,26 +560,7 @@ impl NeedsAnalyzer<'_> {
             };
             c.add(kind, "[needs] extra".into(), false);
         }
-
-        let needs = c
-            .needs
-            .into_iter()
-            .map(|(kind, (origins, optional))| Need {
-                kind,
-                origins,
-                optional,
-            })
-            .collect();
-        Ok(Needs {
-            arch,
-            kube_arch: arch.kube_name(),
-            package_arches: arch.package_arches().to_vec(),
-            static_binary,
-            needs,
-            bundled,
-            host_provided: host,
-            notes: notes.into_iter().collect(),
-        })
+        Ok(())
     }
 
     fn is_host_provided(&self, soname: &str) -> bool {

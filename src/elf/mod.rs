@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use object::elf;
-use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, Sym};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, SectionTable, Sym};
 use object::read::{ReadCache, ReadRef};
 use object::{Endianness, FileKind};
 use serde::Serialize;
@@ -340,18 +340,7 @@ where
         });
     }
 
-    let mut interp = None;
-    for ph in header.program_headers(endian, data).map_err(bad)? {
-        if ph.p_type(endian) == elf::PT_INTERP {
-            let bytes = ph.data(endian, data).map_err(|_| ElfError::Malformed {
-                path: path.to_owned(),
-                detail: "PT_INTERP lies outside the file".into(),
-            })?;
-            let bytes = bytes.split(|&b| b == 0).next().unwrap_or(&[]);
-            interp = Some(text(bytes, "the interpreter path", path)?);
-        }
-    }
-
+    let interp = interpreter(header, endian, data, path)?;
     let sections = header.sections(endian, data).map_err(bad)?;
     let mut info = ElfInfo {
         path: path.to_owned(),
@@ -372,42 +361,105 @@ where
         dynamic: false,
         dlopen_hints: Vec::new(),
     };
+    read_dynamic(&sections, endian, data, &mut info)?;
+    info.verneed = read_verneed(&sections, endian, data, path)?;
+    info.dlopen_hints = dlopen_hints(&sections, endian, data);
+    info.kind = if e_type == elf::ET_EXEC {
+        ObjectKind::Executable
+    } else if info.flags_1 & elf::DF_1_PIE.0 != 0 || info.interp.is_some() {
+        ObjectKind::PieExecutable
+    } else {
+        ObjectKind::SharedLibrary
+    };
+    Ok(info)
+}
 
-    // Dynamic sections, in section order, as elfdeps reads them.
+/// A `map_err` for `object`'s errors about the file at `path`.
+fn malformed(path: &Path) -> impl Fn(object::read::Error) -> ElfError + '_ {
+    move |e| ElfError::Malformed {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// The loader named by `PT_INTERP`, if any.
+fn interpreter<'a, Elf, R>(
+    header: &Elf,
+    endian: Endianness,
+    data: R,
+    path: &Path,
+) -> Result<Option<String>, ElfError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'a>,
+{
+    let mut interp = None;
+    for ph in header
+        .program_headers(endian, data)
+        .map_err(malformed(path))?
+    {
+        if ph.p_type(endian) == elf::PT_INTERP {
+            let bytes = ph.data(endian, data).map_err(|_| ElfError::Malformed {
+                path: path.to_owned(),
+                detail: "PT_INTERP lies outside the file".into(),
+            })?;
+            let bytes = bytes.split(|&b| b == 0).next().unwrap_or(&[]);
+            interp = Some(text(bytes, "the interpreter path", path)?);
+        }
+    }
+    Ok(interp)
+}
+
+/// Dynamic sections, in section order, as elfdeps reads them: needed libraries, soname,
+/// search paths, flags and hash tables.
+fn read_dynamic<'a, Elf, R>(
+    sections: &SectionTable<'a, Elf, R>,
+    endian: Endianness,
+    data: R,
+    info: &mut ElfInfo,
+) -> Result<(), ElfError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'a>,
+{
+    let path = info.path.clone();
+    let bad = malformed(&path);
+    let too_many = |detail: String| ElfError::Malformed {
+        path: path.clone(),
+        detail,
+    };
     for section in sections.iter() {
-        let Some((dyns, link)) = section.dynamic(endian, data).map_err(bad)? else {
+        let Some((dyns, link)) = section.dynamic(endian, data).map_err(&bad)? else {
             continue;
         };
         info.dynamic = true;
         if dyns.len() > limits::MAX_DYNAMIC {
-            return Err(ElfError::Malformed {
-                path: path.to_owned(),
-                detail: format!("the dynamic section has {} entries", dyns.len()),
-            });
+            return Err(too_many(format!(
+                "the dynamic section has {} entries",
+                dyns.len()
+            )));
         }
-        let strings = sections.strings(endian, data, link).map_err(bad)?;
+        let strings = sections.strings(endian, data, link).map_err(&bad)?;
         let string = |v: u64, what: &str| -> Result<String, ElfError> {
-            let off = u32::try_from(v).map_err(|_| ElfError::Malformed {
-                path: path.to_owned(),
-                detail: format!("{what} string offset {v} is out of range"),
+            let off = u32::try_from(v)
+                .map_err(|_| too_many(format!("{what} string offset {v} is out of range")))?;
+            let bytes = strings.get(off).map_err(|_| {
+                too_many(format!(
+                    "{what} string offset {v} is outside the string table"
+                ))
             })?;
-            let bytes = strings.get(off).map_err(|_| ElfError::Malformed {
-                path: path.to_owned(),
-                detail: format!("{what} string offset {v} is outside the string table"),
-            })?;
-            text(bytes, what, path)
+            text(bytes, what, &path)
         };
         for d in dyns {
-            let tag = d.d_tag(endian);
             let val: u64 = d.d_val(endian).into();
-            match tag {
+            match d.d_tag(endian) {
                 elf::DT_NULL => break,
                 elf::DT_NEEDED => {
                     if info.needed.len() >= limits::MAX_NEEDED {
-                        return Err(ElfError::Malformed {
-                            path: path.to_owned(),
-                            detail: format!("more than {} DT_NEEDED entries", limits::MAX_NEEDED),
-                        });
+                        return Err(too_many(format!(
+                            "more than {} DT_NEEDED entries",
+                            limits::MAX_NEEDED
+                        )));
                     }
                     info.needed.push(string(val, "DT_NEEDED")?);
                 }
@@ -425,27 +477,40 @@ where
             }
         }
     }
+    Ok(())
+}
 
-    // Version needs.
+/// Version needs: (file, [version names]) per `SHT_GNU_verneed` entry.
+fn read_verneed<'a, Elf, R>(
+    sections: &SectionTable<'a, Elf, R>,
+    endian: Endianness,
+    data: R,
+    path: &Path,
+) -> Result<Vec<(String, Vec<String>)>, ElfError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'a>,
+{
+    let bad = malformed(path);
+    let mut out = Vec::new();
     let mut versions = 0usize;
     for section in sections.iter() {
-        let Some((mut iter, link)) = section.gnu_verneed(endian, data).map_err(bad)? else {
+        let Some((mut iter, link)) = section.gnu_verneed(endian, data).map_err(&bad)? else {
             continue;
         };
-        let strings = sections.strings(endian, data, link).map_err(bad)?;
-        let count = section.sh_info(endian);
-        for _ in 0..count {
-            let Some((need, mut aux_iter)) = iter.next().map_err(bad)? else {
+        let strings = sections.strings(endian, data, link).map_err(&bad)?;
+        for _ in 0..section.sh_info(endian) {
+            let Some((need, mut aux_iter)) = iter.next().map_err(&bad)? else {
                 break;
             };
             let file = text(
-                need.file(endian, strings).map_err(bad)?,
+                need.file(endian, strings).map_err(&bad)?,
                 "a verneed file",
                 path,
             )?;
             let mut names = Vec::new();
             for _ in 0..need.vn_cnt.get(endian) {
-                let Some(aux) = aux_iter.next().map_err(bad)? else {
+                let Some(aux) = aux_iter.next().map_err(&bad)? else {
                     break;
                 };
                 versions += 1;
@@ -456,44 +521,44 @@ where
                     });
                 }
                 names.push(text(
-                    aux.name(endian, strings).map_err(bad)?,
+                    aux.name(endian, strings).map_err(&bad)?,
                     "a version name",
                     path,
                 )?);
             }
-            info.verneed.push((file, names));
+            out.push((file, names));
         }
     }
+    Ok(out)
+}
 
-    // Undefined dynamic symbols that imply run-time module loading.
-    if let Ok(symbols) = sections.symbols(endian, data, elf::SHT_DYNSYM) {
-        let mut hints = std::collections::BTreeSet::new();
-        for (i, sym) in symbols.iter().enumerate() {
-            if i >= limits::MAX_SYMBOLS {
-                break;
-            }
-            if sym.st_shndx(endian) != elf::SHN_UNDEF {
-                continue;
-            }
-            let Ok(name) = sym.name(endian, symbols.strings()) else {
-                continue;
-            };
-            let name = String::from_utf8_lossy(name);
-            if NSS_SYMBOLS.contains(&name.as_ref()) {
-                hints.insert("nss".to_owned());
-            } else if GCONV_SYMBOLS.contains(&name.as_ref()) {
-                hints.insert("gconv".to_owned());
-            }
-        }
-        info.dlopen_hints = hints.into_iter().collect();
-    }
-
-    info.kind = if e_type == elf::ET_EXEC {
-        ObjectKind::Executable
-    } else if info.flags_1 & elf::DF_1_PIE.0 != 0 || info.interp.is_some() {
-        ObjectKind::PieExecutable
-    } else {
-        ObjectKind::SharedLibrary
+/// Undefined dynamic symbols that imply run-time module loading (`nss`, `gconv`).
+fn dlopen_hints<'a, Elf, R>(
+    sections: &SectionTable<'a, Elf, R>,
+    endian: Endianness,
+    data: R,
+) -> Vec<String>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'a>,
+{
+    let Ok(symbols) = sections.symbols(endian, data, elf::SHT_DYNSYM) else {
+        return Vec::new();
     };
-    Ok(info)
+    let mut hints = std::collections::BTreeSet::new();
+    for sym in symbols.iter().take(limits::MAX_SYMBOLS) {
+        if sym.st_shndx(endian) != elf::SHN_UNDEF {
+            continue;
+        }
+        let Ok(name) = sym.name(endian, symbols.strings()) else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(name);
+        if NSS_SYMBOLS.contains(&name.as_ref()) {
+            hints.insert("nss".to_owned());
+        } else if GCONV_SYMBOLS.contains(&name.as_ref()) {
+            hints.insert("gconv".to_owned());
+        }
+    }
+    hints.into_iter().collect()
 }

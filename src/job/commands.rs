@@ -105,249 +105,276 @@ enum Tok {
 
 /// Splits shell text into words and separators, dropping comments and here-doc bodies.
 fn tokenize(lines: &[String], first: usize) -> Vec<Tok> {
-    let mut toks = Vec::new();
-    let mut heredocs: Vec<(String, bool)> = Vec::new();
+    let mut t = Tokenizer::default();
     let mut i = first;
-    let mut word = String::new();
-    let mut word_line = 0u32;
-    let mut quote: Option<char> = None;
-    let mut depth_brace = 0usize;
-    // Command substitutions opened inside double quotes: (closing char, paren depth) to
-    // return to the quote at.
-    let mut resume: Vec<(char, usize)> = Vec::new();
-    let mut parens = 0usize;
-    // Kinds of the open parentheses: true for `$(`, false for a subshell `(`.
-    let mut paren_kinds: Vec<bool> = Vec::new();
-    let mut in_backtick = false;
     while i < lines.len() {
-        let lineno = (i + 1) as u32;
         let line = &lines[i];
         i += 1;
-        let chars: Vec<char> = line.chars().collect();
-        let mut k = 0;
-        let flush = |word: &mut String, toks: &mut Vec<Tok>, line: u32| {
-            if !word.is_empty() {
-                toks.push(Tok::Word(std::mem::take(word), line));
+        t.lineno = i as u32;
+        t.line(&line.chars().collect::<Vec<char>>());
+        let continued = line.ends_with('\\') && !line.ends_with("\\\\");
+        if t.quote.is_none() && !continued {
+            t.flush();
+            t.toks.push(Tok::Sep("\n", t.lineno));
+        } else if t.quote.is_some() {
+            t.word.push('\n');
+        }
+        i = skip_heredocs(lines, i, std::mem::take(&mut t.heredocs));
+    }
+    if !t.word.is_empty() {
+        t.toks.push(Tok::Word(t.word, t.word_line));
+    }
+    t.toks
+}
+
+/// Skips the bodies of the here-documents opened on the line before `i`; returns the line
+/// after the last one's delimiter.
+fn skip_heredocs(lines: &[String], mut i: usize, heredocs: Vec<(String, bool)>) -> usize {
+    for (delim, strip) in heredocs {
+        while i < lines.len() {
+            let l = &lines[i];
+            i += 1;
+            let l = if strip {
+                l.trim_start_matches('\t')
+            } else {
+                l.as_str()
+            };
+            if l == delim {
+                break;
             }
-        };
+        }
+    }
+    i
+}
+
+/// The tokenizer's state across lines.
+#[derive(Default)]
+struct Tokenizer {
+    toks: Vec<Tok>,
+    /// Here-documents opened on the current line: (delimiter, strip tabs).
+    heredocs: Vec<(String, bool)>,
+    word: String,
+    word_line: u32,
+    lineno: u32,
+    quote: Option<char>,
+    depth_brace: usize,
+    /// Command substitutions opened inside double quotes: (closing char, paren depth) to
+    /// return to the quote at.
+    resume: Vec<(char, usize)>,
+    parens: usize,
+    /// Kinds of the open parentheses: true for `$(`, false for a subshell `(`.
+    paren_kinds: Vec<bool>,
+    in_backtick: bool,
+}
+
+impl Tokenizer {
+    fn flush(&mut self) {
+        if !self.word.is_empty() {
+            self.toks
+                .push(Tok::Word(std::mem::take(&mut self.word), self.word_line));
+        }
+    }
+
+    /// One line's characters; each step returns the index of the next character to read.
+    fn line(&mut self, chars: &[char]) {
+        let mut k = 0;
         while k < chars.len() {
-            let c = chars[k];
-            if let Some(q) = quote {
-                if q == '"'
-                    && c == '$'
-                    && chars.get(k + 1) == Some(&'(')
-                    && chars.get(k + 2) != Some(&'(')
-                {
-                    flush(&mut word, &mut toks, word_line);
-                    toks.push(Tok::Sep("$(", lineno));
-                    resume.push((')', parens));
-                    parens += 1;
-                    paren_kinds.push(true);
-                    quote = None;
-                    k += 2;
-                    continue;
-                }
-                if q == '"' && c == '`' {
-                    flush(&mut word, &mut toks, word_line);
-                    toks.push(Tok::Sep("`", lineno));
-                    in_backtick = true;
-                    resume.push(('`', parens));
-                    quote = None;
-                    k += 1;
-                    continue;
-                }
-                if c == q {
-                    quote = None;
-                } else if c == '\\' && q == '"' && k + 1 < chars.len() {
-                    k += 1;
-                    word.push(chars[k]);
-                } else {
-                    word.push(c);
-                }
-                k += 1;
+            if self.quote.is_some() {
+                k = self.quoted(chars, k);
                 continue;
             }
-            if word.is_empty() {
-                word_line = lineno;
+            if self.word.is_empty() {
+                self.word_line = self.lineno;
             }
-            match c {
+            let c = chars[k];
+            let next = |n: usize| chars.get(k + n).copied();
+            k = match c {
                 '\'' | '"' => {
-                    quote = Some(c);
-                    k += 1;
-                    continue;
+                    self.quote = Some(c);
+                    k + 1
                 }
-                '\\' => {
-                    if k + 1 < chars.len() {
-                        word.push(chars[k + 1]);
-                        k += 2;
-                    } else {
-                        k += 1; // continuation: the word goes on on the next line
-                    }
-                    continue;
+                '\\' if k + 1 < chars.len() => {
+                    self.word.push(chars[k + 1]);
+                    k + 2
                 }
-                '#' if word.is_empty() => break,
-                '$' if chars.get(k + 1) == Some(&'(') && chars.get(k + 2) == Some(&'(') => {
-                    // arithmetic: skip to the matching ))
-                    let mut d = 0i32;
-                    while k < chars.len() {
-                        match chars[k] {
-                            '(' => d += 1,
-                            ')' => {
-                                d -= 1;
-                                if d == 0 {
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                        k += 1;
-                    }
-                    word.push('0');
-                    k += 1;
-                    continue;
+                // continuation: the word goes on on the next line
+                '\\' => k + 1,
+                '#' if self.word.is_empty() => break,
+                '$' if next(1) == Some('(') && next(2) == Some('(') => self.arithmetic(chars, k),
+                '$' if next(1) == Some('(') => {
+                    self.flush();
+                    self.open_paren("$(", true);
+                    k + 2
                 }
-                '$' if chars.get(k + 1) == Some(&'(') => {
-                    flush(&mut word, &mut toks, word_line);
-                    toks.push(Tok::Sep("$(", lineno));
-                    parens += 1;
-                    paren_kinds.push(true);
-                    k += 2;
-                    continue;
+                '$' if next(1) == Some('{') => {
+                    self.depth_brace += 1;
+                    self.word.push_str("${");
+                    k + 2
                 }
-                '$' if chars.get(k + 1) == Some(&'{') => {
-                    depth_brace += 1;
-                    word.push_str("${");
-                    k += 2;
-                    continue;
+                '}' if self.depth_brace > 0 => {
+                    self.depth_brace -= 1;
+                    self.word.push('}');
+                    k + 1
                 }
-                '}' if depth_brace > 0 => {
-                    depth_brace -= 1;
-                    word.push('}');
-                    k += 1;
-                    continue;
-                }
-                _ if depth_brace > 0 => {
-                    word.push(c);
-                    k += 1;
-                    continue;
+                _ if self.depth_brace > 0 => {
+                    self.word.push(c);
+                    k + 1
                 }
                 '`' => {
-                    flush(&mut word, &mut toks, word_line);
-                    toks.push(Tok::Sep(if in_backtick { "`)" } else { "`" }, lineno));
-                    in_backtick = !in_backtick;
-                    if !in_backtick && resume.last().is_some_and(|r| r.0 == '`') {
-                        resume.pop();
-                        quote = Some('"');
-                    }
-                    k += 1;
-                    continue;
+                    self.backtick();
+                    k + 1
                 }
-                ';' | '&' | '|' | '(' | ')' => {
-                    flush(&mut word, &mut toks, word_line);
-                    let two: String = chars[k..chars.len().min(k + 2)].iter().collect();
-                    let sep: &'static str = match two.as_str() {
-                        ";;" => ";;",
-                        "&&" => "&&",
-                        "||" => "||",
-                        _ => match c {
-                            ';' => ";",
-                            '&' => "&",
-                            '|' => "|",
-                            '(' => "(",
-                            _ => ")",
-                        },
-                    };
-                    k += sep.len();
-                    // `>&2`, `2>&1`: a redirection, not a separator
-                    if sep == "&" && toks.last().is_some_and(|t| matches!(t, Tok::Word(w, _) if w.ends_with('>') || w.ends_with('<'))) {
-                        if let Some(Tok::Word(w, _)) = toks.last_mut() {
-                            w.push('&');
-                        }
-                        continue;
-                    }
-                    if sep == "(" {
-                        toks.push(Tok::Sep(sep, lineno));
-                        parens += 1;
-                        paren_kinds.push(false);
-                    } else if sep == ")" {
-                        let substitution = paren_kinds.pop().unwrap_or(false);
-                        toks.push(Tok::Sep(if substitution { "$)" } else { ")" }, lineno));
-                        parens = parens.saturating_sub(1);
-                        if resume.last() == Some(&(')', parens)) {
-                            resume.pop();
-                            quote = Some('"');
-                        }
-                    } else {
-                        toks.push(Tok::Sep(sep, lineno));
-                    }
-                    continue;
-                }
-                '<' if chars.get(k + 1) == Some(&'<') && chars.get(k + 2) != Some(&'<') => {
-                    flush(&mut word, &mut toks, word_line);
-                    // here-document: <<WORD, <<-WORD, <<'WORD'
-                    k += 2;
-                    let strip = chars.get(k) == Some(&'-');
-                    if strip {
-                        k += 1;
-                    }
-                    while chars.get(k) == Some(&' ') {
-                        k += 1;
-                    }
-                    let mut delim = String::new();
-                    while k < chars.len()
-                        && !chars[k].is_whitespace()
-                        && !";&|<>()".contains(chars[k])
-                    {
-                        if !"'\"\\".contains(chars[k]) {
-                            delim.push(chars[k]);
-                        }
-                        k += 1;
-                    }
-                    if !delim.is_empty() {
-                        heredocs.push((delim, strip));
-                    }
-                    toks.push(Tok::Word("<<".into(), lineno));
-                    continue;
-                }
+                ';' | '&' | '|' | '(' | ')' => self.separator(chars, k),
+                '<' if next(1) == Some('<') && next(2) != Some('<') => self.heredoc(chars, k),
                 c if c.is_whitespace() => {
-                    flush(&mut word, &mut toks, word_line);
-                    k += 1;
-                    continue;
+                    self.flush();
+                    k + 1
                 }
                 c => {
-                    word.push(c);
-                    k += 1;
-                    continue;
+                    self.word.push(c);
+                    k + 1
                 }
-            }
-        }
-        let continued = line.ends_with('\\') && !line.ends_with("\\\\");
-        if quote.is_none() && !continued {
-            flush(&mut word, &mut toks, word_line);
-            toks.push(Tok::Sep("\n", lineno));
-        } else if quote.is_some() {
-            word.push('\n');
-        }
-        // Skip here-document bodies.
-        for (delim, strip) in std::mem::take(&mut heredocs) {
-            while i < lines.len() {
-                let l = &lines[i];
-                i += 1;
-                let l = if strip {
-                    l.trim_start_matches('\t')
-                } else {
-                    l.as_str()
-                };
-                if l == delim {
-                    break;
-                }
-            }
+            };
         }
     }
-    if !word.is_empty() {
-        toks.push(Tok::Word(word, word_line));
+
+    /// Inside quotes: the quote's end, escapes in double quotes, and command substitutions
+    /// that leave the double quote until they close.
+    fn quoted(&mut self, chars: &[char], k: usize) -> usize {
+        let q = self.quote.unwrap_or('"');
+        let c = chars[k];
+        if q == '"' && c == '$' && chars.get(k + 1) == Some(&'(') && chars.get(k + 2) != Some(&'(')
+        {
+            self.flush();
+            self.resume.push((')', self.parens));
+            self.open_paren("$(", true);
+            self.quote = None;
+            return k + 2;
+        }
+        if q == '"' && c == '`' {
+            self.flush();
+            self.toks.push(Tok::Sep("`", self.lineno));
+            self.in_backtick = true;
+            self.resume.push(('`', self.parens));
+            self.quote = None;
+            return k + 1;
+        }
+        if c == q {
+            self.quote = None;
+        } else if c == '\\' && q == '"' && k + 1 < chars.len() {
+            self.word.push(chars[k + 1]);
+            return k + 2;
+        } else {
+            self.word.push(c);
+        }
+        k + 1
     }
-    toks
+
+    fn open_paren(&mut self, sep: &'static str, substitution: bool) {
+        self.toks.push(Tok::Sep(sep, self.lineno));
+        self.parens += 1;
+        self.paren_kinds.push(substitution);
+    }
+
+    /// `$(( … ))`: skipped to the matching `))`, standing for a number.
+    fn arithmetic(&mut self, chars: &[char], mut k: usize) -> usize {
+        let mut d = 0i32;
+        while k < chars.len() {
+            match chars[k] {
+                '(' => d += 1,
+                ')' => {
+                    d -= 1;
+                    if d == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            k += 1;
+        }
+        self.word.push('0');
+        k + 1
+    }
+
+    /// A backtick opens or closes a command substitution (back into a double quote if it was
+    /// opened in one).
+    fn backtick(&mut self) {
+        self.flush();
+        let sep = if self.in_backtick { "`)" } else { "`" };
+        self.toks.push(Tok::Sep(sep, self.lineno));
+        self.in_backtick = !self.in_backtick;
+        if !self.in_backtick && self.resume.last().is_some_and(|r| r.0 == '`') {
+            self.resume.pop();
+            self.quote = Some('"');
+        }
+    }
+
+    /// `;` `;;` `&` `&&` `|` `||` `(` `)`; `>&2` and `2>&1` stay redirections.
+    fn separator(&mut self, chars: &[char], k: usize) -> usize {
+        self.flush();
+        let two: String = chars[k..chars.len().min(k + 2)].iter().collect();
+        let sep: &'static str = match (two.as_str(), chars[k]) {
+            (";;", _) => ";;",
+            ("&&", _) => "&&",
+            ("||", _) => "||",
+            (_, ';') => ";",
+            (_, '&') => "&",
+            (_, '|') => "|",
+            (_, '(') => "(",
+            _ => ")",
+        };
+        let next = k + sep.len();
+        let redirection = sep == "&"
+            && self.toks.last().is_some_and(
+                |t| matches!(t, Tok::Word(w, _) if w.ends_with('>') || w.ends_with('<')),
+            );
+        if redirection {
+            if let Some(Tok::Word(w, _)) = self.toks.last_mut() {
+                w.push('&');
+            }
+            return next;
+        }
+        match sep {
+            "(" => self.open_paren("(", false),
+            ")" => {
+                let substitution = self.paren_kinds.pop().unwrap_or(false);
+                let sep = if substitution { "$)" } else { ")" };
+                self.toks.push(Tok::Sep(sep, self.lineno));
+                self.parens = self.parens.saturating_sub(1);
+                if self.resume.last() == Some(&(')', self.parens)) {
+                    self.resume.pop();
+                    self.quote = Some('"');
+                }
+            }
+            _ => self.toks.push(Tok::Sep(sep, self.lineno)),
+        }
+        next
+    }
+
+    /// A here-document: `<<WORD`, `<<-WORD`, `<<'WORD'`; its body is skipped after the line.
+    fn heredoc(&mut self, chars: &[char], k: usize) -> usize {
+        self.flush();
+        let mut k = k + 2;
+        let strip = chars.get(k) == Some(&'-');
+        if strip {
+            k += 1;
+        }
+        while chars.get(k) == Some(&' ') {
+            k += 1;
+        }
+        let mut delim = String::new();
+        while k < chars.len() && !chars[k].is_whitespace() && !";&|<>()".contains(chars[k]) {
+            if !"'\"\\".contains(chars[k]) {
+                delim.push(chars[k]);
+            }
+            k += 1;
+        }
+        if !delim.is_empty() {
+            self.heredocs.push((delim, strip));
+        }
+        self.toks.push(Tok::Word("<<".into(), self.lineno));
+        k
+    }
 }
 
 fn is_assignment(w: &str) -> bool {
@@ -372,7 +399,25 @@ fn is_redirection(w: &str) -> bool {
 /// The commands of a script body (lines are 0-based indexes; `first` is where the body starts).
 pub fn scan(lines: &[String], first: usize) -> Vec<CommandUse> {
     let toks = tokenize(lines, first);
-    // Functions defined in the script: `name()` and `function name`.
+    let mut scanner = Scanner {
+        functions: functions(&toks),
+        at_start: true,
+        ..Scanner::default()
+    };
+    for (i, t) in toks.iter().enumerate() {
+        match t {
+            Tok::Sep(s, _) => scanner.separator(s),
+            Tok::Word(w, line) => {
+                let function_call = matches!(toks.get(i + 1), Some(Tok::Sep("(", _)));
+                scanner.word(w, *line, function_call);
+            }
+        }
+    }
+    scanner.out
+}
+
+/// Functions defined in the script: `name()` and `function name`.
+fn functions(toks: &[Tok]) -> BTreeSet<String> {
     let mut functions = BTreeSet::new();
     for w in toks.windows(3) {
         match w {
@@ -385,143 +430,145 @@ pub fn scan(lines: &[String], first: usize) -> Vec<CommandUse> {
             _ => {}
         }
     }
-    let mut out = Vec::new();
-    let mut at_start = true;
-    let mut skip_until_sep = false; // `for x in ...`, `[[ ... ]]`
-    let mut in_double_bracket = false;
-    let mut case_depth = 0usize;
-    let mut case_header = false; // between `case` and `in`
-    let mut expect_pattern = false;
-    let mut redirect_target = false;
-    let mut function_name_next = false;
-    let mut i = 0;
-    while i < toks.len() {
-        match &toks[i] {
-            Tok::Sep(s, _) => {
-                redirect_target = false;
-                if in_double_bracket {
-                    i += 1;
-                    continue;
-                }
-                skip_until_sep = false;
-                match *s {
-                    ";;" => {
-                        expect_pattern = case_depth > 0;
-                        at_start = true;
-                    }
-                    ")" if expect_pattern => {
-                        expect_pattern = false;
-                        at_start = true;
-                    }
-                    // The end of a command substitution returns to the enclosing command's
-                    // words.
-                    "$)" | "`)" => at_start = false,
-                    "\n" if expect_pattern => {}
-                    _ => at_start = true,
+    functions
+}
+
+/// Whether a redirection word takes the next word as its target (`>` alone; not `>file`).
+fn takes_target(w: &str) -> bool {
+    w.trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start_matches(['<', '>', '&'])
+        .is_empty()
+}
+
+/// Where the scanner is in the shell grammar.
+#[derive(Default)]
+struct Scanner {
+    functions: BTreeSet<String>,
+    out: Vec<CommandUse>,
+    at_start: bool,
+    /// `for x in ...`
+    skip_until_sep: bool,
+    in_double_bracket: bool,
+    case_depth: usize,
+    /// Between `case` and `in`.
+    case_header: bool,
+    expect_pattern: bool,
+    redirect_target: bool,
+    function_name_next: bool,
+}
+
+impl Scanner {
+    fn separator(&mut self, s: &str) {
+        self.redirect_target = false;
+        if self.in_double_bracket {
+            return;
+        }
+        self.skip_until_sep = false;
+        match s {
+            ";;" => {
+                self.expect_pattern = self.case_depth > 0;
+                self.at_start = true;
+            }
+            ")" if self.expect_pattern => {
+                self.expect_pattern = false;
+                self.at_start = true;
+            }
+            // The end of a command substitution returns to the enclosing command's words.
+            "$)" | "`)" => self.at_start = false,
+            "\n" if self.expect_pattern => {}
+            _ => self.at_start = true,
+        }
+    }
+
+    /// A word: skipped where it cannot be a command, else the command (or keyword) it is.
+    fn word(&mut self, w: &str, line: u32, function_call: bool) {
+        if self.skipped(w) {
+            return;
+        }
+        if self.skip_until_sep || !self.at_start {
+            if is_redirection(w) && !w.ends_with('&') && takes_target(w) {
+                self.redirect_target = true;
+            }
+            return;
+        }
+        // At the start of a simple command.
+        if is_assignment(w) {
+            return;
+        }
+        if is_redirection(w) {
+            // `>file` is complete; a bare `>` takes the next word.
+            self.redirect_target = takes_target(w);
+            return;
+        }
+        self.command_word(w, line, function_call);
+    }
+
+    /// Words inside `[[ ]]`, redirection targets, `case` headers and patterns, function
+    /// names: never commands.
+    fn skipped(&mut self, w: &str) -> bool {
+        if self.in_double_bracket {
+            if w == "]]" {
+                self.in_double_bracket = false;
+            }
+        } else if self.redirect_target {
+            self.redirect_target = false;
+        } else if self.case_header {
+            if w == "in" {
+                self.case_header = false;
+                self.expect_pattern = true;
+            }
+        } else if self.expect_pattern {
+            if w == "esac" {
+                self.expect_pattern = false;
+                self.case_depth = self.case_depth.saturating_sub(1);
+                self.at_start = false;
+            }
+        } else if self.function_name_next {
+            self.function_name_next = false;
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// The first word of a simple command: a keyword, a prefix (`env`, `nohup`), or the
+    /// command itself unless it is a builtin, a function, a variable or a relative path.
+    fn command_word(&mut self, w: &str, line: u32, function_call: bool) {
+        match w {
+            "for" | "select" => self.skip_until_sep = true,
+            "case" => {
+                self.case_depth += 1;
+                self.case_header = true;
+            }
+            "esac" => self.case_depth = self.case_depth.saturating_sub(1),
+            "[[" => self.in_double_bracket = true,
+            "function" => self.function_name_next = true,
+            _ if PREFIXES.contains(&w) => {
+                // the next word is a command again (skip options of env/nice/nohup)
+                if w == "env" || w == "nice" || w == "nohup" {
+                    self.push(w, line);
                 }
             }
-            Tok::Word(w, line) => {
-                if in_double_bracket {
-                    if w == "]]" {
-                        in_double_bracket = false;
-                    }
-                    i += 1;
-                    continue;
-                }
-                if redirect_target {
-                    redirect_target = false;
-                    i += 1;
-                    continue;
-                }
-                if case_header {
-                    if w == "in" {
-                        case_header = false;
-                        expect_pattern = true;
-                    }
-                    i += 1;
-                    continue;
-                }
-                if expect_pattern {
-                    if w == "esac" {
-                        expect_pattern = false;
-                        case_depth = case_depth.saturating_sub(1);
-                        at_start = false;
-                    }
-                    i += 1;
-                    continue;
-                }
-                if function_name_next {
-                    function_name_next = false;
-                    i += 1;
-                    continue;
-                }
-                if skip_until_sep || !at_start {
-                    if is_redirection(w)
-                        && !w.ends_with('&')
-                        && w.trim_start_matches(|c: char| c.is_ascii_digit())
-                            .trim_start_matches(['<', '>', '&'])
-                            .is_empty()
-                    {
-                        redirect_target = true;
-                    }
-                    i += 1;
-                    continue;
-                }
-                // At the start of a simple command.
-                if is_assignment(w) {
-                    i += 1;
-                    continue;
-                }
-                if is_redirection(w) {
-                    // `>file` is complete; a bare `>` takes the next word.
-                    if w.trim_start_matches(|c: char| c.is_ascii_digit())
-                        .trim_start_matches(['<', '>', '&'])
-                        .is_empty()
-                    {
-                        redirect_target = true;
-                    }
-                    i += 1;
-                    continue;
-                }
-                match w.as_str() {
-                    "for" | "select" => skip_until_sep = true,
-                    "case" => {
-                        case_depth += 1;
-                        case_header = true;
-                    }
-                    "esac" => case_depth = case_depth.saturating_sub(1),
-                    "[[" => in_double_bracket = true,
-                    "function" => function_name_next = true,
-                    _ if PREFIXES.contains(&w.as_str()) => {
-                        // the next word is a command again (skip options of env/nice/nohup)
-                        if w == "env" || w == "nice" || w == "nohup" {
-                            out.push(CommandUse {
-                                name: w.clone(),
-                                line: *line,
-                            });
-                        }
-                    }
-                    _ if KEYWORDS.contains(&w.as_str()) => {}
-                    _ => {
-                        at_start = false;
-                        let builtin = BUILTINS.contains(&w.as_str());
-                        let variable = w.starts_with('$') || w.contains("${") || w.contains('`');
-                        let relative = w.contains('/') && !w.starts_with('/');
-                        let function = functions.contains(w)
-                            || matches!(toks.get(i + 1), Some(Tok::Sep("(", _)));
-                        if !(builtin || variable || relative || function || w.starts_with('-')) {
-                            out.push(CommandUse {
-                                name: w.clone(),
-                                line: *line,
-                            });
-                        }
-                    }
+            _ if KEYWORDS.contains(&w) => {}
+            _ => {
+                self.at_start = false;
+                let builtin = BUILTINS.contains(&w);
+                let variable = w.starts_with('$') || w.contains("${") || w.contains('`');
+                let relative = w.contains('/') && !w.starts_with('/');
+                let function = self.functions.contains(w) || function_call;
+                if !(builtin || variable || relative || function || w.starts_with('-')) {
+                    self.push(w, line);
                 }
             }
         }
-        i += 1;
     }
-    out
+
+    fn push(&mut self, name: &str, line: u32) {
+        self.out.push(CommandUse {
+            name: name.to_owned(),
+            line,
+        });
+    }
 }
 
 #[cfg(test)]

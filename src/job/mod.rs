@@ -338,19 +338,31 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Refuses an empty value for option `-c`.
+    fn nonempty(&self, c: char, w: &Word) -> Result<(), JobError> {
+        if w.text.is_empty() {
+            Err(self.error(
+                w.start,
+                format!("option -{c} needs a non-empty value"),
+                None,
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     fn value(&mut self, c: char, pos: Pos, w: &Word) -> Result<(), JobError> {
+        match c {
+            'N' | 'B' | 'l' | 'q' | 'A' | 'S' | 't' | 'J' | 'v' => self.job_value(c, w),
+            'o' | 'e' | 'j' | 'k' => self.output_value(c, w),
+            'r' | 'p' | 'd' | 'w' | 'm' | 'M' | 'F' | 'W' | 'a' => self.schedule_value(c, pos, w),
+            _ => self.recorded_value(c, pos, w),
+        }
+    }
+
+    /// `-N -B -l -q -A -S -t/-J -v`: what the job is and what it runs.
+    fn job_value(&mut self, c: char, w: &Word) -> Result<(), JobError> {
         let v = w.text.as_str();
-        let nonempty = |b: &Self| {
-            if v.is_empty() {
-                Err(b.error(
-                    w.start,
-                    format!("option -{c} needs a non-empty value"),
-                    None,
-                ))
-            } else {
-                Ok(())
-            }
-        };
         match c {
             'N' => {
                 let name = JobName::new(v).map_err(|e| self.error(w.start, e.0, None))?;
@@ -358,7 +370,7 @@ impl<'a> Builder<'a> {
                 self.spec.name_from_directive = true;
             }
             'B' => {
-                nonempty(self)?;
+                self.nonempty(c, w)?;
                 let dir = self.path.parent().unwrap_or(Path::new(""));
                 self.spec.binary = Some(dir.join(v));
             }
@@ -377,11 +389,11 @@ impl<'a> Builder<'a> {
                 }
             }
             'A' => {
-                nonempty(self)?;
+                self.nonempty(c, w)?;
                 self.spec.account = Some(v.to_owned());
             }
             'S' => {
-                nonempty(self)?;
+                self.nonempty(c, w)?;
                 // path[@host][,path@host...]: the entry without a host applies everywhere.
                 let entries: Vec<&str> = v.split(',').collect();
                 let pick = entries
@@ -405,14 +417,25 @@ impl<'a> Builder<'a> {
                 self.spec.array = Some(a);
             }
             'v' => self.env_list(w)?,
+            _ => unreachable!("dispatched by value()"),
+        }
+        Ok(())
+    }
+
+    /// `-o -e -j -k`: where output goes.
+    fn output_value(&mut self, c: char, w: &Word) -> Result<(), JobError> {
+        let v = w.text.as_str();
+        match c {
             'o' | 'e' => {
-                nonempty(self)?;
+                self.nonempty(c, w)?;
                 let path = match v.split_once(':') {
                     Some((host, p)) if !host.contains('/') => {
                         self.warn(
                             w.start,
                             Some(c),
-                            format!("host `{host}` in -{c} is dropped: output goes to the output volume"),
+                            format!(
+                                "host `{host}` in -{c} is dropped: output goes to the output volume"
+                            ),
                         );
                         p
                     }
@@ -448,6 +471,15 @@ impl<'a> Builder<'a> {
                 }
                 self.spec.recorded.insert("-k".into(), v.to_owned());
             }
+            _ => unreachable!("dispatched by value()"),
+        }
+        Ok(())
+    }
+
+    /// `-r -p -d/-w -m -M -F -W -a`: how and when it runs.
+    fn schedule_value(&mut self, c: char, pos: Pos, w: &Word) -> Result<(), JobError> {
+        let v = w.text.as_str();
+        match c {
             'r' => {
                 self.spec.rerunnable = Some(match v {
                     "y" | "Y" | "true" | "True" => true,
@@ -476,7 +508,7 @@ impl<'a> Builder<'a> {
                 self.spec.priority = Some(p);
             }
             'd' | 'w' => {
-                nonempty(self)?;
+                self.nonempty(c, w)?;
                 self.spec.workdir = Some(v.to_owned());
             }
             'm' => {
@@ -515,6 +547,15 @@ impl<'a> Builder<'a> {
                     "-a (deferred start) is not expressed in the manifest".into(),
                 );
             }
+            _ => unreachable!("dispatched by value()"),
+        }
+        Ok(())
+    }
+
+    /// Options with no Kubernetes field: warned about and recorded as given.
+    fn recorded_value(&mut self, c: char, pos: Pos, w: &Word) -> Result<(), JobError> {
+        let v = w.text.as_str();
+        match c {
             'C' => self.warn(
                 pos,
                 Some(c),

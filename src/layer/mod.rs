@@ -321,6 +321,28 @@ pub fn through_dir_links(path: &str, links: &BTreeMap<String, String>) -> String
     p
 }
 
+/// One package being added: its header's files, its pending hard-link sets.
+struct PackageEntries {
+    /// `name-evr.arch`, for messages.
+    pkg: String,
+    /// Header file info by payload path (without the leading `/`).
+    infos: HashMap<String, FileInfo>,
+    /// Hard-link sets awaiting their data member: ino → (names, members seen, nlink).
+    links: BTreeMap<u32, (Vec<String>, u32, u32)>,
+    /// Payload names seen so far.
+    seen: BTreeSet<String>,
+}
+
+impl PackageEntries {
+    fn unsafe_(&self, path: &str, reason: String) -> LayerError {
+        LayerError::Unsafe {
+            package: self.pkg.clone(),
+            path: path.to_owned(),
+            reason,
+        }
+    }
+}
+
 /// Writes one layer.
 pub struct LayerWriter<W: Write> {
     tar: tar::Builder<HashingWriter<Compressor<HashingWriter<W>>>>,
@@ -394,176 +416,206 @@ impl<W: Write> LayerWriter<W> {
     }
 
     /// Adds one package's payload, skipping `skip` (paths a later package of this layer
-    /// writes). Returns the paths written.
+    /// writes).
     pub fn add_package(
         &mut self,
         rpm: &mut RpmReader,
         skip: &BTreeSet<String>,
     ) -> Result<(), LayerError> {
-        let pkg = format!("{}-{}.{}", rpm.name, rpm.evr, rpm.arch);
-        let infos: HashMap<String, FileInfo> = rpm
-            .files
-            .iter()
-            .map(|f| (f.path.trim_start_matches('/').to_owned(), f.clone()))
-            .collect();
-        let unsafe_ = |path: &str, reason: String| LayerError::Unsafe {
-            package: pkg.clone(),
-            path: path.to_owned(),
-            reason,
+        let mut pc = PackageEntries {
+            pkg: format!("{}-{}.{}", rpm.name, rpm.evr, rpm.arch),
+            infos: rpm
+                .files
+                .iter()
+                .map(|f| (f.path.trim_start_matches('/').to_owned(), f.clone()))
+                .collect(),
+            links: BTreeMap::new(),
+            seen: BTreeSet::new(),
         };
-        // Hard-link sets awaiting their data member: ino → (names, members seen, nlink).
-        let mut links: BTreeMap<u32, (Vec<String>, u32, u32)> = BTreeMap::new();
-        let mut seen_here: BTreeSet<String> = BTreeSet::new();
         while let Some(e) = rpm.next_entry()? {
-            let Entry {
-                name,
-                mode,
-                ino,
-                nlink,
-                size,
-                rdev_major,
-                rdev_minor,
-                ..
-            } = e;
-            let rel = normalize(&name).map_err(|r| unsafe_(&name, r))?;
-            if !seen_here.insert(rel.clone()) {
-                return Err(unsafe_(&rel, "the payload has it twice".into()));
-            }
-            let path = through_dir_links(&rel, &self.opts.dir_links);
-            // No entry may be written through a symlink another entry of this layer made.
-            let comps: Vec<&str> = path.split('/').collect();
-            for i in 1..comps.len() {
-                let prefix = comps[..i].join("/");
-                if self.symlinks.contains(&prefix) {
-                    return Err(unsafe_(
-                        &rel,
-                        format!("it would be written through the symlink `{prefix}`"),
-                    ));
-                }
-            }
-            if self.written.contains(&path) {
-                return Err(unsafe_(
-                    &rel,
-                    "another entry of this layer already wrote it".into(),
-                ));
-            }
-            let Some(info) = infos.get(&rel) else {
-                return Err(unsafe_(
-                    &rel,
-                    "the payload has a file the header does not list".into(),
-                ));
-            };
-            if info.ghost || skip.contains(&rel) {
+            let Some((rel, path, info)) = self.check_entry(&mut pc, &e.name, skip)? else {
                 continue;
-            }
-            let mut h = self.header(mode, &info.user, &info.group, &pkg)?;
-            match mode & 0o170000 {
-                0o040000 => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_size(0);
-                    self.tar
-                        .append_data(&mut h, format!("{path}/"), io::empty())
-                        .map_err(io_err)?;
-                }
-                0o120000 => {
-                    let mut target = String::new();
-                    rpm.data()
-                        .take(4096)
-                        .read_to_string(&mut target)
-                        .map_err(|e| unsafe_(&rel, format!("bad symlink data: {e}")))?;
-                    let target = info.linkto.clone().unwrap_or(target);
-                    if target.is_empty() || target.contains('\0') {
-                        return Err(unsafe_(&rel, "the symlink has no target".into()));
-                    }
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_size(0);
-                    self.tar
-                        .append_link(&mut h, &path, &target)
-                        .map_err(io_err)?;
-                    self.symlinks.insert(path.clone());
-                }
-                0o100000 => {
-                    if let Some(c) = &info.caps {
-                        let v = caps::xattr(c)
-                            .map_err(|m| unsafe_(&rel, format!("bad capabilities: {m}")))?;
-                        self.tar
-                            .append_pax_extensions([(
-                                "SCHILY.xattr.security.capability",
-                                v.as_slice(),
-                            )])
-                            .map_err(io_err)?;
-                    }
-                    if nlink > 1 {
-                        if nlink as usize > rpm.files.len() {
-                            return Err(unsafe_(
-                                &rel,
-                                format!("hard-link count {nlink} exceeds the package's files"),
-                            ));
-                        }
-                        let set = links.entry(ino).or_insert_with(|| (Vec::new(), 0, nlink));
-                        set.1 += 1;
-                        if size == 0 && set.1 < set.2 {
-                            set.0.push(path.clone());
-                            self.written.insert(path);
-                            continue;
-                        }
-                        // The data member: written first, then links for the others.
-                        h.set_entry_type(tar::EntryType::Regular);
-                        h.set_size(size);
-                        self.tar
-                            .append_data(&mut h, &path, rpm.data())
-                            .map_err(|e| unsafe_(&rel, e.to_string()))?;
-                        let (others, _, _) = links.remove(&ino).unwrap_or_default();
-                        for o in others {
-                            let oi = infos.get(&o).or(Some(info)).expect("present");
-                            let mut lh = self.header(mode, &oi.user, &oi.group, &pkg)?;
-                            lh.set_entry_type(tar::EntryType::Link);
-                            lh.set_size(0);
-                            self.tar.append_link(&mut lh, &o, &path).map_err(io_err)?;
-                        }
-                    } else {
-                        h.set_entry_type(tar::EntryType::Regular);
-                        h.set_size(size);
-                        self.tar
-                            .append_data(&mut h, &path, rpm.data())
-                            .map_err(|e| unsafe_(&rel, e.to_string()))?;
-                    }
-                }
-                t @ (0o020000 | 0o060000) => {
-                    h.set_entry_type(if t == 0o020000 {
-                        tar::EntryType::Char
-                    } else {
-                        tar::EntryType::Block
-                    });
-                    h.set_size(0);
-                    h.set_device_major(rdev_major).map_err(io_err)?;
-                    h.set_device_minor(rdev_minor).map_err(io_err)?;
-                    self.tar
-                        .append_data(&mut h, &path, io::empty())
-                        .map_err(io_err)?;
-                }
-                0o010000 => {
-                    h.set_entry_type(tar::EntryType::Fifo);
-                    h.set_size(0);
-                    self.tar
-                        .append_data(&mut h, &path, io::empty())
-                        .map_err(io_err)?;
-                }
-                other => return Err(unsafe_(&rel, format!("unsupported file type {other:o}"))),
-            }
-            self.written.insert(path);
+            };
+            self.write_entry(&mut pc, rpm, &e, &rel, &path, &info)?;
         }
-        if let Some((ino, (names, seen, nlink))) = links.into_iter().next() {
+        if let Some((ino, (names, seen, nlink))) = pc.links.into_iter().next() {
             return Err(LayerError::Bad {
-                package: pkg,
+                package: pc.pkg,
                 message: format!(
                     "hard-link set of inode {ino} ({}) has {seen} of {nlink} members and no data",
                     names.join(", ")
                 ),
             });
         }
-        self.packages.push(pkg);
+        self.packages.push(pc.pkg);
         Ok(())
+    }
+
+    /// Checks a payload entry's name: safe, once in the payload, not through a symlink of
+    /// this layer, not written twice, listed in the header. Returns (name, path in the image
+    /// through the layout's directory links, header info), or `None` for ghosts and paths a
+    /// later package writes.
+    fn check_entry(
+        &self,
+        pc: &mut PackageEntries,
+        name: &str,
+        skip: &BTreeSet<String>,
+    ) -> Result<Option<(String, String, FileInfo)>, LayerError> {
+        let rel = normalize(name).map_err(|r| pc.unsafe_(name, r))?;
+        if !pc.seen.insert(rel.clone()) {
+            return Err(pc.unsafe_(&rel, "the payload has it twice".into()));
+        }
+        let path = through_dir_links(&rel, &self.opts.dir_links);
+        // No entry may be written through a symlink another entry of this layer made.
+        let comps: Vec<&str> = path.split('/').collect();
+        for i in 1..comps.len() {
+            let prefix = comps[..i].join("/");
+            if self.symlinks.contains(&prefix) {
+                return Err(pc.unsafe_(
+                    &rel,
+                    format!("it would be written through the symlink `{prefix}`"),
+                ));
+            }
+        }
+        if self.written.contains(&path) {
+            return Err(pc.unsafe_(&rel, "another entry of this layer already wrote it".into()));
+        }
+        let Some(info) = pc.infos.get(&rel) else {
+            return Err(pc.unsafe_(
+                &rel,
+                "the payload has a file the header does not list".into(),
+            ));
+        };
+        if info.ghost || skip.contains(&rel) {
+            return Ok(None);
+        }
+        Ok(Some((rel, path, info.clone())))
+    }
+
+    /// Writes one checked entry as its tar entry, by file type.
+    fn write_entry(
+        &mut self,
+        pc: &mut PackageEntries,
+        rpm: &mut RpmReader,
+        e: &Entry,
+        rel: &str,
+        path: &str,
+        info: &FileInfo,
+    ) -> Result<(), LayerError> {
+        let mut h = self.header(e.mode, &info.user, &info.group, &pc.pkg)?;
+        let special = |h: &mut tar::Header, t: tar::EntryType| {
+            h.set_entry_type(t);
+            h.set_size(0);
+        };
+        match e.mode & 0o170000 {
+            0o040000 => {
+                special(&mut h, tar::EntryType::Directory);
+                self.tar
+                    .append_data(&mut h, format!("{path}/"), io::empty())
+                    .map_err(io_err)?;
+            }
+            0o120000 => {
+                let mut target = String::new();
+                rpm.data()
+                    .take(4096)
+                    .read_to_string(&mut target)
+                    .map_err(|e| pc.unsafe_(rel, format!("bad symlink data: {e}")))?;
+                let target = info.linkto.clone().unwrap_or(target);
+                if target.is_empty() || target.contains('\0') {
+                    return Err(pc.unsafe_(rel, "the symlink has no target".into()));
+                }
+                special(&mut h, tar::EntryType::Symlink);
+                self.tar
+                    .append_link(&mut h, path, &target)
+                    .map_err(io_err)?;
+                self.symlinks.insert(path.to_owned());
+            }
+            0o100000 => {
+                if !self.write_regular(pc, rpm, e, rel, path, info, h)? {
+                    // A hard link waiting for its set's data member.
+                    self.written.insert(path.to_owned());
+                    return Ok(());
+                }
+            }
+            t @ (0o020000 | 0o060000) => {
+                let kind = if t == 0o020000 {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                };
+                special(&mut h, kind);
+                h.set_device_major(e.rdev_major).map_err(io_err)?;
+                h.set_device_minor(e.rdev_minor).map_err(io_err)?;
+                self.tar
+                    .append_data(&mut h, path, io::empty())
+                    .map_err(io_err)?;
+            }
+            0o010000 => {
+                special(&mut h, tar::EntryType::Fifo);
+                self.tar
+                    .append_data(&mut h, path, io::empty())
+                    .map_err(io_err)?;
+            }
+            other => return Err(pc.unsafe_(rel, format!("unsupported file type {other:o}"))),
+        }
+        self.written.insert(path.to_owned());
+        Ok(())
+    }
+
+    /// A regular file: its capabilities as an xattr, its data, and the hard links of its set
+    /// once the data member comes. Returns false for a link member whose data is still to
+    /// come.
+    #[allow(clippy::too_many_arguments)]
+    fn write_regular(
+        &mut self,
+        pc: &mut PackageEntries,
+        rpm: &mut RpmReader,
+        e: &Entry,
+        rel: &str,
+        path: &str,
+        info: &FileInfo,
+        mut h: tar::Header,
+    ) -> Result<bool, LayerError> {
+        if let Some(c) = &info.caps {
+            let v =
+                caps::xattr(c).map_err(|m| pc.unsafe_(rel, format!("bad capabilities: {m}")))?;
+            self.tar
+                .append_pax_extensions([("SCHILY.xattr.security.capability", v.as_slice())])
+                .map_err(io_err)?;
+        }
+        let mut others = Vec::new();
+        if e.nlink > 1 {
+            if e.nlink as usize > rpm.files.len() {
+                return Err(pc.unsafe_(
+                    rel,
+                    format!("hard-link count {} exceeds the package's files", e.nlink),
+                ));
+            }
+            let set = pc
+                .links
+                .entry(e.ino)
+                .or_insert_with(|| (Vec::new(), 0, e.nlink));
+            set.1 += 1;
+            if e.size == 0 && set.1 < set.2 {
+                set.0.push(path.to_owned());
+                return Ok(false);
+            }
+            // The data member: written first, then links for the others.
+            others = pc.links.remove(&e.ino).unwrap_or_default().0;
+        }
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(e.size);
+        self.tar
+            .append_data(&mut h, path, rpm.data())
+            .map_err(|err| pc.unsafe_(rel, err.to_string()))?;
+        for o in others {
+            let oi = pc.infos.get(&o).unwrap_or(info);
+            let mut lh = self.header(e.mode, &oi.user, &oi.group, &pc.pkg)?;
+            lh.set_entry_type(tar::EntryType::Link);
+            lh.set_size(0);
+            self.tar.append_link(&mut lh, &o, path).map_err(io_err)?;
+        }
+        Ok(true)
     }
 
     /// Adds a file that is not from a package (the job's own files).

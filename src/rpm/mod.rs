@@ -193,7 +193,88 @@ fn hex_field(b: &[u8], i: usize) -> Result<u32, String> {
     u32::from_str_radix(s, 16).map_err(|_| format!("cpio header field `{s}` is not hex"))
 }
 
+/// The header's file list (at most `limits::MAX_FILES`).
+fn file_infos(meta: &rpm::PackageMetadata) -> Result<Vec<FileInfo>, String> {
+    let files = meta.get_file_entries().map_err(|e| e.to_string())?;
+    if files.len() > limits::MAX_FILES {
+        return Err(format!(
+            "{} files (limit {})",
+            files.len(),
+            limits::MAX_FILES
+        ));
+    }
+    Ok(files
+        .iter()
+        .map(|f| FileInfo {
+            path: f.path().to_string_lossy().into_owned(),
+            mode: u32::from(u16::from(f.mode())),
+            user: f.user().to_owned(),
+            group: f.group().to_owned(),
+            size: f.size() as u64,
+            linkto: f.linkto().filter(|l| !l.is_empty()).map(str::to_owned),
+            caps: f.caps().filter(|c| !c.is_empty()).map(str::to_owned),
+            ghost: f.flags().contains(rpm::FileFlags::GHOST),
+            rdev: f.rdev(),
+        })
+        .collect())
+}
+
+/// Name, EVR, arch and the descriptive tags an SBOM and the rpm manifest need.
+fn package_info(meta: &rpm::PackageMetadata) -> Result<PackageInfo, String> {
+    let h = &meta.header;
+    let text = |t: rpm::IndexTag| h.get_entry_data_as_string(t).unwrap_or("").to_owned();
+    Ok(PackageInfo {
+        name: meta.get_name().map_err(|e| e.to_string())?.to_owned(),
+        epoch: meta.get_epoch().ok().filter(|e| *e != 0),
+        version: meta.get_version().map_err(|e| e.to_string())?.to_owned(),
+        release: meta.get_release().map_err(|e| e.to_string())?.to_owned(),
+        arch: meta.get_arch().unwrap_or("noarch").to_owned(),
+        license: text(rpm::IndexTag::RPMTAG_LICENSE),
+        sourcerpm: text(rpm::IndexTag::RPMTAG_SOURCERPM),
+        vendor: text(rpm::IndexTag::RPMTAG_VENDOR),
+        buildtime: h
+            .get_entry_data_as_u32(rpm::IndexTag::RPMTAG_BUILDTIME)
+            .map(u64::from)
+            .unwrap_or(0),
+        size: h
+            .get_entry_data_as_u64(rpm::IndexTag::RPMTAG_LONGSIZE)
+            .ok()
+            .or_else(|| {
+                h.get_entry_data_as_u32(rpm::IndexTag::RPMTAG_SIZE)
+                    .ok()
+                    .map(u64::from)
+            })
+            .unwrap_or(0),
+    })
+}
+
+/// The payload's uncompressed size, as the header or signature declares it: the
+/// decompressed stream may not exceed it.
+fn declared_payload_size(meta: &rpm::PackageMetadata) -> Option<u64> {
+    let h = &meta.header;
+    h.get_entry_data_as_u64(rpm::IndexTag::RPMTAG_LONGARCHIVESIZE)
+        .ok()
+        .or_else(|| {
+            h.get_entry_data_as_u32(rpm::IndexTag::RPMTAG_ARCHIVESIZE)
+                .ok()
+                .map(u64::from)
+        })
+        .or_else(|| {
+            meta.signature
+                .get_entry_data_as_u64(rpm::IndexSignatureTag::RPMSIGTAG_LONGARCHIVESIZE)
+                .ok()
+        })
+        .or_else(|| {
+            meta.signature
+                .get_entry_data_as_u32(rpm::IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE)
+                .ok()
+                .map(u64::from)
+        })
+}
+
 impl RpmReader {
+    /// Reads the header of the RPM at `path` (validated first: the rpm crate trusts its
+    /// counts) and opens its payload as a decompressed, size-capped stream.
     pub fn open(path: &Path) -> Result<RpmReader, RpmError> {
         let io_err = |source| RpmError::Io {
             path: path.to_owned(),
@@ -208,91 +289,19 @@ impl RpmReader {
         let file = File::open(path).map_err(io_err)?;
         let mut r = BufReader::with_capacity(256 * 1024, file);
         let meta = rpm::PackageMetadata::parse(&mut r).map_err(|e| header(e.to_string()))?;
-        let files = meta.get_file_entries().map_err(|e| header(e.to_string()))?;
-        if files.len() > limits::MAX_FILES {
-            return Err(header(format!(
-                "{} files (limit {})",
-                files.len(),
-                limits::MAX_FILES
-            )));
-        }
-        let files: Vec<FileInfo> = files
-            .iter()
-            .map(|f| FileInfo {
-                path: f.path().to_string_lossy().into_owned(),
-                mode: u32::from(u16::from(f.mode())),
-                user: f.user().to_owned(),
-                group: f.group().to_owned(),
-                size: f.size() as u64,
-                linkto: f.linkto().filter(|l| !l.is_empty()).map(str::to_owned),
-                caps: f.caps().filter(|c| !c.is_empty()).map(str::to_owned),
-                ghost: f.flags().contains(rpm::FileFlags::GHOST),
-                rdev: f.rdev(),
-            })
-            .collect();
-        let h = &meta.header;
-        let name = meta
-            .get_name()
-            .map_err(|e| header(e.to_string()))?
-            .to_owned();
-        let version = meta.get_version().map_err(|e| header(e.to_string()))?;
-        let release = meta.get_release().map_err(|e| header(e.to_string()))?;
-        let epoch = meta.get_epoch().ok().filter(|e| *e != 0);
-        let evr = match epoch {
-            Some(e) => format!("{e}:{version}-{release}"),
-            None => format!("{version}-{release}"),
+        let files = file_infos(&meta).map_err(header)?;
+        let info = package_info(&meta).map_err(header)?;
+        let evr = match info.epoch {
+            Some(e) => format!("{e}:{}-{}", info.version, info.release),
+            None => format!("{}-{}", info.version, info.release),
         };
-        let arch = meta.get_arch().unwrap_or("noarch").to_owned();
-        let text = |t: rpm::IndexTag| h.get_entry_data_as_string(t).unwrap_or("").to_owned();
-        let info = PackageInfo {
-            name: name.clone(),
-            epoch,
-            version: version.to_owned(),
-            release: release.to_owned(),
-            arch: arch.clone(),
-            license: text(rpm::IndexTag::RPMTAG_LICENSE),
-            sourcerpm: text(rpm::IndexTag::RPMTAG_SOURCERPM),
-            vendor: text(rpm::IndexTag::RPMTAG_VENDOR),
-            buildtime: h
-                .get_entry_data_as_u32(rpm::IndexTag::RPMTAG_BUILDTIME)
-                .map(u64::from)
-                .unwrap_or(0),
-            size: h
-                .get_entry_data_as_u64(rpm::IndexTag::RPMTAG_LONGSIZE)
-                .ok()
-                .or_else(|| {
-                    h.get_entry_data_as_u32(rpm::IndexTag::RPMTAG_SIZE)
-                        .ok()
-                        .map(u64::from)
-                })
-                .unwrap_or(0),
-        };
-        // The payload's uncompressed size, as declared: the decompressed stream may not exceed it.
-        let declared = h
-            .get_entry_data_as_u64(rpm::IndexTag::RPMTAG_LONGARCHIVESIZE)
-            .ok()
-            .or_else(|| {
-                h.get_entry_data_as_u32(rpm::IndexTag::RPMTAG_ARCHIVESIZE)
-                    .ok()
-                    .map(u64::from)
-            })
-            .or_else(|| {
-                meta.signature
-                    .get_entry_data_as_u64(rpm::IndexSignatureTag::RPMSIGTAG_LONGARCHIVESIZE)
-                    .ok()
-            })
-            .or_else(|| {
-                meta.signature
-                    .get_entry_data_as_u32(rpm::IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE)
-                    .ok()
-                    .map(u64::from)
-            });
-        // Without a declaration, bound by a generous ratio of the file size.
+        // Without a declared payload size, bound by a generous ratio of the file size.
         let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let cap = declared
+        let cap = declared_payload_size(&meta)
             .map(|d| d + 512)
             .unwrap_or(file_len.saturating_mul(64).max(1 << 30));
-        let compressor = h
+        let compressor = meta
+            .header
             .get_entry_data_as_string(rpm::IndexTag::RPMTAG_PAYLOADCOMPRESSOR)
             .unwrap_or("gzip")
             .to_owned();
@@ -310,7 +319,7 @@ impl RpmReader {
             other => {
                 return Err(RpmError::Payload {
                     path: path.to_owned(),
-                    package: name,
+                    package: info.name,
                     message: format!("unknown payload compressor `{other}`"),
                 });
             }
@@ -318,9 +327,9 @@ impl RpmReader {
         let capped = Capped::new(payload, cap);
         Ok(RpmReader {
             path: path.to_owned(),
-            name,
+            name: info.name.clone(),
             evr,
-            arch,
+            arch: info.arch.clone(),
             files,
             info,
             payload: Box::new(BufReader::with_capacity(256 * 1024, capped)),
