@@ -518,70 +518,82 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let s = &self.settings;
         let mut seen = std::collections::BTreeSet::new();
-        for repo in &s.repos {
+        for repo in &self.settings.repos {
             if !seen.insert(repo.id.as_str()) {
                 return Err(self.invalid(format!("repo id `{}` appears twice", repo.id), None));
             }
-            match (repo.baseurl.is_empty(), &repo.mirrorlist) {
-                (true, None) => {
-                    return Err(self.invalid(
-                        format!("repo `{}` has neither baseurl nor mirrorlist", repo.id),
-                        Some("set baseurl = \"https://...\" or mirrorlist = \"https://...\""),
-                    ));
-                }
-                (false, Some(_)) => {
-                    return Err(self.invalid(
-                        format!("repo `{}` sets both baseurl and mirrorlist", repo.id),
-                        Some("keep one of them"),
-                    ));
-                }
-                _ => {}
-            }
-            if !(1..=99).contains(&repo.priority) {
+            self.validate_repo(repo)?;
+        }
+        self.validate_image()?;
+        self.validate_kube()
+    }
+
+    /// One `[[repo]]`: a source, a priority, known variables and schemes, a key when
+    /// checked, modules as name:stream.
+    fn validate_repo(&self, repo: &RepoSettings) -> Result<(), ConfigError> {
+        match (repo.baseurl.is_empty(), &repo.mirrorlist) {
+            (true, None) => {
                 return Err(self.invalid(
-                    format!(
-                        "repo `{}`: priority {} is outside 1..=99",
-                        repo.id, repo.priority
-                    ),
-                    None,
+                    format!("repo `{}` has neither baseurl nor mirrorlist", repo.id),
+                    Some("set baseurl = \"https://...\" or mirrorlist = \"https://...\""),
                 ));
             }
-            for url in repo.baseurl.iter().chain(&repo.mirrorlist) {
-                let expanded = self.expand_vars(url).map_err(|v| {
-                    self.invalid(
-                        format!("repo `{}`: unknown variable `${v}` in `{url}`", repo.id),
-                        Some("define it under [vars], e.g. releasever = \"9\""),
-                    )
-                })?;
-                if let Some((scheme, _)) = expanded.split_once("://")
-                    && !matches!(scheme, "file" | "http" | "https")
-                {
-                    return Err(self.invalid(
-                        format!("repo `{}`: unsupported URL scheme `{scheme}`", repo.id),
-                        Some("use file://, http:// or https://"),
-                    ));
-                }
-            }
-            if repo.gpgcheck && repo.gpgkey.is_none() {
+            (false, Some(_)) => {
                 return Err(self.invalid(
-                    format!("repo `{}` has gpgcheck = true but no gpgkey", repo.id),
-                    None,
+                    format!("repo `{}` sets both baseurl and mirrorlist", repo.id),
+                    Some("keep one of them"),
                 ));
             }
-            for m in &repo.modules {
-                if m.split_once(':')
-                    .is_none_or(|(n, st)| n.is_empty() || st.is_empty())
-                {
-                    return Err(self.invalid(
-                        format!("repo `{}`: module `{m}` is not name:stream", repo.id),
-                        None,
-                    ));
-                }
+            _ => {}
+        }
+        if !(1..=99).contains(&repo.priority) {
+            return Err(self.invalid(
+                format!(
+                    "repo `{}`: priority {} is outside 1..=99",
+                    repo.id, repo.priority
+                ),
+                None,
+            ));
+        }
+        for url in repo.baseurl.iter().chain(&repo.mirrorlist) {
+            let expanded = self.expand_vars(url).map_err(|v| {
+                self.invalid(
+                    format!("repo `{}`: unknown variable `${v}` in `{url}`", repo.id),
+                    Some("define it under [vars], e.g. releasever = \"9\""),
+                )
+            })?;
+            if let Some((scheme, _)) = expanded.split_once("://")
+                && !matches!(scheme, "file" | "http" | "https")
+            {
+                return Err(self.invalid(
+                    format!("repo `{}`: unsupported URL scheme `{scheme}`", repo.id),
+                    Some("use file://, http:// or https://"),
+                ));
             }
         }
-        let img = &s.image;
+        if repo.gpgcheck && repo.gpgkey.is_none() {
+            return Err(self.invalid(
+                format!("repo `{}` has gpgcheck = true but no gpgkey", repo.id),
+                None,
+            ));
+        }
+        for m in &repo.modules {
+            if m.split_once(':')
+                .is_none_or(|(n, st)| n.is_empty() || st.is_empty())
+            {
+                return Err(self.invalid(
+                    format!("repo `{}`: module `{m}` is not name:stream", repo.id),
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[image]`: the layer budget, the name templates, the job directory.
+    fn validate_image(&self) -> Result<(), ConfigError> {
+        let img = &self.settings.image;
         if !(1..=127).contains(&img.max_layers) {
             return Err(self.invalid(
                 format!("[image] max-layers = {} is outside 1..=127", img.max_layers),
@@ -601,7 +613,12 @@ impl Config {
                 None,
             ));
         }
-        let k = &s.kube;
+        Ok(())
+    }
+
+    /// `[kube]`: output volume, run-as ids, shell, rerun limit.
+    fn validate_kube(&self) -> Result<(), ConfigError> {
+        let k = &self.settings.kube;
         if let Some(OutputVolume::HostPath { .. }) = &k.output_volume
             && !k.allow_host_path
         {

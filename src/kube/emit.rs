@@ -496,3 +496,210 @@ fn output_volume(vol: &OutputVolume) -> Volume {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, KubeSettings, Origin};
+    use crate::kube::{RunAs, restricted_violations};
+
+    fn settings() -> KubeSettings {
+        Config::from_str("", Origin::Embedded, Path::new("."))
+            .expect("the embedded default")
+            .settings
+            .kube
+    }
+
+    fn job(directives: &str) -> JobSpec {
+        let script = format!("#!/bin/bash\n#PBS -N demo\n{directives}\n./a.out\n");
+        crate::job::ScriptParser::new(&BTreeMap::<String, String>::new())
+            .parse_bytes(Path::new("job.sh"), script.as_bytes())
+            .expect("a valid script")
+    }
+
+    fn pinned() -> ImageRef {
+        ImageRef::parse(&format!(
+            "registry.example.org/pbs/demo@sha256:{}",
+            "a".repeat(64)
+        ))
+        .expect("a reference")
+    }
+
+    fn emit(kind: KubeKind, directives: &str) -> Result<Manifest, KubeError> {
+        let s = settings();
+        Emitter {
+            settings: &s,
+            job_dir: "/pbs/job",
+            kind,
+            run_as: RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+        }
+        .emit(&job(directives), &pinned())
+    }
+
+    fn the_job(m: &Manifest) -> &K8sJobSpec {
+        m.objects
+            .iter()
+            .find_map(|o| match o {
+                Object::Job(j) => j.spec.as_ref(),
+                _ => None,
+            })
+            .expect("a Job")
+    }
+
+    fn env_of(m: &Manifest, name: &str) -> Option<String> {
+        m.pod_spec()?.containers[0]
+            .env
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    }
+
+    fn limit(m: &Manifest, r: &str) -> Option<String> {
+        let res = m.pod_spec()?.containers[0].resources.as_ref()?;
+        res.limits.as_ref()?.get(r).map(|q| q.0.clone())
+    }
+
+    #[test]
+    fn pbs_resources_map_to_the_pod() {
+        // (directives, cpu, memory, PBS_NP, PBS_NUM_NODES)
+        let cases = [
+            ("#PBS -l nodes=1:ppn=2,mem=4gb", "2", Some("4Gi"), "2", "1"),
+            ("#PBS -l ncpus=3", "3", None, "3", "1"),
+            ("#PBS -l nodes=2:ppn=4", "4", None, "8", "2"),
+            (
+                "#PBS -l select=1:ncpus=8:mem=512mb",
+                "8",
+                Some("512Mi"),
+                "8",
+                "1",
+            ),
+        ];
+        for (d, cpu, mem, np, nodes) in cases {
+            let m = emit(KubeKind::Job, d).unwrap_or_else(|e| panic!("{d}: {e}"));
+            assert_eq!(limit(&m, "cpu").as_deref(), Some(cpu), "{d}");
+            assert_eq!(limit(&m, "memory").as_deref(), mem, "{d}");
+            assert_eq!(env_of(&m, "PBS_NP").as_deref(), Some(np), "{d}");
+            assert_eq!(env_of(&m, "PBS_NUM_NODES").as_deref(), Some(nodes), "{d}");
+            let pod = m.pod_spec().expect("a pod");
+            assert!(restricted_violations(pod).is_empty(), "{d}");
+        }
+    }
+
+    #[test]
+    fn object_kinds_follow_the_job_shape() {
+        // (directives, completions, parallelism, indexed, a headless Service)
+        let cases = [
+            ("", None, None, false, false),
+            ("#PBS -t 1-3", Some(3), Some(3), true, false),
+            ("#PBS -t 0-9%2", Some(10), Some(2), true, false),
+            ("#PBS -l nodes=3:ppn=1", Some(3), Some(3), true, true),
+        ];
+        for (d, completions, parallelism, indexed, service) in cases {
+            let m = emit(KubeKind::Job, d).unwrap_or_else(|e| panic!("{d}: {e}"));
+            let j = the_job(&m);
+            assert_eq!(j.completions, completions, "{d}");
+            assert_eq!(j.parallelism, parallelism, "{d}");
+            assert_eq!(
+                j.completion_mode.as_deref() == Some("Indexed"),
+                indexed,
+                "{d}"
+            );
+            let has_service = m.objects.iter().any(|o| matches!(o, Object::Service(_)));
+            assert_eq!(has_service, service, "{d}");
+            assert_eq!(
+                m.pod_spec().and_then(|p| p.subdomain.clone()).is_some(),
+                service,
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn walltime_rerun_and_hold() {
+        let slack = settings().walltime_slack as i64;
+        let m = emit(
+            KubeKind::Job,
+            "#PBS -l walltime=01:00:00\n#PBS -r y\n#PBS -h",
+        )
+        .unwrap();
+        let j = the_job(&m);
+        assert_eq!(
+            m.pod_spec().unwrap().active_deadline_seconds,
+            Some(3600 + slack)
+        );
+        assert_eq!(j.backoff_limit, Some(settings().rerun_limit));
+        assert_eq!(j.suspend, Some(true));
+        let m = emit(KubeKind::Job, "#PBS -t 1-2\n#PBS -r y").unwrap();
+        let j = the_job(&m);
+        assert_eq!(j.backoff_limit, None, "arrays retry per index");
+        assert_eq!(j.backoff_limit_per_index, Some(settings().rerun_limit));
+    }
+
+    #[test]
+    fn pods_refuse_what_a_pod_cannot_be() {
+        for d in ["#PBS -t 1-3", "#PBS -l nodes=2:ppn=1"] {
+            assert!(
+                matches!(emit(KubeKind::Pod, d), Err(KubeError::PodCannot { .. })),
+                "{d}"
+            );
+        }
+        let m = emit(KubeKind::Pod, "#PBS -h").unwrap();
+        assert!(matches!(m.objects[..], [Object::Pod(_)]));
+        assert!(
+            m.warnings.iter().any(|w| w.contains("-h")),
+            "{:?}",
+            m.warnings
+        );
+    }
+
+    #[test]
+    fn variables_and_their_guards() {
+        let m = emit(
+            KubeKind::Job,
+            "#PBS -v FOO=bar,PBS_JOBNAME=x,PBSIMAGE_SHELL=/bin/zsh",
+        )
+        .unwrap();
+        assert_eq!(env_of(&m, "FOO").as_deref(), Some("bar"));
+        assert_eq!(env_of(&m, "PBS_JOBNAME").as_deref(), Some("demo"));
+        assert_eq!(env_of(&m, "PBSIMAGE_SHELL").as_deref(), Some("/bin/bash"));
+        assert_eq!(m.warnings.len(), 2, "{:?}", m.warnings);
+    }
+
+    #[test]
+    fn root_and_unpinned_images() {
+        let s = settings();
+        let root = Emitter {
+            settings: &s,
+            job_dir: "/pbs/job",
+            kind: KubeKind::Job,
+            run_as: RunAs { uid: 0, gid: 0 },
+        };
+        assert!(matches!(
+            root.emit(&job(""), &pinned()),
+            Err(KubeError::Root { .. })
+        ));
+        let user = Emitter {
+            run_as: RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            ..root
+        };
+        let floating = ImageRef::parse("registry.example.org/pbs/demo:latest").unwrap();
+        let m = user.emit(&job(""), &floating).unwrap();
+        let c = &m.pod_spec().unwrap().containers[0];
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert!(
+            m.warnings.iter().any(|w| w.contains("not pinned")),
+            "{:?}",
+            m.warnings
+        );
+    }
+}

@@ -271,6 +271,68 @@ fn entry(e: &quick_xml::events::BytesStart<'_>) -> Result<Dep, String> {
     })
 }
 
+/// An empty element inside `<package>`: version, size, location, or a dependency entry of
+/// the list being read.
+fn package_element(
+    p: &mut Package,
+    e: &quick_xml::events::BytesStart<'_>,
+    list: DepList,
+) -> Result<(), String> {
+    match e.local_name().as_ref() {
+        b"version" => {
+            let Some(ver) = attr(e, b"ver")? else {
+                return Err(ctx(&p.name, "<version> without ver".into()));
+            };
+            p.evr = Evr::new(
+                attr(e, b"epoch")?.as_deref(),
+                &ver,
+                attr(e, b"rel")?.as_deref(),
+            );
+        }
+        b"size" => {
+            p.size = attr(e, b"package")?
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            p.installed_size = attr(e, b"installed")?
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+        }
+        b"location" => {
+            let Some(href) = attr(e, b"href")? else {
+                return Err(ctx(&p.name, "<location> without href".into()));
+            };
+            p.href = href;
+            p.base = attr(e, b"xml:base")?;
+        }
+        b"entry" => {
+            let dep = entry(e).map_err(|m| ctx(&p.name, m))?;
+            match list {
+                DepList::Provides => p.provides.push(dep),
+                DepList::Requires => p.requires.push(dep),
+                DepList::Obsoletes => p.obsoletes.push(dep),
+                DepList::Conflicts => p.conflicts.push(dep),
+                DepList::Recommends => p.recommends.push(dep),
+                DepList::Ignored => {}
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The text of an element inside `<package>` that ended: name, arch, license, source RPM,
+/// a file.
+fn package_text(p: &mut Package, element: &[u8], text: &str) {
+    match element {
+        b"name" => p.name = text.to_owned(),
+        b"arch" => p.arch = text.to_owned(),
+        b"license" => p.license = Some(text.to_owned()),
+        b"sourcerpm" => p.sourcerpm = (!text.is_empty()).then(|| text.to_owned()),
+        b"file" => p.files.push(text.to_owned()),
+        _ => {}
+    }
+}
+
 /// Streams `primary.xml`, calling `f` for each package.
 pub fn parse_primary<R: BufRead>(
     r: R,
@@ -304,66 +366,18 @@ pub fn parse_primary<R: BufRead>(
                 }
             }
             Ev::Empty(e) => {
-                let Some(p) = pkg.as_mut() else { continue };
-                match e.local_name().as_ref() {
-                    b"version" => {
-                        let Some(ver) = attr(&e, b"ver")? else {
-                            return Err(ctx(&p.name, "<version> without ver".into()));
-                        };
-                        p.evr = Evr::new(
-                            attr(&e, b"epoch")?.as_deref(),
-                            &ver,
-                            attr(&e, b"rel")?.as_deref(),
-                        );
-                    }
-                    b"size" => {
-                        p.size = attr(&e, b"package")?
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(0);
-                        p.installed_size = attr(&e, b"installed")?
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(0);
-                    }
-                    b"location" => {
-                        let Some(href) = attr(&e, b"href")? else {
-                            return Err(ctx(&p.name, "<location> without href".into()));
-                        };
-                        p.href = href;
-                        p.base = attr(&e, b"xml:base")?;
-                    }
-                    b"entry" => {
-                        let dep = entry(&e).map_err(|m| ctx(&p.name, m))?;
-                        match list {
-                            DepList::Provides => p.provides.push(dep),
-                            DepList::Requires => p.requires.push(dep),
-                            DepList::Obsoletes => p.obsoletes.push(dep),
-                            DepList::Conflicts => p.conflicts.push(dep),
-                            DepList::Recommends => p.recommends.push(dep),
-                            DepList::Ignored => {}
-                        }
-                    }
-                    _ => {}
+                if let Some(p) = pkg.as_mut() {
+                    package_element(p, &e, list)?;
                 }
             }
             Ev::Text(t) => text.push_str(&t),
             Ev::End(end) => {
                 if let Some(p) = pkg.as_mut() {
                     match end.local_name().as_ref() {
-                        b"name" => p.name = text.trim().to_owned(),
-                        b"arch" => p.arch = text.trim().to_owned(),
                         b"checksum" => {
                             let t = checksum_type.take().unwrap_or_default();
-                            p.checksum = match Checksum::new(&t, &text) {
-                                Ok(c) => c,
-                                Err(e) => return Err(ctx(&p.name, e)),
-                            };
+                            p.checksum = Checksum::new(&t, &text).map_err(|e| ctx(&p.name, e))?;
                         }
-                        b"license" => p.license = Some(text.trim().to_owned()),
-                        b"sourcerpm" => {
-                            let s = text.trim();
-                            p.sourcerpm = (!s.is_empty()).then(|| s.to_owned());
-                        }
-                        b"file" => p.files.push(text.trim().to_owned()),
                         b"provides" | b"requires" | b"obsoletes" | b"conflicts" | b"recommends"
                         | b"suggests" | b"supplements" | b"enhances" => list = DepList::Ignored,
                         b"package" => {
@@ -381,7 +395,7 @@ pub fn parse_primary<R: BufRead>(
                             count += 1;
                             f(p)?;
                         }
-                        _ => {}
+                        field => package_text(p, field, text.trim()),
                     }
                 }
                 text.clear();

@@ -260,6 +260,69 @@ pub fn check_href(
     Ok(())
 }
 
+/// What building a repository's index needs, moved to a blocking thread.
+struct IndexInput {
+    repo: String,
+    revision: Option<String>,
+    sha: String,
+    mirror: String,
+    mirrors: Vec<String>,
+    primary: RepomdRecord,
+    primary_url: String,
+    filelists: Option<RepomdRecord>,
+    body: Vec<u8>,
+    /// modules.yaml: its record, URL and bytes.
+    modules: Option<(RepomdRecord, String, Vec<u8>)>,
+    cap: u64,
+}
+
+/// Parses primary.xml (every href checked) and modules.yaml, and builds the index.
+fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
+    let t = std::time::Instant::now();
+    let meta = |url: &str, message: String| RepoError::Metadata {
+        repo: i.repo.clone(),
+        url: SafeUrl(url.to_owned()),
+        message,
+    };
+    let mut packages = Vec::new();
+    let reader = decompress::open(&i.body[..], &i.primary.href, i.cap)
+        .map_err(|m| meta(&i.primary_url, m))?;
+    metadata::parse_primary(reader, |p| {
+        packages.push(p);
+        Ok(())
+    })
+    .map_err(|m| meta(&i.primary_url, m))?;
+    for p in &packages {
+        check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors)?;
+    }
+    let modules = match &i.modules {
+        Some((rec, murl, mbody)) => {
+            let mut text = String::new();
+            let mut r =
+                decompress::open(&mbody[..], &rec.href, i.cap).map_err(|m| meta(murl, m))?;
+            std::io::Read::read_to_string(&mut r, &mut text)
+                .map_err(|e| meta(murl, e.to_string()))?;
+            Some(ModuleIndex::parse(&text).map_err(|m| meta(murl, m))?)
+        }
+        None => None,
+    };
+    tracing::debug!(repo = %i.repo, "primary parsed in {:?} ({} packages)", t.elapsed(), packages.len());
+    RepoIndex::build(
+        i.repo.clone(),
+        i.revision,
+        i.sha,
+        i.mirror,
+        i.primary,
+        i.filelists,
+        modules,
+        &packages,
+    )
+    .map_err(|message| RepoError::Encode {
+        repo: i.repo,
+        message,
+    })
+}
+
 /// Loads repositories.
 pub struct RepoLoader<'a> {
     pub transport: &'a Transport,
@@ -426,59 +489,7 @@ impl RepoLoader<'_> {
         let filelists = md.record("filelists").cloned();
 
         // primary.xml (and modules) on one blocking thread; filelists.xml on another.
-        let primary_job = async {
-            let t = std::time::Instant::now();
-            let body = self.fetch_verified(src, mirror, mirrors, &primary).await?;
-            let modules_body = match md.record("modules") {
-                Some(rec) => Some((
-                    rec.clone(),
-                    self.fetch_verified(src, mirror, mirrors, rec).await?,
-                )),
-                None => None,
-            };
-            tracing::debug!(repo = %src.id, "primary fetched and verified in {:?}", t.elapsed());
-            let (cap, href, url) = (
-                self.max_metadata_bytes,
-                primary.href.clone(),
-                record_url(mirror, &primary),
-            );
-            let (mirror_s, mirrors_v, repo_s) = (mirror.to_owned(), mirrors.to_vec(), repo.clone());
-            let (sha_s, rev, prim, fl) = (
-                sha.clone(),
-                md.revision.clone(),
-                primary.clone(),
-                filelists.clone(),
-            );
-            let murl = modules_body.as_ref().map(|(r, _)| record_url(mirror, r));
-            tokio::task::spawn_blocking(move || -> Result<RepoIndex, RepoError> {
-                let t = std::time::Instant::now();
-                let meta = |url: &str, message: String| RepoError::Metadata { repo: repo_s.clone(), url: SafeUrl(url.to_owned()), message };
-                let mut packages = Vec::new();
-                let reader = decompress::open(&body[..], &href, cap).map_err(|m| meta(&url, m))?;
-                metadata::parse_primary(reader, |p| {
-                    packages.push(p);
-                    Ok(())
-                })
-                .map_err(|m| meta(&url, m))?;
-                for p in &packages {
-                    check_href(&repo_s, &p.href, p.base.as_deref(), &mirrors_v)?;
-                }
-                let modules = match (modules_body, murl) {
-                    (Some((rec, mbody)), Some(murl)) => {
-                        let mut text = String::new();
-                        let mut r = decompress::open(&mbody[..], &rec.href, cap).map_err(|m| meta(&murl, m))?;
-                        std::io::Read::read_to_string(&mut r, &mut text).map_err(|e| meta(&murl, e.to_string()))?;
-                        Some(ModuleIndex::parse(&text).map_err(|m| meta(&murl, m))?)
-                    }
-                    _ => None,
-                };
-                tracing::debug!(repo = %repo_s, "primary parsed in {:?} ({} packages)", t.elapsed(), packages.len());
-                RepoIndex::build(repo_s.clone(), rev, sha_s, mirror_s, prim, fl, modules, &packages)
-                    .map_err(|e| RepoError::Encode { repo: repo_s.clone(), message: e.to_string() })
-            })
-            .await
-            .map_err(|source| RepoError::Task { repo: src.id.clone(), what: "index", source })?
-        };
+        let primary_job = self.primary_index(src, mirror, mirrors, &md, &primary, &sha);
         let filelists_job = async {
             match (&filelists, with_filelists) {
                 (Some(rec), true) => self
@@ -500,6 +511,50 @@ impl RepoLoader<'_> {
             None => None,
         };
         Ok((idx, files))
+    }
+
+    /// Fetches primary.xml (and modules.yaml) verified, then parses them and builds the index
+    /// on a blocking thread.
+    async fn primary_index(
+        &self,
+        src: &RepoSource,
+        mirror: &str,
+        mirrors: &[String],
+        md: &Repomd,
+        primary: &RepomdRecord,
+        sha: &str,
+    ) -> Result<RepoIndex, RepoError> {
+        let t = std::time::Instant::now();
+        let body = self.fetch_verified(src, mirror, mirrors, primary).await?;
+        let modules = match md.record("modules") {
+            Some(rec) => Some((
+                rec.clone(),
+                record_url(mirror, rec),
+                self.fetch_verified(src, mirror, mirrors, rec).await?,
+            )),
+            None => None,
+        };
+        tracing::debug!(repo = %src.id, "primary fetched and verified in {:?}", t.elapsed());
+        let input = IndexInput {
+            repo: src.id.clone(),
+            revision: md.revision.clone(),
+            sha: sha.to_owned(),
+            mirror: mirror.to_owned(),
+            mirrors: mirrors.to_vec(),
+            primary: primary.clone(),
+            primary_url: record_url(mirror, primary),
+            filelists: md.record("filelists").cloned(),
+            body,
+            modules,
+            cap: self.max_metadata_bytes,
+        };
+        tokio::task::spawn_blocking(move || build_index(input))
+            .await
+            .map_err(|source| RepoError::Task {
+                repo: src.id.clone(),
+                what: "index",
+                source,
+            })?
     }
 
     /// Downloads and parses filelists.xml (on a blocking thread) into raw rows.

@@ -12,6 +12,8 @@
 
 pub mod lock;
 pub mod rich;
+#[cfg(test)]
+mod tests;
 
 use std::cell::Cell;
 use std::cmp::Ordering;
