@@ -1,6 +1,6 @@
 //! The resolver's provider choice and closure, table-driven over small in-memory repositories.
 //! (The same rules against dnf itself, on rpmbuild-made repositories, are in
-//! `tests/it/resolve_dnf.rs`.)
+//! `tests/it/repo/dnf.rs`.)
 
 use std::collections::BTreeSet;
 

@@ -1,0 +1,184 @@
+//! Bad and hostile metadata: clear errors, nothing cached.
+
+use super::*;
+use crate::common::*;
+use pbsimage::ops::Options;
+use pbsimage::ops::resolve::load_repos;
+use std::path::Path;
+
+#[test]
+fn bad_metadata_is_a_clear_error_and_nothing_is_cached() {
+    type Tamper = Box<dyn Fn(&Path, &Path)>;
+    let edit_repomd = |f: fn(String) -> String| -> Tamper {
+        Box::new(move |repo: &Path, _| {
+            let p = repo.join("repodata/repomd.xml");
+            std::fs::write(&p, f(std::fs::read_to_string(&p).unwrap())).unwrap();
+        })
+    };
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "missing repomd",
+            Box::new(|repo: &Path, _: &Path| {
+                std::fs::remove_file(repo.join("repodata/repomd.xml")).unwrap()
+            }),
+            "no mirror answered",
+        ),
+        (
+            "missing primary",
+            Box::new(|_: &Path, p: &Path| std::fs::remove_file(p).unwrap()),
+            "primary.xml.gz",
+        ),
+        (
+            "checksum mismatch",
+            Box::new(|_: &Path, p: &Path| {
+                let mut b = std::fs::read(p).unwrap();
+                b.push(0);
+                std::fs::write(p, b).unwrap();
+            }),
+            "checksum mismatch",
+        ),
+        (
+            "dotdot href",
+            edit_repomd(|s| s.replacen("href=\"repodata/", "href=\"../repodata/", 1)),
+            "contains `..`",
+        ),
+        (
+            "absolute href",
+            edit_repomd(|s| s.replacen("href=\"repodata/", "href=\"/etc/repodata/", 1)),
+            "is an absolute path",
+        ),
+        (
+            "other host",
+            edit_repomd(|s| {
+                s.replacen(
+                    "href=\"repodata/",
+                    "href=\"http://evil.example/repodata/",
+                    1,
+                )
+            }),
+            "names another host",
+        ),
+        (
+            "foreign xml:base",
+            edit_repomd(|s| {
+                s.replacen(
+                    "<location href=",
+                    "<location xml:base=\"http://evil.example/\" href=",
+                    1,
+                )
+            }),
+            "is not a configured mirror",
+        ),
+        (
+            "unknown checksum type",
+            edit_repomd(|s| s.replacen("<checksum type=\"sha256\">", "<checksum type=\"md5\">", 1)),
+            "unknown checksum type `md5`",
+        ),
+        (
+            "repomd doctype",
+            edit_repomd(|s| {
+                s.replacen(
+                    "<repomd",
+                    "<!DOCTYPE repomd [<!ENTITY x \"y\">]>\n<repomd",
+                    1,
+                )
+            }),
+            "DOCTYPE",
+        ),
+        (
+            "truncated gzip",
+            Box::new(|repo: &Path, p: &Path| {
+                let b = std::fs::read(p).unwrap();
+                replace_primary(repo, p, "cut-primary.xml.gz", &b[..b.len() / 2]);
+            }),
+            "primary",
+        ),
+        (
+            "doctype in primary",
+            Box::new(|repo: &Path, p: &Path| {
+                replace_primary(repo, p, "dt-primary.xml.gz", &gz(b"<?xml version=\"1.0\"?><!DOCTYPE m [<!ENTITY lol \"lol\">]><metadata>&lol;</metadata>"));
+            }),
+            "DOCTYPE",
+        ),
+        (
+            "malformed primary",
+            Box::new(|repo: &Path, p: &Path| {
+                replace_primary(
+                    repo,
+                    p,
+                    "bad-primary.xml.gz",
+                    &gz(b"<metadata><package type=\"rpm\"><name>x</metadata>"),
+                );
+            }),
+            "malformed XML",
+        ),
+        (
+            "wrong magic",
+            Box::new(|repo: &Path, p: &Path| {
+                replace_primary(repo, p, "plain-primary.xml.gz", b"<metadata/>");
+            }),
+            "should be gzip by its name but its content is uncompressed",
+        ),
+    ];
+    for (name, tamper, want) in cases {
+        let (repo, primary) = tampered_repo();
+        tamper(repo.path(), &primary);
+        let cache = tempfile::tempdir().unwrap();
+        let o = resolve_cli(
+            &repo_config(&[("t", file_url(repo.path()))], cache.path(), ""),
+            cache.path(),
+        );
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {e}");
+        assert!(e.contains(want), "{name}: {e}");
+        assert!(
+            e.contains("repo `t`") || e.contains("`t`"),
+            "{name} names the repo: {e}"
+        );
+        assert!(!e.contains("panicked"), "{name}: {e}");
+    }
+}
+
+#[test]
+fn truncated_xz_and_zstd_and_bombs() {
+    for (variant, ext) in [("main-xz", "xz"), ("main-zst", "zst")] {
+        let d = tempfile::tempdir().unwrap();
+        copy_dir(&fixture_repos().join(variant), d.path());
+        let primary = std::fs::read_dir(d.path().join("repodata"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(&format!("primary.xml.{ext}")))
+            .unwrap();
+        let b = std::fs::read(&primary).unwrap();
+        replace_primary(
+            d.path(),
+            &primary,
+            &format!("cut-primary.xml.{ext}"),
+            &b[..b.len() / 2],
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let o = resolve_cli(
+            &repo_config(&[("t", file_url(d.path()))], cache.path(), ""),
+            cache.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{variant}: {}", stderr(&o));
+    }
+    // A decompression bomb: 64 MiB of blanks in 64 KiB of gzip, against a 1 MiB cap.
+    let (repo, primary) = tampered_repo();
+    let mut body = b"<?xml version=\"1.0\"?><metadata>".to_vec();
+    body.extend(std::iter::repeat_n(b' ', 64 << 20));
+    body.extend_from_slice(b"</metadata>");
+    replace_primary(repo.path(), &primary, "bomb-primary.xml.gz", &gz(&body));
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &[("t", file_url(repo.path()))],
+        cache.path(),
+        "",
+        Options {
+            max_metadata_bytes: 1 << 20,
+            ..Options::default()
+        },
+    );
+    let err = load_repos(&ctx, &[]).unwrap_err().to_string();
+    assert!(err.contains("exceeds the limit of 1048576 bytes"), "{err}");
+}

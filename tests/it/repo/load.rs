@@ -1,0 +1,257 @@
+//! Loading repositories: compressions, transports, the index cache, mirrors, .repo files, signatures.
+
+use super::*;
+use crate::common::*;
+use crate::http::Server;
+use pbsimage::config::{Config, Origin};
+use pbsimage::elf::Arch;
+use pbsimage::ops::{Context, Options};
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn every_compression_and_transport_gives_the_same_answer() {
+    let fx = fixture_repos();
+    let needs = needs_of(
+        &[
+            "bash",
+            "libstdc++.so.6()(64bit)",
+            "/usr/lib64/ld-linux-x86-64.so.2",
+            "app-rich",
+        ],
+        Arch::X86_64,
+    );
+    let server = Server::serve(fx);
+    let mut answers = Vec::new();
+    for url in [
+        file_url(&fx.join("main")),
+        file_url(&fx.join("main-xz")),
+        file_url(&fx.join("main-bz2")),
+        file_url(&fx.join("main-zst")),
+        server.url("main"),
+    ] {
+        let cache = tempfile::tempdir().unwrap();
+        let ctx = context(
+            &[("main", url.clone())],
+            cache.path(),
+            "",
+            Options::default(),
+        );
+        answers.push((url, ours(&ctx, &needs)));
+    }
+    for (url, a) in &answers[1..] {
+        assert_eq!(a, &answers[0].1, "{url}");
+    }
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("primary.xml.gz"))
+    );
+}
+
+#[test]
+fn warm_runs_read_only_repomd_and_the_cached_index() {
+    let fx = fixture_repos();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&fx.join("main"), copy.path());
+    let server = Server::serve(copy.path());
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &[("main", server.url(""))],
+        cache.path(),
+        "",
+        Options::default(),
+    );
+    let needs = needs_of(&["bash", "/usr/lib64/ld-linux-x86-64.so.2"], Arch::X86_64);
+    let first = ours(&ctx, &needs);
+    let cold = server.requests().len();
+    assert!(cold >= 3, "{:?}", server.requests());
+    let second = ours(&ctx, &needs);
+    assert_eq!(first, second);
+    let warm: Vec<String> = server.requests()[cold..].to_vec();
+    assert_eq!(
+        warm,
+        ["GET /repodata/repomd.xml"],
+        "warm run fetched more than repomd.xml"
+    );
+    // --offline needs no network at all.
+    drop(server);
+    let ctx = context(
+        &[("main", "http://127.0.0.1:9/".into())],
+        cache.path(),
+        "",
+        Options {
+            offline: true,
+            ..Options::default()
+        },
+    );
+    assert_eq!(ours(&ctx, &needs), first);
+}
+
+#[test]
+fn mirrors_fall_through_and_report_every_failure() {
+    let fx = fixture_repos();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        format!("http://{a}/")
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[repo]]\nid = \"m\"\nbaseurl = [\"{dead}\", \"{}\"]\n",
+        file_url(&fx.join("main"))
+    );
+    let ctx = context(&[], cache.path(), &extra, Options::default());
+    assert!(
+        ours(&ctx, &needs_of(&["bash"], Arch::X86_64))
+            .iter()
+            .any(|p| p.starts_with("bash-"))
+    );
+    // A mirrorlist file: one dead mirror, then a live one.
+    let ml = cache.path().join("mirrors.txt");
+    std::fs::write(
+        &ml,
+        format!("# mirrors\n{dead}\n{}\n", file_url(&fx.join("main"))),
+    )
+    .unwrap();
+    let extra = format!(
+        "[[repo]]\nid = \"ml\"\nmirrorlist = \"{}\"\n",
+        file_url(&ml)
+    );
+    let ctx = context(&[], cache.path(), &extra, Options::default());
+    assert!(!ours(&ctx, &needs_of(&["bash"], Arch::X86_64)).is_empty());
+    // All mirrors dead: each is reported.
+    let cache = tempfile::tempdir().unwrap();
+    let extra =
+        format!("[[repo]]\nid = \"m\"\nbaseurl = [\"{dead}\", \"file:///nonexistent/repo\"]\n");
+    let o = resolve_cli(&repo_config(&[], cache.path(), &extra), cache.path());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("no mirror answered") && e.contains(&dead) && e.contains("/nonexistent/repo"),
+        "{e}"
+    );
+}
+
+#[test]
+fn repo_files_from_a_directory() {
+    let fx = fixture_repos();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("yum.repos.d")).unwrap();
+    std::fs::write(
+        d.path().join("yum.repos.d/fx.repo"),
+        format!("[fx]\nname=Fixture $basearch\nbaseurl={}/../main-$basearch-alias\n  {}\nenabled=1\ngpgcheck=0\npriority=7\n\n[off]\nbaseurl=file:///nowhere\nenabled=0\n", file_url(fx), file_url(&fx.join("main"))),
+    )
+    .unwrap();
+    let text =
+        "repos-from = \"yum.repos.d\"\n[vars]\nbasearch = \"x86_64\"\n[cache]\ndir = \"cache\"\n";
+    let config = Config::from_str(text, Origin::File(d.path().join("p.toml")), d.path()).unwrap();
+    let sources = pbsimage::repo::sources(&config).unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].id, "fx");
+    assert_eq!(sources[0].priority, 7);
+    assert_eq!(
+        sources[0].baseurls[0],
+        format!("{}/../main-x86_64-alias", file_url(fx))
+    );
+    // The first baseurl does not exist: the second answers.
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = Context::new(
+        Config::from_str(
+            &format!(
+                "repos-from = \"{}\"\n[vars]\nbasearch = \"x86_64\"\n[cache]\ndir = \"{}\"\n",
+                d.path().join("yum.repos.d").display(),
+                cache.path().display()
+            ),
+            Origin::File("p.toml".into()),
+            Path::new("."),
+        )
+        .unwrap(),
+        Options::default(),
+    )
+    .unwrap();
+    assert!(!ours(&ctx, &needs_of(&["bash"], Arch::X86_64)).is_empty());
+    // An unknown variable names file and line.
+    std::fs::write(
+        d.path().join("yum.repos.d/bad.repo"),
+        "[bad]\nbaseurl=http://x/$releasever/\n",
+    )
+    .unwrap();
+    let err = pbsimage::repo::sources(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.repo:1: repo `bad`: unknown variable `$releasever`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn signed_repomd_is_verified() {
+    require("gpg", "gnupg");
+    let (repo, _) = tampered_repo();
+    let home = tempfile::tempdir().unwrap();
+    let gpg = |args: &[&str]| {
+        run_ok(
+            Command::new("gpg")
+                .env("GNUPGHOME", home.path())
+                .args([
+                    "--batch",
+                    "--quiet",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    "",
+                ])
+                .args(args),
+        )
+    };
+    gpg(&[
+        "--quick-generate-key",
+        "pbsimage test <test@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let key = repo.path().join("KEY.asc");
+    let o = gpg(&["--armor", "--export", "test@example.org"]);
+    std::fs::write(&key, &o.stdout).unwrap();
+    gpg(&[
+        "--armor",
+        "--detach-sign",
+        "--output",
+        repo.path()
+            .join("repodata/repomd.xml.asc")
+            .to_str()
+            .unwrap(),
+        repo.path().join("repodata/repomd.xml").to_str().unwrap(),
+    ]);
+    let cfg = |cache: &Path| {
+        repo_config(
+            &[],
+            cache,
+            &format!(
+                "[[repo]]\nid = \"s\"\nbaseurl = \"{}\"\ngpgcheck = true\ngpgkey = \"{}\"\n",
+                file_url(repo.path()),
+                file_url(&key)
+            ),
+        )
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let o = resolve_cli(&cfg(cache.path()), cache.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Tamper with repomd.xml after signing.
+    let p = repo.path().join("repodata/repomd.xml");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("<revision>", "<revision>1");
+    std::fs::write(&p, s).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = resolve_cli(&cfg(cache.path()), cache.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("signature check of repomd.xml failed"),
+        "{}",
+        stderr(&o)
+    );
+}
