@@ -101,10 +101,17 @@ pub struct ManifestArgs {
     /// Image to run, preferably pinned: host/repo@sha256:...
     #[arg(long, value_name = "REF")]
     pub image: String,
-    /// Object kind [default: [kube] kind from the config]
+    #[command(flatten)]
+    pub object: ObjectArgs,
+}
+
+/// The Kubernetes object that runs a job (`build`, `catalog`, `manifest`).
+#[derive(Debug, Args)]
+pub struct ObjectArgs {
+    /// Object kind [default: `[kube] kind` from the config]
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
-    /// User and group the pod runs as [default: [kube] run-as-*, else the invoking user]
+    /// User and group the pod runs as [default: `[kube] run-as-*`, else the invoking user]
     #[arg(long, value_name = "UID[:GID]")]
     pub run_as: Option<String>,
 }
@@ -198,10 +205,8 @@ pub struct BuildArgs {
     /// Where the SPDX 2.3 SBOM goes [default: <job>.spdx.json beside the script]
     #[arg(long, value_name = "FILE")]
     pub sbom_out: Option<std::path::PathBuf>,
-    #[arg(long, value_enum)]
-    pub kind: Option<KindArg>,
-    #[arg(long, value_name = "UID[:GID]")]
-    pub run_as: Option<String>,
+    #[command(flatten)]
+    pub object: ObjectArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Print a JSON summary instead of the reference.
@@ -234,10 +239,8 @@ pub struct CatalogArgs {
     /// Also write a DaemonSet that pre-pulls every image onto every node.
     #[arg(long, value_name = "FILE")]
     pub prepull: Option<PathBuf>,
-    #[arg(long, value_enum)]
-    pub kind: Option<KindArg>,
-    #[arg(long, value_name = "UID[:GID]")]
-    pub run_as: Option<String>,
+    #[command(flatten)]
+    pub object: ObjectArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Print the summary as JSON.

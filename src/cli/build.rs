@@ -44,8 +44,8 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let ctx = env.context(args.offline)?;
     let (layout, choice) = layout_and_choice(
         args.output.as_ref(),
-        args.run_as.as_deref(),
-        args.kind.map(Into::into),
+        args.object.run_as.as_deref(),
+        args.object.kind.map(Into::into),
         &ctx.config,
     )?;
     let target = push_target(&args.registry, &ctx.config, args.offline)?;

@@ -14,8 +14,8 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     ctx.reporter = std::sync::Arc::new(crate::progress::Silent);
     let (layout, manifests) = super::build::layout_and_choice(
         args.output.as_ref(),
-        args.run_as.as_deref(),
-        args.kind.map(Into::into),
+        args.object.run_as.as_deref(),
+        args.object.kind.map(Into::into),
         &ctx.config,
     )?;
     let locked = args

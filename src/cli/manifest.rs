@@ -10,11 +10,11 @@ pub(super) fn exec(args: &ManifestArgs, env: &Env<'_>) -> Result<()> {
     let job = env.parse_script(&args.script)?;
     let config = env.config()?;
     let k = &config.settings.kube;
-    let run_as = RunAs::resolve(args.run_as.as_deref(), k.run_as_user, k.run_as_group)?;
+    let run_as = RunAs::resolve(args.object.run_as.as_deref(), k.run_as_user, k.run_as_group)?;
     let emitter = Emitter {
         settings: k,
         job_dir: &config.settings.image.job_dir,
-        kind: args.kind.map_or(k.kind, Into::into),
+        kind: args.object.kind.map_or(k.kind, Into::into),
         run_as,
     };
     let manifest = emitter.emit(&job, &image).map_err(|e| {

@@ -225,57 +225,7 @@ pub fn split_words(chars: &[(char, Pos)], fallback: Pos) -> Result<Vec<Word>, Le
                 }
             }
             '#' if cur.is_none() => break, // comment
-            '\'' => {
-                let start = p;
-                cur.get_or_insert_with(|| Word {
-                    text: String::new(),
-                    positions: Vec::new(),
-                    start,
-                });
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => {
-                            return Err(LexError {
-                                pos: start,
-                                message: "unterminated single quote".into(),
-                            });
-                        }
-                        Some(&('\'', _)) => break,
-                        Some(&(c, p)) => push(&mut cur, c, p, start),
-                    }
-                    i += 1;
-                }
-            }
-            '"' => {
-                let start = p;
-                cur.get_or_insert_with(|| Word {
-                    text: String::new(),
-                    positions: Vec::new(),
-                    start,
-                });
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => {
-                            return Err(LexError {
-                                pos: start,
-                                message: "unterminated double quote".into(),
-                            });
-                        }
-                        Some(&('"', _)) => break,
-                        Some(&('\\', bp)) => match chars.get(i + 1) {
-                            Some(&(n @ ('"' | '\\' | '$' | '`'), np)) => {
-                                push(&mut cur, n, np, start);
-                                i += 1;
-                            }
-                            _ => push(&mut cur, '\\', bp, start),
-                        },
-                        Some(&(c, p)) => push(&mut cur, c, p, start),
-                    }
-                    i += 1;
-                }
-            }
+            '\'' | '"' => i = quoted(chars, i, &mut cur)?,
             '\\' => match chars.get(i + 1) {
                 Some(&(n, np)) => {
                     push(&mut cur, n, np, p);
@@ -292,6 +242,45 @@ pub fn split_words(chars: &[(char, Pos)], fallback: Pos) -> Result<Vec<Word>, Le
     }
     let _ = fallback;
     Ok(words)
+}
+
+/// A quoted run starting at `chars[i]` (a `'` or `"`), appended to the current word (an
+/// empty quote still makes a word). In double quotes a backslash escapes only a double quote,
+/// a backslash, `$` and a backtick.
+/// Returns the index of the closing quote.
+fn quoted(chars: &[(char, Pos)], mut i: usize, cur: &mut Option<Word>) -> Result<usize, LexError> {
+    let (q, start) = chars[i];
+    let w = cur.get_or_insert_with(|| Word {
+        text: String::new(),
+        positions: Vec::new(),
+        start,
+    });
+    let mut push = |c: char, p: Pos| {
+        w.text.push(c);
+        w.positions.push(p);
+    };
+    i += 1;
+    loop {
+        match chars.get(i) {
+            None => {
+                let kind = if q == '"' { "double" } else { "single" };
+                return Err(LexError {
+                    pos: start,
+                    message: format!("unterminated {kind} quote"),
+                });
+            }
+            Some(&(c, _)) if c == q => return Ok(i),
+            Some(&('\\', bp)) if q == '"' => match chars.get(i + 1) {
+                Some(&(n @ ('"' | '\\' | '$' | '`'), np)) => {
+                    push(n, np);
+                    i += 1;
+                }
+                _ => push('\\', bp),
+            },
+            Some(&(c, p)) => push(c, p),
+        }
+        i += 1;
+    }
 }
 
 #[cfg(test)]

@@ -321,6 +321,16 @@ pub fn through_dir_links(path: &str, links: &BTreeMap<String, String>) -> String
     p
 }
 
+/// A payload entry that passed [`LayerWriter::check_entry`].
+struct Checked {
+    /// Its name in the payload (normalised).
+    rel: String,
+    /// Its path in the image, through the layout's directory links.
+    path: String,
+    /// What the header says of it.
+    info: FileInfo,
+}
+
 /// One package being added: its header's files, its pending hard-link sets.
 struct PackageEntries {
     /// `name-evr.arch`, for messages.
@@ -433,10 +443,10 @@ impl<W: Write> LayerWriter<W> {
             seen: BTreeSet::new(),
         };
         while let Some(e) = rpm.next_entry()? {
-            let Some((rel, path, info)) = self.check_entry(&mut pc, &e.name, skip)? else {
+            let Some(checked) = self.check_entry(&mut pc, &e.name, skip)? else {
                 continue;
             };
-            self.write_entry(&mut pc, rpm, &e, &rel, &path, &info)?;
+            self.write_entry(&mut pc, rpm, &e, &checked)?;
         }
         if let Some((ino, (names, seen, nlink))) = pc.links.into_iter().next() {
             return Err(LayerError::Bad {
@@ -460,7 +470,7 @@ impl<W: Write> LayerWriter<W> {
         pc: &mut PackageEntries,
         name: &str,
         skip: &BTreeSet<String>,
-    ) -> Result<Option<(String, String, FileInfo)>, LayerError> {
+    ) -> Result<Option<Checked>, LayerError> {
         let rel = normalize(name).map_err(|r| pc.unsafe_(name, r))?;
         if !pc.seen.insert(rel.clone()) {
             return Err(pc.unsafe_(&rel, "the payload has it twice".into()));
@@ -489,7 +499,11 @@ impl<W: Write> LayerWriter<W> {
         if info.ghost || skip.contains(&rel) {
             return Ok(None);
         }
-        Ok(Some((rel, path, info.clone())))
+        Ok(Some(Checked {
+            info: info.clone(),
+            rel,
+            path,
+        }))
     }
 
     /// Writes one checked entry as its tar entry, by file type.
@@ -498,10 +512,9 @@ impl<W: Write> LayerWriter<W> {
         pc: &mut PackageEntries,
         rpm: &mut RpmReader,
         e: &Entry,
-        rel: &str,
-        path: &str,
-        info: &FileInfo,
+        c: &Checked,
     ) -> Result<(), LayerError> {
+        let (rel, path, info) = (c.rel.as_str(), c.path.as_str(), &c.info);
         let mut h = self.header(e.mode, &info.user, &info.group, &pc.pkg)?;
         let special = |h: &mut tar::Header, t: tar::EntryType| {
             h.set_entry_type(t);
@@ -531,7 +544,7 @@ impl<W: Write> LayerWriter<W> {
                 self.symlinks.insert(path.to_owned());
             }
             0o100000 => {
-                if !self.write_regular(pc, rpm, e, rel, path, info, h)? {
+                if !self.write_regular(pc, rpm, e, c, h)? {
                     // A hard link waiting for its set's data member.
                     self.written.insert(path.to_owned());
                     return Ok(());
@@ -565,17 +578,15 @@ impl<W: Write> LayerWriter<W> {
     /// A regular file: its capabilities as an xattr, its data, and the hard links of its set
     /// once the data member comes. Returns false for a link member whose data is still to
     /// come.
-    #[allow(clippy::too_many_arguments)]
     fn write_regular(
         &mut self,
         pc: &mut PackageEntries,
         rpm: &mut RpmReader,
         e: &Entry,
-        rel: &str,
-        path: &str,
-        info: &FileInfo,
+        c: &Checked,
         mut h: tar::Header,
     ) -> Result<bool, LayerError> {
+        let (rel, path, info) = (c.rel.as_str(), c.path.as_str(), &c.info);
         if let Some(c) = &info.caps {
             let v =
                 caps::xattr(c).map_err(|m| pc.unsafe_(rel, format!("bad capabilities: {m}")))?;

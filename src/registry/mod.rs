@@ -315,6 +315,30 @@ impl Pusher<'_> {
             .await
     }
 
+    /// `PUT url` with a content type (and length), the body made again for each attempt.
+    async fn put<B: Into<reqwest::Body>>(
+        &self,
+        what: &str,
+        url: &str,
+        content_type: &str,
+        len: Option<u64>,
+        body: impl Fn() -> Result<B, PushError>,
+    ) -> Result<reqwest::Response, PushError> {
+        self.client
+            .send(what, || {
+                let mut rb = self
+                    .client
+                    .http
+                    .put(url)
+                    .header("content-type", content_type);
+                if let Some(len) = len {
+                    rb = rb.header("content-length", len);
+                }
+                Ok(rb.body(body()?))
+            })
+            .await
+    }
+
     async fn put_manifest(&self, img: &ImagePush<'_>) -> Result<(), PushError> {
         let what = format!("manifest {}", img.manifest_digest);
         let url = format!(
@@ -323,15 +347,10 @@ impl Pusher<'_> {
             img.repository,
             img.tag
         );
+        let manifest_type = "application/vnd.oci.image.manifest.v1+json";
         let put = self
-            .client
-            .send(&what, || {
-                Ok(self
-                    .client
-                    .http
-                    .put(&url)
-                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-                    .body(img.manifest.to_vec()))
+            .put(&what, &url, manifest_type, None, || {
+                Ok(img.manifest.to_vec())
             })
             .await?;
         if put.status().as_u16() != 201 {
@@ -414,16 +433,13 @@ impl Pusher<'_> {
             let put_url = format!("{loc}{sep}digest={digest}");
             let len = blob.len()?;
             let put = self
-                .client
-                .send(&what, || {
-                    Ok(self
-                        .client
-                        .http
-                        .put(&put_url)
-                        .header("content-type", "application/octet-stream")
-                        .header("content-length", len)
-                        .body(blob.body()?))
-                })
+                .put(
+                    &what,
+                    &put_url,
+                    "application/octet-stream",
+                    Some(len),
+                    || blob.body(),
+                )
                 .await?;
             match put.status().as_u16() {
                 201 => {

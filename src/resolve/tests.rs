@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{ResolveError, Resolver};
+use super::{ResolveError, Resolver, dep};
 use crate::digest::Checksum;
 use crate::elf::{Arch, Capability};
 use crate::needs::{Need, NeedKind, Needs};
@@ -30,15 +30,6 @@ const fn p(nva: &'static str) -> P {
         requires: &[],
         obsoletes: &[],
         srpm: "",
-    }
-}
-
-fn dep(name: &str) -> Dep {
-    Dep {
-        name: name.to_owned(),
-        cmp: None,
-        evr: None,
-        pre: false,
     }
 }
 
