@@ -10,6 +10,7 @@ mod fakereg;
 mod fixtures;
 mod http;
 mod layer;
+mod layering;
 mod props;
 mod push;
 mod rebuild;
