@@ -22,26 +22,42 @@ use crate::config::KubeKind;
 /// One job of a catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogJob {
+    /// The job script.
     pub script: PathBuf,
     /// Replaces `{name}` in the image templates.
     pub image: Option<String>,
     /// Package names or capabilities needed besides what analysis finds.
     pub packages: Vec<String>,
+    /// The Kubernetes object for this job (default: `[kube] kind`).
     pub kind: Option<KubeKind>,
 }
 
+/// Why a catalog cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// The catalog directory or file cannot be read.
     #[error("cannot read catalog `{}`", path.display())]
     Read {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// `catalog.toml` is not valid.
     #[error("catalog `{}`: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The catalog has no job.
     #[error("catalog `{}` has no jobs", path.display())]
-    Empty { path: PathBuf },
+    Empty {
+        /// The file concerned.
+        path: PathBuf,
+    },
 }
 
 impl crate::hint::Hint for CatalogError {

@@ -13,24 +13,35 @@ use serde::{Deserialize, Serialize};
 /// The committed `pipeline.toml`, used when no config file is given or found.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../pipeline.toml");
 
+/// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("cannot read config `{}`", path.display())]
     Read {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid TOML of the expected shape (the key and line are in the source).
     #[error("invalid config `{origin}`")]
     Parse {
+        /// Where the configuration came from.
         origin: String,
+        /// The underlying error.
         #[source]
         source: toml::de::Error,
     },
+    /// The values are inconsistent or out of range.
     #[error("invalid config `{origin}`: {message}")]
     Invalid {
+        /// Where the configuration came from.
         origin: String,
+        /// What is wrong.
         message: String,
+        /// What to do about it, if anything.
         hint: Option<String>,
     },
 }
@@ -54,29 +65,39 @@ pub struct Settings {
     /// yum variables: `releasever`, `basearch`, and any others used as `$name` in URLs.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// `[[repo]]`: the repositories, in order.
     #[serde(default, rename = "repo")]
     pub repos: Vec<RepoSettings>,
     /// Read `*.repo` files from this directory as well (yum/dnf format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repos_from: Option<PathBuf>,
+    /// `[base]`: the shared base layer.
     #[serde(default)]
     pub base: Base,
+    /// `[needs]`: what analysis adds or leaves to the node.
     #[serde(default)]
     pub needs: NeedsSettings,
+    /// `[image]`: names, compression, layer budget, job directory.
     #[serde(default)]
     pub image: ImageSettings,
+    /// `[registry]`: where and how images are pushed.
     #[serde(default)]
     pub registry: RegistrySettings,
+    /// `[cache]`: where the cache lives.
     #[serde(default)]
     pub cache: CacheSettings,
+    /// `[kube]`: how manifests are made.
     #[serde(default)]
     pub kube: KubeSettings,
 }
 
+/// One `[[repo]]` section, as yum's `.repo` files describe a repository.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RepoSettings {
+    /// Unique id (`[A-Za-z0-9._:-]`), used in messages, labels and the cache.
     pub id: RepoId,
+    /// Human-readable name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// One or more base URLs (`file://`, `http://`, `https://`, or a path relative to the config).
@@ -86,18 +107,25 @@ pub struct RepoSettings {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub baseurl: Vec<String>,
+    /// A URL listing mirrors, one per line (instead of `baseurl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirrorlist: Option<String>,
+    /// 1 (preferred) to 99 (default), as dnf's `priority`.
     #[serde(default = "default_priority")]
     pub priority: u32,
+    /// Whether the repository is used.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Verify `repomd.xml.asc` with `gpgkey`.
     #[serde(default)]
     pub gpgcheck: bool,
+    /// The OpenPGP key (a path or `file://` URL) for `gpgcheck`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpgkey: Option<String>,
+    /// Extra CA certificate (PEM) for this repository's HTTPS mirrors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sslcacert: Option<PathBuf>,
+    /// Check TLS certificates (false: not checked, and warned about).
     #[serde(default = "yes")]
     pub sslverify: bool,
     /// Enabled module streams (`name:stream`) for EL8+ modular repos.
@@ -155,6 +183,7 @@ impl From<RepoId> for String {
 }
 
 impl RepoId {
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -166,6 +195,7 @@ impl std::fmt::Display for RepoId {
     }
 }
 
+/// `[base]`: packages every image shares as one layer.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Base {
@@ -174,6 +204,7 @@ pub struct Base {
     pub packages: Vec<String>,
 }
 
+/// `[needs]`: additions to what analysis finds.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NeedsSettings {
@@ -188,14 +219,18 @@ pub struct NeedsSettings {
     pub weak_deps: bool,
 }
 
+/// Layer compression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compression {
+    /// gzip, as concatenated members written in parallel (`tar+gzip`).
     #[default]
     Gzip,
+    /// zstd (`tar+zstd`).
     Zstd,
 }
 
+/// `[image]`: how images are named and built.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ImageSettings {
@@ -205,8 +240,10 @@ pub struct ImageSettings {
     /// Tag template; placeholders: `{name}`, `{queue}`, `{script-digest}` (12 hex digits).
     #[serde(default = "default_tag")]
     pub tag: String,
+    /// Layer compression.
     #[serde(default)]
     pub compression: Compression,
+    /// At most this many layers per image (1..=127); past it, the rarest packages are merged.
     #[serde(default = "default_max_layers")]
     pub max_layers: u32,
     /// File times in layers when `SOURCE_DATE_EPOCH` is not set.
@@ -246,6 +283,7 @@ impl Default for ImageSettings {
     }
 }
 
+/// `[registry]`: where images are pushed.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RegistrySettings {
@@ -278,6 +316,7 @@ impl Default for RegistrySettings {
     }
 }
 
+/// `[cache]`: where the cache lives.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CacheSettings {
@@ -287,11 +326,14 @@ pub struct CacheSettings {
     pub dir: Option<PathBuf>,
 }
 
+/// The Kubernetes object that runs a job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KubeKind {
+    /// A batch/v1 Job (Indexed for arrays and multi-node jobs).
     #[default]
     Job,
+    /// A bare Pod (single-node, non-array jobs only).
     Pod,
 }
 
@@ -299,9 +341,11 @@ pub enum KubeKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum IdSetting {
+    /// The user running pbsimage.
     #[default]
     #[serde(with = "invoking")]
     Invoking,
+    /// This numeric id.
     Id(u32),
 }
 
@@ -326,21 +370,30 @@ mod invoking {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "type", deny_unknown_fields)]
 pub enum OutputVolume {
+    /// An NFS export.
     Nfs {
+        /// The NFS server.
         server: String,
+        /// The file concerned.
         path: String,
+        /// Where it is mounted in the container.
         #[serde(default = "default_mount")]
         mount_path: String,
     },
+    /// A PersistentVolumeClaim.
     Pvc {
+        /// The claim name.
         claim: String,
+        /// Where it is mounted in the container.
         #[serde(default = "default_mount")]
         mount_path: String,
     },
     /// A node directory, like the paper's shared directory. Violates the restricted Pod
     /// Security Standard, so it needs `allow-host-path = true`.
     HostPath {
+        /// The directory on the node.
         path: String,
+        /// Where it is mounted in the container.
         #[serde(default = "default_mount")]
         mount_path: String,
     },
@@ -351,6 +404,7 @@ fn default_mount() -> String {
 }
 
 impl OutputVolume {
+    /// Where the volume is mounted in the container.
     pub fn mount_path(&self) -> &str {
         match self {
             OutputVolume::Nfs { mount_path, .. }
@@ -364,32 +418,43 @@ impl OutputVolume {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct QueueMapping {
+    /// Labels the job's objects get.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The pods' `priorityClassName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class: Option<String>,
+    /// The pods' `nodeSelector`.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
 }
 
+/// `[kube]`: how manifests are made.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct KubeSettings {
+    /// Namespace of every object (default: none, so the `kubectl` context's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Object kind when `--kind` is not given.
     #[serde(default)]
     pub kind: KubeKind,
+    /// Where PBS output files go (`-o`, `-e`, `<name>.o<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_volume: Option<OutputVolume>,
+    /// Allow a `host-path` output volume (breaks the restricted Pod Security Standard).
     #[serde(default)]
     pub allow_host_path: bool,
     /// Queue used when a job has no `-q`.
     #[serde(default = "default_queue")]
     pub default_queue: String,
+    /// PBS queue → labels, priority class, node selector.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueMapping>,
+    /// The pods' `runAsUser`.
     #[serde(default)]
     pub run_as_user: IdSetting,
+    /// The pods' `runAsGroup`.
     #[serde(default)]
     pub run_as_group: IdSetting,
     /// Allow uid 0 in pods (off: a job never runs as root by accident).
@@ -448,7 +513,9 @@ impl Default for KubeSettings {
 /// Where the settings came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// A `pipeline.toml` on disk.
     File(PathBuf),
+    /// The default compiled into pbsimage.
     Embedded,
 }
 
@@ -464,7 +531,9 @@ impl std::fmt::Display for Origin {
 /// Settings plus where they came from, with relative paths resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The validated settings.
     pub settings: Settings,
+    /// Where they came from, for messages.
     pub origin: Origin,
     /// Directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
@@ -486,6 +555,7 @@ impl Config {
         }
     }
 
+    /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -495,6 +565,7 @@ impl Config {
         Config::from_str(&text, Origin::File(path.to_owned()), base)
     }
 
+    /// Parses and validates `text`; relative paths resolve against `base_dir`.
     pub fn from_str(text: &str, origin: Origin, base_dir: &Path) -> Result<Config, ConfigError> {
         let settings: Settings = toml::from_str(text).map_err(|source| ConfigError::Parse {
             origin: origin.to_string(),

@@ -6,14 +6,20 @@ use std::io::{self, BufRead, BufReader, Read};
 /// Compression formats of repository metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// No compression.
     Plain,
+    /// gzip (`.gz`), several members allowed.
     Gzip,
+    /// bzip2 (`.bz2`).
     Bzip2,
+    /// xz (`.xz`).
     Xz,
+    /// zstd (`.zst`).
     Zstd,
 }
 
 impl Format {
+    /// The format a file's name announces.
     pub fn from_extension(href: &str) -> Format {
         let h = href.to_ascii_lowercase();
         if h.ends_with(".gz") {
@@ -29,6 +35,7 @@ impl Format {
         }
     }
 
+    /// The format the first bytes show.
     pub fn from_magic(head: &[u8]) -> Format {
         if head.starts_with(&[0x1f, 0x8b]) {
             Format::Gzip
@@ -43,6 +50,7 @@ impl Format {
         }
     }
 
+    /// The format's name, for messages.
     pub fn name(self) -> &'static str {
         match self {
             Format::Plain => "uncompressed",
@@ -62,6 +70,7 @@ pub struct Capped<R> {
 }
 
 impl<R> Capped<R> {
+    /// A reader failing once more than `limit` bytes came through.
     pub fn new(inner: R, limit: u64) -> Self {
         Capped {
             inner,

@@ -9,14 +9,20 @@ use sha1::Digest as _;
 /// Algorithms accepted in repository metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Algo {
+    /// SHA-1 (old repositories only).
     Sha1,
+    /// SHA-224.
     Sha224,
+    /// SHA-256.
     Sha256,
+    /// SHA-384.
     Sha384,
+    /// SHA-512.
     Sha512,
 }
 
 impl Algo {
+    /// The algorithm a metadata `type` attribute names (`sha`, `sha1`, `sha256`, …).
     pub fn parse(s: &str) -> Option<Algo> {
         Some(match s {
             "sha" | "sha1" => Algo::Sha1,
@@ -27,6 +33,7 @@ impl Algo {
             _ => return None,
         })
     }
+    /// The algorithm's metadata name.
     pub fn name(self) -> &'static str {
         match self {
             Algo::Sha1 => "sha1",
@@ -50,7 +57,9 @@ impl Algo {
 /// A checksum with its algorithm; the hex is lowercase and of the right length.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Checksum {
+    /// The algorithm.
     pub algo: Algo,
+    /// The digest, lowercase hex of the algorithm's length.
     pub hex: String,
 }
 
@@ -75,14 +84,20 @@ impl fmt::Display for Checksum {
 /// An incremental hasher for any [`Algo`].
 #[derive(Clone)]
 pub enum Hasher {
+    /// A SHA-1 state.
     Sha1(sha1::Sha1),
+    /// A SHA-224 state.
     Sha224(sha2::Sha224),
+    /// A SHA-256 state.
     Sha256(sha2::Sha256),
+    /// A SHA-384 state.
     Sha384(sha2::Sha384),
+    /// A SHA-512 state.
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
+    /// A fresh hasher for `algo`.
     pub fn new(algo: Algo) -> Hasher {
         match algo {
             Algo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
@@ -92,6 +107,7 @@ impl Hasher {
             Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
         }
     }
+    /// Hashes more data.
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Sha1(h) => h.update(data),
@@ -101,6 +117,7 @@ impl Hasher {
             Hasher::Sha512(h) => h.update(data),
         }
     }
+    /// The digest as lowercase hex.
     pub fn finish_hex(self) -> String {
         match self {
             Hasher::Sha1(h) => hex::encode(h.finalize()),
@@ -114,12 +131,16 @@ impl Hasher {
 
 /// Hashes what is read through it.
 pub struct HashingReader<R> {
+    /// The reader being hashed.
     pub inner: R,
+    /// The hash of what was read so far.
     pub hasher: Hasher,
+    /// Bytes read so far.
     pub bytes: u64,
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Hashes everything read through `inner` with `algo`.
     pub fn new(inner: R, algo: Algo) -> Self {
         HashingReader {
             inner,

@@ -33,21 +33,36 @@ pub const BUILTIN_HOST_PROVIDED: &[&str] = &[
 /// Directories searched for a bare command name, best first.
 pub const COMMAND_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
 
+/// Why a job's needs cannot be found.
 #[derive(Debug, thiserror::Error)]
 pub enum NeedsError {
+    /// The binary or a bundled library cannot be analysed.
     #[error("cannot analyse the job's binary")]
     Elf(#[from] ElfError),
+    /// `-B` names a file that does not exist.
     #[error("job `{job}` names binary `{}` with -B, but it does not exist", path.display())]
-    MissingBinary { job: String, path: PathBuf },
+    MissingBinary {
+        /// The job's name.
+        job: String,
+        /// The binary's path.
+        path: PathBuf,
+    },
+    /// A bundled library is of another architecture than what loads it.
     #[error("`{}` (needed by `{}`) is {found}, but `{}` is {want}", lib.display(), by.display(), by.display())]
     MixedArch {
+        /// The bundled library.
         lib: PathBuf,
+        /// The object that needs it.
         by: PathBuf,
+        /// The library's architecture.
         found: Arch,
+        /// The needing object's architecture.
         want: Arch,
     },
+    /// `[vars] basearch` is not an architecture pbsimage knows.
     #[error("[vars] basearch `{0}` is not an architecture pbsimage knows")]
     UnknownBasearch(String),
+    /// A `[needs] extra` entry is not a capability or path.
     #[error("[needs] extra entry `{0}` is not a capability")]
     BadExtra(String),
 }
@@ -103,8 +118,10 @@ impl std::fmt::Display for NeedKind {
 /// One need and every place it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Need {
+    /// What is needed.
     #[serde(flatten)]
     pub kind: NeedKind,
+    /// Where each reason for it came from (`a.out: DT_NEEDED libm.so.6`).
     pub origins: Vec<String>,
     /// Unresolvable optional needs are warnings, not failures (script commands: the cluster
     /// may mount them).
@@ -116,15 +133,20 @@ pub struct Need {
 pub struct BundledLib {
     /// Path inside the job directory.
     pub path: PathBuf,
+    /// The soname it satisfies.
     pub soname: String,
+    /// The object that needs it.
     pub needed_by: String,
+    /// How the loader finds it (`RUNPATH $ORIGIN/lib`).
     pub via: String,
 }
 
 /// A library the node provides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostProvided {
+    /// The soname the node provides.
     pub soname: String,
+    /// The object that needs it.
     pub needed_by: String,
 }
 
@@ -139,8 +161,11 @@ pub struct Needs {
     pub package_arches: Vec<&'static str>,
     /// The `-B` binary is statically linked.
     pub static_binary: bool,
+    /// Capabilities, files and commands, with their origins.
     pub needs: Vec<Need>,
+    /// Libraries found in the job directory (they go into the job layer).
     pub bundled: Vec<BundledLib>,
+    /// Sonames left to the node (`[needs] host-provided`, GPU drivers).
     pub host_provided: Vec<HostProvided>,
     /// Libraries loaded at run time by name, which no header shows.
     pub notes: Vec<String>,
@@ -389,6 +414,7 @@ pub fn usrmove_alternatives(path: &str) -> Vec<String> {
 
 /// Builds [`Needs`] for jobs.
 pub struct NeedsAnalyzer<'a> {
+    /// `[needs]`.
     pub settings: &'a NeedsSettings,
     /// `[vars] basearch`, if set: the repositories' architecture.
     pub basearch: Option<&'a str>,
@@ -412,6 +438,7 @@ impl Collector {
 }
 
 impl NeedsAnalyzer<'_> {
+    /// What the job needs: its interpreter, the commands its script runs, its binary's and bundled libraries' capabilities, and `[needs] extra`.
     pub fn analyze(&self, job: &JobSpec) -> Result<Needs, NeedsError> {
         let repo_arch = match self.basearch {
             Some(b) => {

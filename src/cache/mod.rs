@@ -12,14 +12,19 @@ pub use bucket::Bucket;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Why a cache operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// Reading or writing a cache file.
     #[error("cache I/O on `{}`", path.display())]
     Io {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// A name from untrusted input that cannot be a path segment.
     #[error("`{0}` cannot be used as a cache file name")]
     BadName(String),
 }
@@ -259,6 +264,7 @@ impl Cache {
         walk_files(&self.bucket_path(bucket))
     }
 
+    /// The cache's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -8,7 +8,7 @@ use crate::config::KubeKind;
 
 /// `--kind`: the Kubernetes object that runs the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KindArg {
+pub(crate) enum KindArg {
     /// A batch/v1 Job (an Indexed Job for arrays and multi-node jobs).
     Job,
     /// A bare Pod (single-node, non-array jobs only).
@@ -27,28 +27,28 @@ impl From<KindArg> for KubeKind {
 /// Turn a TORQUE/PBS batch job into an OCI image and a Kubernetes manifest, without Docker.
 #[derive(Debug, Parser)]
 #[command(name = "pbsimage", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// pipeline.toml to use [default: ./pipeline.toml, else the embedded default]
     #[arg(long, global = true, env = "PBSIMAGE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Print only data and errors (no warnings).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Build the job's image into an OCI layout; print its digest-pinned reference and write
     /// the Job (or Pod) that runs it.
     Build(BuildArgs),
@@ -71,9 +71,9 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ScriptArgs {
+pub(crate) struct ScriptArgs {
     /// The job script.
-    pub script: PathBuf,
+    pub(crate) script: PathBuf,
     /// Directive prefix, as qsub -C (empty: no directives are read).
     #[arg(
         short = 'C',
@@ -82,81 +82,81 @@ pub struct ScriptArgs {
         default_value = "#PBS",
         value_name = "PREFIX"
     )]
-    pub prefix: String,
+    pub(crate) prefix: String,
 }
 
 #[derive(Debug, Args)]
-pub struct ParseArgs {
+pub(crate) struct ParseArgs {
     #[command(flatten)]
-    pub script: ScriptArgs,
+    pub(crate) script: ScriptArgs,
     /// Print JSON instead of a summary.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ManifestArgs {
+pub(crate) struct ManifestArgs {
     #[command(flatten)]
-    pub script: ScriptArgs,
+    pub(crate) script: ScriptArgs,
     /// Image to run, preferably pinned: host/repo@sha256:...
     #[arg(long, value_name = "REF")]
-    pub image: String,
+    pub(crate) image: String,
     #[command(flatten)]
-    pub object: ObjectArgs,
+    pub(crate) object: ObjectArgs,
 }
 
 /// The Kubernetes object that runs a job (`build`, `catalog`, `manifest`).
 #[derive(Debug, Args)]
-pub struct ObjectArgs {
+pub(crate) struct ObjectArgs {
     /// Object kind [default: `[kube] kind` from the config]
     #[arg(long, value_enum)]
-    pub kind: Option<KindArg>,
+    pub(crate) kind: Option<KindArg>,
     /// User and group the pod runs as [default: `[kube] run-as-*`, else the invoking user]
     #[arg(long, value_name = "UID[:GID]")]
-    pub run_as: Option<String>,
+    pub(crate) run_as: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct NeedsArgs {
+pub(crate) struct NeedsArgs {
     #[command(flatten)]
-    pub script: ScriptArgs,
+    pub(crate) script: ScriptArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ResolveArgs {
+pub(crate) struct ResolveArgs {
     #[command(flatten)]
-    pub script: ScriptArgs,
+    pub(crate) script: ScriptArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Show why each package is needed.
     #[arg(long)]
-    pub explain: bool,
+    pub(crate) explain: bool,
     /// Write the repository revisions and chosen packages to this lock file.
     #[arg(long, value_name = "FILE")]
-    pub lock: Option<std::path::PathBuf>,
+    pub(crate) lock: Option<std::path::PathBuf>,
     /// Use only cached repository metadata.
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct LayersArgs {
+pub(crate) struct LayersArgs {
     #[command(flatten)]
-    pub script: ScriptArgs,
+    pub(crate) script: ScriptArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Use only cached repository metadata.
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CacheCommand {
+pub(crate) enum CacheCommand {
     /// Print the cache directory.
     Dir,
     /// Re-hash every blob and check every index; fails if any is damaged.
@@ -175,84 +175,84 @@ pub enum CacheCommand {
 
 /// Where and how images are pushed (`build`, `catalog`).
 #[derive(Debug, Args)]
-pub struct RegistryArgs {
+pub(crate) struct RegistryArgs {
     /// Push to this registry (`host[:port]`) [default: [registry] host, else no push]
     #[arg(long, value_name = "HOST")]
-    pub push: Option<String>,
+    pub(crate) push: Option<String>,
     /// Push over plain HTTP (a registry on localhost, say); otherwise only hosts in
     /// `[registry] insecure` are reached without TLS.
     #[arg(long)]
-    pub plain_http: bool,
+    pub(crate) plain_http: bool,
     /// Registry user name (with --password-stdin) [default: the auth files of skopeo,
     /// podman and docker]
     #[arg(long, value_name = "USER", requires = "password_stdin")]
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     /// Read the registry password or token from standard input.
     #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    pub(crate) password_stdin: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     #[command(flatten)]
-    pub script: ScriptArgs,
+    pub(crate) script: ScriptArgs,
     /// OCI image layout to write [default: oci/ in the cache]
     #[arg(long, value_name = "DIR")]
-    pub output: Option<std::path::PathBuf>,
+    pub(crate) output: Option<std::path::PathBuf>,
     /// Where the Kubernetes manifest goes [default: <job>.k8s.yaml beside the script]
     #[arg(long, value_name = "FILE")]
-    pub manifest_out: Option<std::path::PathBuf>,
+    pub(crate) manifest_out: Option<std::path::PathBuf>,
     /// Where the SPDX 2.3 SBOM goes [default: <job>.spdx.json beside the script]
     #[arg(long, value_name = "FILE")]
-    pub sbom_out: Option<std::path::PathBuf>,
+    pub(crate) sbom_out: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub object: ObjectArgs,
+    pub(crate) object: ObjectArgs,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub(crate) registry: RegistryArgs,
     /// Print a JSON summary instead of the reference.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Use only cached repository metadata.
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
     /// Refuse to build unless the resolution equals the lock file's.
     #[arg(long)]
-    pub locked: bool,
+    pub(crate) locked: bool,
     /// The lock file for --locked [default: pbsimage.lock beside the script]
     #[arg(long, value_name = "FILE", requires = "locked")]
-    pub lock: Option<std::path::PathBuf>,
+    pub(crate) lock: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct CatalogArgs {
+pub(crate) struct CatalogArgs {
     /// A directory of jobs (one directory per job) or a catalog.toml.
-    pub catalog: PathBuf,
+    pub(crate) catalog: PathBuf,
     /// Jobs built at once [default: the number of cores]
     #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// OCI image layout for all the images [default: oci/ in the cache]
     #[arg(long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Where the Kubernetes manifests and SBOMs go, one per job [default: beside each script]
     #[arg(long, value_name = "DIR")]
-    pub manifests_out: Option<PathBuf>,
+    pub(crate) manifests_out: Option<PathBuf>,
     /// Also write a DaemonSet that pre-pulls every image onto every node.
     #[arg(long, value_name = "FILE")]
-    pub prepull: Option<PathBuf>,
+    pub(crate) prepull: Option<PathBuf>,
     #[command(flatten)]
-    pub object: ObjectArgs,
+    pub(crate) object: ObjectArgs,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub(crate) registry: RegistryArgs,
     /// Print the summary as JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Use only cached repository metadata and packages.
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
     /// Write every job's resolution to this lock file.
     #[arg(long, value_name = "FILE", conflicts_with = "locked")]
-    pub lock: Option<PathBuf>,
+    pub(crate) lock: Option<PathBuf>,
     /// Fail the jobs whose resolution differs from this lock file.
     #[arg(long, value_name = "FILE")]
-    pub locked: Option<PathBuf>,
+    pub(crate) locked: Option<PathBuf>,
 }

@@ -1,7 +1,7 @@
 //! The command line: arguments → settings → one `ops` call → output. Each command is an
 //! `exec` of a few lines; nothing here does pipeline work.
 
-pub mod args;
+mod args;
 mod build;
 mod cache;
 mod catalog;
@@ -10,7 +10,7 @@ mod manifest;
 mod needs;
 mod parse;
 mod progress;
-pub mod render;
+mod render;
 mod resolve;
 
 use std::process::ExitCode;
@@ -24,11 +24,11 @@ use args::{Cli, Command, GlobalArgs, ScriptArgs};
 
 /// An error on its way to the terminal: the error chain, and the hints of the library error
 /// it came from (taken once, where the error entered the CLI).
-pub struct Report {
+pub(crate) struct Report {
     /// The error and its causes.
-    pub error: anyhow::Error,
+    pub(crate) error: anyhow::Error,
     /// `hint:` lines.
-    pub hints: Vec<String>,
+    pub(crate) hints: Vec<String>,
 }
 
 impl<E: std::error::Error + Hint + Send + Sync + 'static> From<E> for Report {
@@ -50,29 +50,29 @@ impl From<anyhow::Error> for Report {
 }
 
 /// What a command returns.
-pub type Result<T, E = Report> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Report> = std::result::Result<T, E>;
 
 /// Where output goes: data to stdout, warnings to stderr unless quiet.
-pub struct Printer {
+pub(crate) struct Printer {
     /// No warnings.
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 impl Printer {
     /// Writes data to stdout; a closed pipe (`| head`) ends output quietly.
-    pub fn data(&self, s: &str) {
+    pub(crate) fn data(&self, s: &str) {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{s}").and_then(|()| out.flush());
     }
 
     /// Writes a value as pretty JSON to stdout.
-    pub fn json<T: serde::Serialize>(&self, value: &T) {
+    pub(crate) fn json<T: serde::Serialize>(&self, value: &T) {
         self.data(&serde_json::to_string_pretty(value).expect("reports serialize"));
     }
 
     /// A warning on stderr, unless quiet.
-    pub fn warn(&self, s: &str) {
+    pub(crate) fn warn(&self, s: &str) {
         render::warning(self.quiet, s);
     }
 }
@@ -95,11 +95,11 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 /// What every command gets: the global flags and the printer.
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     /// `--config`, `--quiet`, `--verbose`.
-    pub global: &'a GlobalArgs,
+    pub(crate) global: &'a GlobalArgs,
     /// Output.
-    pub printer: Printer,
+    pub(crate) printer: Printer,
 }
 
 impl Env<'_> {
@@ -142,7 +142,7 @@ impl Env<'_> {
 }
 
 /// Runs the command line.
-pub fn run(cli: Cli) -> Result<()> {
+pub(crate) fn run(cli: Cli) -> Result<()> {
     init_tracing(cli.global.verbose, cli.global.quiet);
     let env = Env {
         global: &cli.global,

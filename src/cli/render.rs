@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use super::Report;
 
 /// Colours only on a terminal and without NO_COLOR.
-pub fn use_color() -> bool {
+pub(crate) fn use_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
@@ -19,7 +19,7 @@ fn paint(s: &str, code: &str) -> String {
 }
 
 /// Renders an error chain for stderr, with its hints last.
-pub fn error(report: &Report) -> String {
+pub(crate) fn error(report: &Report) -> String {
     let err = &report.error;
     let mut out = String::new();
     let _ = writeln!(out, "{} {err}", paint("error:", "1;31"));
@@ -44,7 +44,7 @@ pub fn error(report: &Report) -> String {
 }
 
 /// Prints a warning unless quiet.
-pub fn warning(quiet: bool, msg: &str) {
+pub(crate) fn warning(quiet: bool, msg: &str) {
     if !quiet {
         eprintln!("{} {msg}", paint("warning:", "1;33"));
     }

@@ -6,13 +6,21 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    /// x86-64 (`x86_64`).
     X86_64,
+    /// 32-bit x86 (`i686`).
     I686,
+    /// 64-bit ARM (`aarch64`).
     Aarch64,
+    /// 64-bit POWER, little-endian (`ppc64le`).
     Ppc64le,
+    /// 64-bit POWER, big-endian (`ppc64`).
     Ppc64,
+    /// IBM Z (`s390x`).
     S390x,
+    /// 64-bit RISC-V (`riscv64`).
     Riscv64,
+    /// 32-bit ARM, hard float (`armv7hl`).
     Armv7hl,
 }
 
@@ -25,6 +33,7 @@ const EM_AARCH64: u16 = 183;
 const EM_RISCV: u16 = 243;
 
 impl Arch {
+    /// The architecture of an ELF header's machine, class and byte order.
     pub fn from_elf(machine: u16, class64: bool, little_endian: bool) -> Option<Arch> {
         Some(match (machine, class64) {
             (EM_X86_64, true) => Arch::X86_64,

@@ -8,7 +8,7 @@
 //! cache: a large binary is not read whole, and a malformed one is an error, never a panic.
 
 pub mod arch;
-pub mod search;
+pub(crate) mod search;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -35,26 +35,58 @@ pub mod limits {
     pub const MAX_SYMBOLS: usize = 1_000_000;
 }
 
+/// Why an ELF file cannot be analysed.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
+    /// The file cannot be read.
     #[error("cannot read `{}`", path.display())]
     Read {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not ELF.
     #[error("`{}` is not an ELF file: {what}", path.display())]
-    NotElf { path: PathBuf, what: String },
+    NotElf {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the file looks like instead.
+        what: String,
+    },
+    /// The ELF structures are damaged or over the limits.
     #[error("`{}` is a malformed ELF file: {detail}", path.display())]
-    Malformed { path: PathBuf, detail: String },
+    Malformed {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Neither an executable nor a shared object.
     #[error("`{}` is not a program or shared library (ELF type {kind})", path.display())]
-    NotLoadable { path: PathBuf, kind: u16 },
+    NotLoadable {
+        /// The file concerned.
+        path: PathBuf,
+        /// The ELF `e_type` found.
+        kind: u16,
+    },
+    /// An architecture pbsimage does not know.
     #[error("`{}` is built for an unsupported machine (ELF e_machine {machine})", path.display())]
-    UnsupportedMachine { path: PathBuf, machine: u16 },
+    UnsupportedMachine {
+        /// The file concerned.
+        path: PathBuf,
+        /// The ELF `e_machine`.
+        machine: u16,
+    },
+    /// The binary is of another architecture than the repositories serve.
     #[error("`{}` is built for {elf_arch}, but the configured repositories are {repo_arch}", path.display())]
     WrongArch {
+        /// The file concerned.
         path: PathBuf,
+        /// The binary's architecture.
         elf_arch: String,
+        /// The repositories' architecture.
         repo_arch: String,
     },
 }
@@ -89,24 +121,36 @@ pub enum ObjectKind {
 /// What the headers of one ELF object say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ElfInfo {
+    /// The file.
     pub path: PathBuf,
+    /// Its architecture.
     pub arch: Arch,
+    /// 64-bit (ELFCLASS64).
     pub class64: bool,
     /// `e_machine` is Alpha (rpm gives it no `(64bit)` marker).
     #[serde(skip)]
     pub alpha: bool,
+    /// Executable, PIE executable or shared library.
     pub kind: ObjectKind,
     /// The file has an execute bit (rpm generates requires only then).
     pub exec_mode: bool,
+    /// The loader (`PT_INTERP`), if any.
     pub interp: Option<String>,
+    /// `DT_NEEDED` sonames, in order.
     pub needed: Vec<String>,
+    /// `DT_RPATH` entries.
     pub rpath: Vec<String>,
+    /// `DT_RUNPATH` entries.
     pub runpath: Vec<String>,
+    /// `DT_SONAME`.
     pub soname: Option<String>,
+    /// `DT_FLAGS_1`.
     pub flags_1: u64,
     /// `DT_VERNEED`: (soname, versions) in file order.
     pub verneed: Vec<(String, Vec<String>)>,
+    /// Has a GNU hash table (`DT_GNU_HASH`).
     pub gnu_hash: bool,
+    /// Has a SysV hash table (`DT_HASH`).
     pub sysv_hash: bool,
     /// The object has a dynamic section at all.
     pub dynamic: bool,
@@ -213,6 +257,7 @@ impl Capability {
             && !s.chars().any(|c| c.is_whitespace() || c.is_control()))
         .then(|| Capability(s.to_owned()))
     }
+    /// The capability as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -14,7 +14,7 @@ use super::{Arch, ElfInfo};
 
 /// Expands one rpath entry for an object living in `origin_dir`. `None` for entries the
 /// loader ignores (empty, unknown `$TOKEN`).
-pub fn expand(entry: &str, origin_dir: &Path, arch: Arch) -> Option<PathBuf> {
+pub(crate) fn expand(entry: &str, origin_dir: &Path, arch: Arch) -> Option<PathBuf> {
     if entry.is_empty() {
         return None;
     }
@@ -45,7 +45,7 @@ pub fn expand(entry: &str, origin_dir: &Path, arch: Arch) -> Option<PathBuf> {
 }
 
 /// Lexically normalises `p` (no filesystem access): removes `.` and resolves `..`.
-pub fn normalize(p: &Path) -> PathBuf {
+pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -61,16 +61,16 @@ pub fn normalize(p: &Path) -> PathBuf {
 
 /// Where a needed library was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bundled {
+pub(crate) struct Bundled {
     /// The file, inside the job directory.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// How it was found, e.g. `RUNPATH $ORIGIN/lib`.
-    pub via: String,
+    pub(crate) via: String,
 }
 
 /// Finds `needed` for `obj`, whose loaders (nearest first, executable last) are `chain`,
 /// inside `job_dir` (canonical). Returns `None` when the loader would look elsewhere.
-pub fn find_in_job(
+pub(crate) fn find_in_job(
     needed: &str,
     obj: &ElfInfo,
     chain: &[&ElfInfo],

@@ -21,33 +21,56 @@ pub struct Download {
     pub urls: Vec<String>,
     /// The repository's checksum of the file (`pkgid`).
     pub checksum: Checksum,
+    /// Its size in bytes, as the metadata declares it.
     pub size: u64,
 }
 
+/// Why a package could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
+    /// Every mirror failed.
     #[error("`{name}`: every source failed:\n{}", errors.join("\n"))]
-    AllFailed { name: String, errors: Vec<String> },
+    AllFailed {
+        /// The package, by name.
+        name: String,
+        /// Each source tried and how it failed.
+        errors: Vec<String>,
+    },
+    /// The file arrived, but its checksum is not the metadata's.||name=The package.
     #[error("checksum mismatch for `{name}` from `{url}`: expected {expected}, got {actual}")]
     Checksum {
+        /// The package, by name.
         name: String,
+        /// The URL (credentials masked).
         url: SafeUrl,
+        /// The checksum the metadata gives.
         expected: String,
+        /// The checksum of what arrived.
         actual: String,
     },
+    /// The cache could not take the file.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A download task stopped before finishing.
     #[error("download task failed: {0}")]
     Task(String),
+    /// `--offline`, and the package is not in the cache.
     #[error("`{name}` is not in the cache, and --offline forbids downloading it")]
-    Offline { name: String },
+    Offline {
+        /// The package, by name.
+        name: String,
+    },
 }
 
 /// Fetches packages into `blobs/sha256/`.
 pub struct Downloader<'a> {
+    /// The HTTP client.
     pub transport: &'a Transport,
+    /// The cache the files land in.
     pub cache: &'a Cache,
+    /// Downloads at once.
     pub concurrency: usize,
+    /// Where bytes received are reported.
     pub reporter: &'a dyn crate::progress::Reporter,
     /// Only the cache and `file://` sources: no network.
     pub offline: bool,

@@ -35,22 +35,46 @@ impl fmt::Debug for SafeUrl {
     }
 }
 
+/// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// A `file://` URL cannot be read.
     #[error("cannot read `{url}`")]
     File {
+        /// The URL (credentials masked).
         url: SafeUrl,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// The server answered with an error status.
     #[error("`{url}`: HTTP {status}")]
-    Status { url: SafeUrl, status: u16 },
+    Status {
+        /// The URL (credentials masked).
+        url: SafeUrl,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The connection or TLS failed.
     #[error("`{url}`: {message}")]
-    Transport { url: SafeUrl, message: String },
+    Transport {
+        /// The URL (credentials masked).
+        url: SafeUrl,
+        /// What is wrong.
+        message: String,
+    },
+    /// The body is larger than allowed.
     #[error("`{url}` is larger than the limit of {limit} bytes")]
-    TooLarge { url: SafeUrl, limit: u64 },
+    TooLarge {
+        /// The URL (credentials masked).
+        url: SafeUrl,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A URL scheme other than `file`, `http` or `https`.
     #[error("unsupported URL `{0}`")]
     Unsupported(SafeUrl),
+    /// The HTTP client could not be built (a CA bundle, say).
     #[error("cannot set up HTTP: {0}")]
     Setup(String),
 }
@@ -72,7 +96,9 @@ pub struct Transport {
     pub(crate) client: reqwest::Client,
     /// For repositories with `sslverify = false` only.
     unverified: reqwest::Client,
+    /// Attempts after the first for transient failures.
     pub retries: u32,
+    /// The first wait between attempts (doubled each time).
     pub backoff: Duration,
 }
 

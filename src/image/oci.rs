@@ -15,13 +15,23 @@ use sha2::{Digest as _, Sha256};
 
 use crate::layer::plan::BuiltLayer;
 
+/// Why an image cannot be assembled or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// An OCI structure could not be built.
     #[error("cannot build the image {what}: {message}")]
-    Spec { what: &'static str, message: String },
+    Spec {
+        /// Which structure.
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The layout cannot be written.
     #[error("cannot write the OCI layout at `{}`", path.display())]
     Io {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -37,10 +47,15 @@ fn spec(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> ImageError {
 /// What goes into an image besides its layers.
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
+    /// The image's architecture (from the job's binary).
     pub arch: crate::elf::Arch,
+    /// `KEY=value` environment.
     pub env: Vec<String>,
+    /// The entrypoint (the job wrapper).
     pub entrypoint: Vec<String>,
+    /// The working directory (the job directory).
     pub working_dir: String,
+    /// Labels (also written as manifest annotations).
     pub labels: BTreeMap<String, String>,
     /// Seconds since the epoch, for `created` (SOURCE_DATE_EPOCH).
     pub epoch: u64,
@@ -49,9 +64,13 @@ pub struct ImageSpec {
 /// An assembled image: the config and manifest bytes and their digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
+    /// The config's bytes, byte-stable JSON.
     pub config: Vec<u8>,
+    /// `sha256:` of the config.
     pub config_digest: String,
+    /// The manifest's bytes, byte-stable JSON.
     pub manifest: Vec<u8>,
+    /// `sha256:` of the manifest: the image's digest.
     pub manifest_digest: String,
 }
 

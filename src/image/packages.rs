@@ -13,6 +13,7 @@ use crate::rpm::{PackageInfo, RpmError, RpmReader};
 /// One package of an image.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImagePackage {
+    /// Name, EVR, arch, license and more from the RPM header.
     pub info: PackageInfo,
     /// sha256 of the RPM file.
     pub sha256: String,
@@ -104,9 +105,11 @@ pub fn rpm_manifest(packages: &[ImagePackage], install_time: u64) -> String {
 
 /// The image an SBOM describes.
 pub struct SbomSubject<'a> {
+    /// The job's name.
     pub name: &'a str,
     /// `host/repository` or `repository`
     pub repository: &'a str,
+    /// The image manifest's digest.
     pub manifest_digest: &'a str,
     /// Seconds since the epoch (the build's fixed time).
     pub created: u64,

@@ -8,16 +8,21 @@ use std::fmt;
 pub struct ImageRef {
     /// `host[:port]`, if the reference names one.
     pub registry: Option<String>,
+    /// The repository path, with the registry host when there is one.
     pub repository: String,
+    /// The tag, if any.
     pub tag: Option<String>,
     /// `sha256:<64 hex>` or `sha512:<128 hex>`.
     pub digest: Option<String>,
 }
 
+/// An image reference that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference `{input}`: {reason}")]
 pub struct InvalidImageRef {
+    /// The text given.
     pub input: String,
+    /// Why it is not a reference.
     pub reason: String,
 }
 
@@ -96,6 +101,7 @@ fn is_lower_hex(s: &str) -> bool {
 }
 
 impl ImageRef {
+    /// Parses `[host[:port]/]path[:tag][@sha256:<hex>]`.
     pub fn parse(input: &str) -> Result<ImageRef, InvalidImageRef> {
         let err = |reason: &str| InvalidImageRef {
             input: input.to_owned(),

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 /// A command the script runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CommandUse {
-    pub name: String,
-    pub line: u32,
+pub(crate) struct CommandUse {
+    pub(crate) name: String,
+    pub(crate) line: u32,
 }
 
 const KEYWORDS: &[&str] = &[
@@ -397,7 +397,7 @@ fn is_redirection(w: &str) -> bool {
 }
 
 /// The commands of a script body (lines are 0-based indexes; `first` is where the body starts).
-pub fn scan(lines: &[String], first: usize) -> Vec<CommandUse> {
+pub(crate) fn scan(lines: &[String], first: usize) -> Vec<CommandUse> {
     let toks = tokenize(lines, first);
     let mut scanner = Scanner {
         functions: functions(&toks),

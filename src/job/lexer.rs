@@ -10,22 +10,24 @@
 /// A 1-based position in the original script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Pos {
+    /// Line, from 1.
     pub line: u32,
+    /// Column in characters, from 1.
     pub col: u32,
 }
 
 /// One word of a directive, with the position of each of its characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
-    pub text: String,
+pub(crate) struct Word {
+    pub(crate) text: String,
     /// `positions[i]` is where the i-th character of `text` came from.
-    pub positions: Vec<Pos>,
-    pub start: Pos,
+    pub(crate) positions: Vec<Pos>,
+    pub(crate) start: Pos,
 }
 
 impl Word {
     /// Position of the character at char index `i` (clamped to the last one).
-    pub fn pos_at(&self, i: usize) -> Pos {
+    pub(crate) fn pos_at(&self, i: usize) -> Pos {
         self.positions
             .get(i)
             .or(self.positions.last())
@@ -34,7 +36,7 @@ impl Word {
     }
 
     /// The sub-word from char index `from` on.
-    pub fn tail(&self, from: usize) -> Word {
+    pub(crate) fn tail(&self, from: usize) -> Word {
         let text: String = self.text.chars().skip(from).collect();
         let positions = self.positions.iter().skip(from).copied().collect();
         Word {
@@ -47,35 +49,35 @@ impl Word {
 
 /// A directive block entry: the words following the prefix.
 #[derive(Debug, Clone)]
-pub struct DirectiveLine {
-    pub line: u32,
-    pub words: Vec<Word>,
+pub(crate) struct DirectiveLine {
+    pub(crate) line: u32,
+    pub(crate) words: Vec<Word>,
 }
 
 /// What scanning a script found.
 #[derive(Debug, Default)]
-pub struct Scan {
-    pub shebang: Option<String>,
-    pub directives: Vec<DirectiveLine>,
+pub(crate) struct Scan {
+    pub(crate) shebang: Option<String>,
+    pub(crate) directives: Vec<DirectiveLine>,
     /// Directives after the first executable line: (line, text), ignored by qsub.
-    pub late_directives: Vec<u32>,
+    pub(crate) late_directives: Vec<u32>,
     /// Lines whose prefix is followed by something that is not a word break (`#PBSfoo`).
-    pub malformed_prefix: Vec<u32>,
+    pub(crate) malformed_prefix: Vec<u32>,
     /// The first executable line, if any.
-    pub first_command: Option<u32>,
+    pub(crate) first_command: Option<u32>,
     /// The script body lines (after normalisation), for later analysis.
-    pub lines: Vec<String>,
+    pub(crate) lines: Vec<String>,
 }
 
 /// A lexical error at a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LexError {
-    pub pos: Pos,
-    pub message: String,
+pub(crate) struct LexError {
+    pub(crate) pos: Pos,
+    pub(crate) message: String,
 }
 
 /// Splits `content` into normalised lines: CRLF and lone CR become LF.
-pub fn normalise_lines(content: &str) -> Vec<String> {
+pub(crate) fn normalise_lines(content: &str) -> Vec<String> {
     let unified = content.replace("\r\n", "\n").replace('\r', "\n");
     let mut lines: Vec<String> = unified.split('\n').map(str::to_owned).collect();
     if unified.ends_with('\n') {
@@ -114,7 +116,7 @@ fn trailing_backslashes(s: &str) -> usize {
 }
 
 /// Scans a script for directives.
-pub fn scan(content: &str, prefix: &str) -> Result<Scan, LexError> {
+pub(crate) fn scan(content: &str, prefix: &str) -> Result<Scan, LexError> {
     let lines = normalise_lines(content);
     let mut scan = Scan::default();
     if let Some(first) = lines.first()
@@ -203,7 +205,7 @@ fn line_col(line: &str, offset: usize) -> u32 {
 }
 
 /// Shell-like word splitting of a directive body.
-pub fn split_words(chars: &[(char, Pos)], fallback: Pos) -> Result<Vec<Word>, LexError> {
+pub(crate) fn split_words(chars: &[(char, Pos)], fallback: Pos) -> Result<Vec<Word>, LexError> {
     let mut words = Vec::new();
     let mut cur: Option<Word> = None;
     let mut i = 0;

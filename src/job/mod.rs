@@ -1,40 +1,59 @@
 //! Job: a TORQUE/PBS script → [`JobSpec`].
 //!
-//! [`ScriptParser::parse`] follows `qsub`'s directive rules (see [`lexer`]) and recognises every
+//! [`ScriptParser::parse`] follows `qsub`'s directive rules (see its `lexer`) and recognises every
 //! qsub option. Options that matter to the image or the manifest are typed; the others are
 //! recorded. Unknown options and options with no Kubernetes meaning are warnings naming line
 //! and option; malformed values are errors naming file, line and column.
 
-pub mod commands;
-pub mod lexer;
+pub(crate) mod commands;
+pub(crate) mod lexer;
 pub mod resources;
 pub mod spec;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lexer::{Pos, Word};
+pub use lexer::Pos;
+use lexer::Word;
 use resources::{ArraySpec, Merge, Resources, ValueError};
 pub use spec::{Directive, EnvVar, JobName, JobSpec, Join, Warning};
 
 /// Errors from reading a job script.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The script cannot be read.
     #[error("cannot read job script `{}`", path.display())]
     Read {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// The script is empty.
     #[error("job script `{}` is empty", path.display())]
-    Empty { path: PathBuf },
+    Empty {
+        /// The file concerned.
+        path: PathBuf,
+    },
+    /// The script has a NUL byte (a binary, not a script).
     #[error("`{}` is not a job script: it holds binary data (NUL byte at offset {offset})", path.display())]
-    Binary { path: PathBuf, offset: usize },
+    Binary {
+        /// The file concerned.
+        path: PathBuf,
+        /// Byte offset of the problem.
+        offset: usize,
+    },
+    /// A directive is malformed.
     #[error("{}:{}:{}: {message}", path.display(), pos.line, pos.col)]
     Syntax {
+        /// The file concerned.
         path: PathBuf,
+        /// Line and column.
         pos: Pos,
+        /// What is wrong.
         message: String,
+        /// What to do about it, if anything.
         hint: Option<String>,
     },
 }
@@ -74,6 +93,7 @@ fn arity(c: char) -> Option<Arity> {
 
 /// The environment that `-v NAME` (without a value) reads from, as qsub does.
 pub trait EnvSource {
+    /// The value of `name`, if set.
     fn var(&self, name: &str) -> Option<String>;
 }
 
@@ -96,10 +116,12 @@ impl EnvSource for BTreeMap<String, String> {
 pub struct ScriptParser<'a> {
     /// Directive prefix (`-C`, `PBS_DPREFIX`); empty disables directives.
     pub prefix: String,
+    /// Where `-v NAME` (without a value) looks the value up.
     pub env: &'a dyn EnvSource,
 }
 
 impl<'a> ScriptParser<'a> {
+    /// A parser with the default prefix `#PBS` (or `$PBS_DPREFIX`).
     pub fn new(env: &'a dyn EnvSource) -> Self {
         ScriptParser {
             prefix: "#PBS".into(),

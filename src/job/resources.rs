@@ -11,8 +11,11 @@ use serde::Serialize;
 /// A malformed value: what is wrong and where (char offset inside the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError {
+    /// Character offset of the problem inside the value.
     pub offset: usize,
+    /// What is wrong.
     pub message: String,
+    /// What a valid value looks like.
     pub hint: Option<String>,
 }
 
@@ -44,9 +47,11 @@ pub const WORD_BYTES: u64 = 8;
 pub struct Size(u64);
 
 impl Size {
+    /// A size of `bytes`.
     pub fn from_bytes(bytes: u64) -> Self {
         Size(bytes)
     }
+    /// The size in bytes.
     pub fn bytes(self) -> u64 {
         self.0
     }
@@ -144,13 +149,16 @@ impl fmt::Display for Size {
 pub struct Duration(u64);
 
 impl Duration {
+    /// A duration of `secs` seconds.
     pub fn from_secs(secs: u64) -> Self {
         Duration(secs)
     }
+    /// The duration in seconds.
     pub fn secs(self) -> u64 {
         self.0
     }
 
+    /// Parses `[[[DD:]HH:]MM:]SS` or a number of seconds.
     pub fn parse(s: &str) -> Result<Duration, ValueError> {
         let fields: Vec<&str> = s.split(':').collect();
         if fields.len() > 4 {
@@ -212,11 +220,16 @@ fn parse_count(s: &str, what: &str, offset: usize) -> Result<u32, ValueError> {
 /// One `+`-separated group of a TORQUE `nodes=` spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeGroup {
+    /// Nodes of this shape.
     pub count: u32,
+    /// A named host instead of a count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Processors per node (`ppn`).
     pub ppn: u32,
+    /// GPUs per node.
     pub gpus: u32,
+    /// Node properties (`:ib`, `:bigmem`), recorded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<String>,
 }
@@ -224,6 +237,7 @@ pub struct NodeGroup {
 /// TORQUE `nodes=N:ppn=M:gpus=G:property+...`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeSpec {
+    /// Node groups joined by `+`.
     pub groups: Vec<NodeGroup>,
 }
 
@@ -235,6 +249,7 @@ fn is_hostname(s: &str) -> bool {
 }
 
 impl NodeSpec {
+    /// Parses TORQUE's `nodes=` value (`2:ppn=4+1:ppn=2:gpus=1`).
     pub fn parse(s: &str) -> Result<NodeSpec, ValueError> {
         let mut groups = Vec::new();
         let mut offset = 0;
@@ -287,9 +302,11 @@ impl NodeSpec {
         Ok(NodeSpec { groups })
     }
 
+    /// Nodes in all groups.
     pub fn node_count(&self) -> u32 {
         self.groups.iter().map(|g| g.count).sum()
     }
+    /// Processor slots in all groups.
     pub fn slots(&self) -> u32 {
         self.groups.iter().map(|g| g.count * g.ppn).sum()
     }
@@ -298,17 +315,24 @@ impl NodeSpec {
 /// One chunk of a PBS Pro `select=` statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Chunk {
+    /// Chunks of this shape.
     pub count: u32,
+    /// CPUs per chunk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ncpus: Option<u32>,
+    /// Memory per chunk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mem: Option<Size>,
+    /// GPUs per chunk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ngpus: Option<u32>,
+    /// MPI ranks per chunk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mpiprocs: Option<u32>,
+    /// OpenMP threads per rank.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ompthreads: Option<u32>,
+    /// Other resources of the chunk, recorded.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub other: BTreeMap<String, String>,
 }
@@ -316,10 +340,12 @@ pub struct Chunk {
 /// PBS Pro `select=N:ncpus=..:mem=..:ngpus=..+...`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Select {
+    /// Chunk specifications joined by `+`.
     pub chunks: Vec<Chunk>,
 }
 
 impl Select {
+    /// Parses PBS Pro's `select=` value (`2:ncpus=8:mpiprocs=8+1:ncpus=4`).
     pub fn parse(s: &str) -> Result<Select, ValueError> {
         let mut chunks = Vec::new();
         let mut offset = 0;
@@ -370,9 +396,11 @@ impl Select {
         Ok(Select { chunks })
     }
 
+    /// Chunks in all specifications (one node each).
     pub fn node_count(&self) -> u32 {
         self.chunks.iter().map(|c| c.count).sum()
     }
+    /// MPI slots in all chunks (`mpiprocs`, else `ncpus`).
     pub fn slots(&self) -> u32 {
         self.chunks
             .iter()
@@ -387,15 +415,20 @@ pub const MAX_ARRAY_ELEMENTS: u64 = 100_000;
 /// A range of array indices `start-end:step`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct IndexRange {
+    /// First index.
     pub start: u32,
+    /// Last index (inclusive).
     pub end: u32,
+    /// Step between indexes.
     pub step: u32,
 }
 
 impl IndexRange {
+    /// Indexes in the range.
     pub fn len(&self) -> u64 {
         u64::from((self.end - self.start) / self.step) + 1
     }
+    /// Whether the range has no index.
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -404,12 +437,15 @@ impl IndexRange {
 /// A job array: `-t 0-99%5`, `-t 1,3,5-7`, PBS Pro `-J 1-100:2%10`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ArraySpec {
+    /// Index ranges joined by `,`.
     pub ranges: Vec<IndexRange>,
+    /// At most this many elements at once (`%N`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slot_limit: Option<u32>,
 }
 
 impl ArraySpec {
+    /// Parses `-t`/`-J` (`1-10`, `0-20:2`, `1,3,5-7%2`).
     pub fn parse(s: &str) -> Result<ArraySpec, ValueError> {
         let (list, limit) = match s.split_once('%') {
             Some((l, lim)) => {
@@ -484,6 +520,7 @@ impl ArraySpec {
     pub fn len(&self) -> u64 {
         self.ranges.iter().map(IndexRange::len).sum()
     }
+    /// Whether no resource was requested.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
@@ -501,26 +538,37 @@ impl ArraySpec {
 /// The merged `-l` resource list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Resources {
+    /// TORQUE `nodes=`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nodes: Option<NodeSpec>,
+    /// PBS Pro `select=`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub select: Option<Select>,
+    /// `procs=`: processors anywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub procs: Option<u32>,
+    /// `ncpus=`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ncpus: Option<u32>,
+    /// `ngpus=`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ngpus: Option<u32>,
+    /// `mem=`: memory of the whole job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mem: Option<Size>,
+    /// `pmem=`: memory per process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pmem: Option<Size>,
+    /// `vmem=`: virtual memory (recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vmem: Option<Size>,
+    /// `pvmem=`: virtual memory per process (recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pvmem: Option<Size>,
+    /// `walltime=`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub walltime: Option<Duration>,
+    /// `cput=`: CPU time (recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cput: Option<Duration>,
     /// Resources with no Kubernetes mapping, kept verbatim (`gres`, `feature`, `place`, ...).
@@ -575,9 +623,11 @@ pub const KNOWN_UNMAPPED: &[&str] = &[
 
 /// Outcome of merging one `name=value` into [`Resources`].
 pub enum Merge {
+    /// Set on a field of [`Resources`].
     Mapped,
     /// Kept in `other`; the caller warns.
     Unmapped,
+    /// Not a resource qsub knows; the caller warns.
     Unknown,
 }
 

@@ -19,8 +19,10 @@ pub struct JobName(String);
 pub struct InvalidJobName(pub String);
 
 impl JobName {
+    /// The longest name accepted (qsub's limit).
     pub const MAX_LEN: usize = 236;
 
+    /// Validates a job name: printable, no white space, at most [`JobName::MAX_LEN`].
     pub fn new(s: &str) -> Result<JobName, InvalidJobName> {
         if s.is_empty() {
             return Err(InvalidJobName("a job name cannot be empty".into()));
@@ -39,6 +41,7 @@ impl JobName {
         Ok(JobName(s.to_owned()))
     }
 
+    /// The name as given.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -96,6 +99,7 @@ pub fn is_dns1035_label(s: &str) -> bool {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Join {
+    /// Separate files (no `-j`).
     #[default]
     N,
     /// stderr into stdout
@@ -107,7 +111,9 @@ pub enum Join {
 /// An environment variable given with `-v`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnvVar {
+    /// The variable's name.
     pub name: String,
+    /// Its value.
     pub value: String,
 }
 
@@ -121,8 +127,11 @@ fn octal<S: serde::Serializer>(m: &Option<u32>, s: S) -> Result<S::Ok, S::Error>
 /// A directive that was read, for provenance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Directive {
+    /// Line of the directive.
     pub line: u32,
+    /// The option (`-l`).
     pub option: String,
+    /// Its value, if it takes one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
@@ -130,10 +139,14 @@ pub struct Directive {
 /// A non-fatal finding, with its place in the script.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
+    /// Line.
     pub line: u32,
+    /// Column.
     pub col: u32,
+    /// The option concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub option: Option<String>,
+    /// What was ignored or changed, and why.
     pub message: String,
 }
 
@@ -142,9 +155,11 @@ pub struct Warning {
 pub struct JobSpec {
     /// The script path as given.
     pub script: PathBuf,
+    /// `-N`, else the script's file name.
     pub name: JobName,
     /// True when the name came from `-N` rather than the file name.
     pub name_from_directive: bool,
+    /// The `#!` line's interpreter and arguments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shebang: Option<String>,
     /// `-S`: the shell that runs the script.
@@ -153,39 +168,54 @@ pub struct JobSpec {
     /// `-B`: the job's binary, joined to the script's directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binary: Option<PathBuf>,
+    /// `-q` queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// `-q queue@server`'s server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// `-A` account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// `-l` resources.
     pub resources: Resources,
+    /// `-t`/`-J` array.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub array: Option<ArraySpec>,
+    /// `-v` variables, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     /// `-V` was given (reported, not honoured: the local environment never enters a manifest).
     pub export_all_env: bool,
+    /// `-o` path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdout_path: Option<String>,
+    /// `-e` path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stderr_path: Option<String>,
+    /// `-j` join.
     pub join: Join,
     /// `-d` / `-w`: the initial working directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// `-r y|n`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerunnable: Option<bool>,
+    /// `-p` priority (-1024..=1023).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    /// `-h`: submitted held.
     pub hold: bool,
     /// `-W umask=`, shown in octal.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "octal")]
     pub umask: Option<u32>,
+    /// `-F` arguments to the script.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub script_args: Vec<String>,
+    /// `-m` mail events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_events: Option<String>,
+    /// `-M` mail recipients.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mail_users: Vec<String>,
     /// `-W name=value` attributes other than `umask`.
@@ -197,7 +227,9 @@ pub struct JobSpec {
     /// Line of the first command (where directive scanning stopped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_line: Option<u32>,
+    /// Every directive read, in order.
     pub directives: Vec<Directive>,
+    /// What was ignored or changed, with line and column.
     pub warnings: Vec<Warning>,
 }
 

@@ -36,16 +36,32 @@ const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const LABEL_JOB: &str = "pbsimage.io/job";
 const ANN: &str = "pbsimage.io/";
 
+/// Why a manifest cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
+    /// The job cannot run as a bare Pod.
     #[error("{what} cannot run as a Pod")]
-    PodCannot { what: String },
+    PodCannot {
+        /// What the Pod cannot express.
+        what: String,
+    },
+    /// The pods would run as uid or gid 0 without `allow-root`.
     #[error("refusing to run job `{job}` as uid 0")]
-    Root { job: String },
+    Root {
+        /// The job's name.
+        job: String,
+    },
+    /// The objects cannot be serialized as YAML.
     #[error("cannot serialize the manifest")]
     Serialize(#[source] serde_saphyr::ser_error::Error),
+    /// `--run-as` (or the configured ids) is not a valid uid/gid.
     #[error("--run-as `{given}`: {why}")]
-    RunAs { given: String, why: String },
+    RunAs {
+        /// What was given.
+        given: String,
+        /// Why it is refused.
+        why: String,
+    },
 }
 
 impl crate::hint::Hint for KubeError {
@@ -67,7 +83,9 @@ impl crate::hint::Hint for KubeError {
 /// A user and group id for the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunAs {
+    /// `runAsUser`.
     pub uid: u32,
+    /// `runAsGroup`.
     pub gid: u32,
 }
 
@@ -123,15 +141,20 @@ impl RunAs {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Object {
+    /// A batch/v1 Job.
     Job(Box<Job>),
+    /// A Pod.
     Pod(Box<Pod>),
+    /// A headless Service (multi-node jobs).
     Service(Box<Service>),
 }
 
 /// The objects for one job, in apply order, plus what did not map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
+    /// The objects, in apply order.
     pub objects: Vec<Object>,
+    /// PBS semantics that did not map.
     pub warnings: Vec<String>,
 }
 
@@ -166,10 +189,13 @@ impl Manifest {
 
 /// Turns job specs into manifests.
 pub struct Emitter<'a> {
+    /// `[kube]`.
     pub settings: &'a KubeSettings,
     /// Where the job's files are in the image (`[image] job-dir`).
     pub job_dir: &'a str,
+    /// Job or Pod.
     pub kind: KubeKind,
+    /// Who the pods run as.
     pub run_as: RunAs,
 }
 

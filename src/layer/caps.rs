@@ -46,7 +46,7 @@ const NAMES: &[&str] = &[
 ];
 
 /// Parses `cap_a,cap_b=ep cap_c+i` (libcap's text form) into the 20-byte xattr value.
-pub fn xattr(text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn xattr(text: &str) -> Result<Vec<u8>, String> {
     let (mut permitted, mut inheritable, mut effective) = (0u64, 0u64, false);
     for clause in text.split_whitespace() {
         let split = clause

@@ -9,7 +9,7 @@
 //! directory symlinks of the filesystem layout (`/lib64 → usr/lib64`) are written where rpm
 //! would put them.
 
-pub mod caps;
+mod caps;
 pub mod plan;
 
 use oci_spec::image::{Digest, MediaType};
@@ -24,18 +24,31 @@ use crate::rpm::{Entry, FileInfo, RpmError, RpmReader};
 /// Bumped whenever the bytes a layer gets could change; part of every layer cache key.
 pub const FORMAT_VERSION: u32 = 3;
 
+/// Why a layer cannot be written.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
+    /// The package cannot be read.
     #[error(transparent)]
     Rpm(#[from] RpmError),
+    /// A payload entry that would escape or corrupt the image.||path=The entry's path in the payload.
     #[error("package `{package}`: refusing entry `{path}`: {reason}")]
     Unsafe {
+        /// The package (`name-evr.arch`).
         package: String,
+        /// The file concerned.
         path: String,
+        /// Why it is refused.
         reason: String,
     },
+    /// The package is inconsistent (an incomplete hard-link set, say).
     #[error("package `{package}`: {message}")]
-    Bad { package: String, message: String },
+    Bad {
+        /// The package (`name-evr.arch`).
+        package: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Writing the layer failed.
     #[error("cannot write the layer")]
     Io(#[source] io::Error),
 }
@@ -48,6 +61,7 @@ pub struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
+    /// Hashes everything written through to `inner`.
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
@@ -118,6 +132,7 @@ fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 }
 
 impl<W: Write> ParallelGzip<W> {
+    /// gzip at `level`, members compressed on the compression pool.
     pub fn new(out: W, level: u32) -> Self {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -158,6 +173,7 @@ impl<W: Write> ParallelGzip<W> {
         Ok(())
     }
 
+    /// Writes the last member; returns the output.
     pub fn finish(mut self) -> io::Result<W> {
         if !self.buf.is_empty() || self.pending.is_empty() {
             self.dispatch()?;
@@ -218,9 +234,11 @@ impl<W: Write> Compressor<W> {
 pub struct LayerOptions {
     /// Every file time.
     pub epoch: u64,
+    /// gzip or zstd.
     pub compression: Compression,
     /// Owner names → ids (from the setup package); `root` is always 0.
     pub users: BTreeMap<String, u32>,
+    /// Group names → ids (from the setup package); `root` is always 0.
     pub groups: BTreeMap<String, u32>,
     /// Directory symlinks of the layout, relative: `lib64` → `usr/lib64`.
     pub dir_links: BTreeMap<String, String>,
@@ -262,6 +280,7 @@ pub struct Layer {
     pub digest: Digest,
     /// `sha256:` of the uncompressed tar.
     pub diff_id: Digest,
+    /// Bytes of the compressed blob.
     pub size: u64,
     /// `…tar+gzip` or `…tar+zstd`.
     pub media_type: MediaType,
@@ -368,6 +387,7 @@ fn io_err(e: io::Error) -> LayerError {
 }
 
 impl<W: Write> LayerWriter<W> {
+    /// A writer of one layer into `out` with `opts`.
     pub fn new(out: W, opts: LayerOptions) -> Result<LayerWriter<W>, LayerError> {
         let outer = HashingWriter::new(out);
         let comp = match opts.compression {

@@ -21,13 +21,18 @@ use crate::rpm::{FileInfo, RpmReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// A layer could not be written.
     #[error(transparent)]
     Layer(#[from] LayerError),
+    /// The cache could not take it.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A job file cannot be read.
     #[error("cannot read `{}`", path.display())]
     Io {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -36,19 +41,24 @@ pub enum PlanError {
 /// A package ready to be layered.
 #[derive(Debug, Clone)]
 pub struct LocalPackage {
+    /// `name-evr.arch`.
     pub nevra: String,
+    /// The package name.
     pub name: String,
     /// The RPM file (in the cache).
     pub path: PathBuf,
     /// sha256 of the RPM file.
     pub sha256: String,
+    /// Part of the shared base layer.
     pub base: bool,
 }
 
 /// One planned layer: indexes into the package list, in write order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedLayer {
+    /// `base`, a NEVRA, or `N merged packages`.
     pub label: String,
+    /// Indexes of its packages, in write order.
     pub packages: Vec<usize>,
 }
 
@@ -152,9 +162,13 @@ fn key(opts: &LayerOptions, packages: &[&LocalPackage]) -> String {
 /// A built layer and whether the cache had it.
 #[derive(Debug, Clone)]
 pub struct BuiltLayer {
+    /// `base`, a NEVRA, `N merged packages` or `job`.
     pub label: String,
+    /// Its identity: digests, size, media type, packages.
     pub layer: Layer,
+    /// The blob in the cache.
     pub path: PathBuf,
+    /// Whether the cache already had it.
     pub cached: bool,
 }
 
@@ -292,12 +306,17 @@ fn store(
 pub struct JobFile {
     /// Absolute path in the image.
     pub dest: String,
+    /// File mode.
     pub mode: u32,
+    /// Where its bytes come from.
     pub source: JobSource,
 }
 
+/// The bytes of a job file.
 pub enum JobSource {
+    /// A file on the host (the script, the binary, a bundled library).
     Path(PathBuf),
+    /// Bytes made by pbsimage (the wrapper, the rpm manifest).
     Bytes(Vec<u8>),
 }
 

@@ -20,9 +20,11 @@ use base64::Engine as _;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Secret {
         Secret(s.into())
     }
+    /// The secret itself (for a request header only).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -44,7 +46,12 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// A user name and password (Basic, or the Basic login to a token server).
-    Password { username: String, password: Secret },
+    Password {
+        /// The user name.
+        username: String,
+        /// The password or token (masked when printed).
+        password: Secret,
+    },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token server.
     RefreshToken(Secret),
 }
@@ -52,24 +59,40 @@ pub enum Credentials {
 /// Where credentials came from, for messages (never the secret itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The credentials.
     pub credentials: Credentials,
+    /// Where they came from (a file, a helper, the command line).
     pub source: String,
 }
 
+/// Why credentials cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// An auth file cannot be read.
     #[error("cannot read registry credentials from `{}`", path.display())]
     Read {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// An auth file is not valid JSON of the expected shape.
     #[error("`{}` is not a valid auth file: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A credential helper failed.
     #[error("credential helper `docker-credential-{helper}` failed for `{host}`: {message}")]
     Helper {
+        /// The credential helper (`docker-credential-<helper>`).
         helper: String,
+        /// The registry host (`host[:port]`).
         host: String,
+        /// What is wrong.
         message: String,
     },
 }
@@ -259,6 +282,7 @@ fn helper_get(helper: &str, host: &str) -> Result<Option<Credentials>, AuthError
 pub struct Challenge {
     /// `basic` or `bearer` (lower case).
     pub scheme: String,
+    /// `realm`, `service`, `scope` and any other parameters.
     pub params: BTreeMap<String, String>,
 }
 

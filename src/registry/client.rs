@@ -99,19 +99,24 @@ fn is_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Requests to one registry.
 pub struct Client<'a> {
+    /// The HTTP client.
     pub http: &'a reqwest::Client,
     /// `host[:port]`
     pub host: String,
+    /// Plain HTTP instead of HTTPS.
     pub plain_http: bool,
+    /// Credentials for this registry, if any.
     pub credentials: Option<Found>,
     /// Token scopes: `repository:<name>:pull,push` and the mount sources' `:pull`.
     pub scopes: Vec<String>,
+    /// Retry policy.
     pub retry: Retry,
     authorization: tokio::sync::RwLock<Option<Secret>>,
     refresh: tokio::sync::Mutex<()>,
 }
 
 impl<'a> Client<'a> {
+    /// A client for `host` with `credentials`, asking tokens for `scopes`.
     pub fn new(
         http: &'a reqwest::Client,
         host: &str,
@@ -131,6 +136,7 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// `http` or `https`.
     pub fn scheme(&self) -> &'static str {
         if self.plain_http { "http" } else { "https" }
     }

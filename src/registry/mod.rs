@@ -24,51 +24,82 @@ pub use known::{BlobLocations, KnownBlobs};
 
 pub use client::{Client, Retry};
 
+/// Why a push failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    /// The registry's TLS certificate was refused.
     #[error("registry `{host}`: {what}: the server's certificate is not trusted: {message}")]
     Certificate {
+        /// The registry host (`host[:port]`).
         host: String,
+        /// What was being done.
         what: String,
+        /// What is wrong.
         message: String,
     },
+    /// The request could not be sent or its answer read.
     #[error("registry `{host}`: {what}: {message}")]
     Http {
+        /// The registry host (`host[:port]`).
         host: String,
+        /// What was being done.
         what: String,
+        /// What is wrong.
         message: String,
     },
+    /// The registry answered with an error status.||detail=The registry's error codes and messages, if any.
     #[error("registry `{host}` answered {status} to {what}{detail}")]
     Status {
+        /// The registry host (`host[:port]`).
         host: String,
+        /// What was being done.
         what: String,
+        /// The HTTP status.
         status: u16,
+        /// What is wrong with it.
         detail: String,
     },
+    /// The registry refused the credentials (or their absence).
     #[error("registry `{host}` refused {source_} for {what}")]
     Unauthorized {
+        /// The registry host (`host[:port]`).
         host: String,
+        /// What was being done.
         what: String,
+        /// Where the refused credentials came from (never the secret).
         source_: String,
     },
+    /// No token from the token service.
     #[error("registry `{host}`: no token from `{realm}`: {message}")]
     Token {
+        /// The registry host (`host[:port]`).
         host: String,
+        /// The token service.
         realm: SafeUrl,
+        /// What is wrong.
         message: String,
     },
+    /// The registry stored something else than what was sent.||what=The blob or manifest.
     #[error("registry `{host}` says {what} has digest {theirs}, but it is {ours}")]
     Digest {
+        /// The registry host (`host[:port]`).
         host: String,
+        /// What was being done.
         what: String,
+        /// The digest computed here.
         ours: String,
+        /// The digest the registry answered.
         theirs: String,
     },
+    /// Credentials could not be read.
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    /// A blob in the cache cannot be read.
     #[error("cannot read `{}`", path.display())]
     Io {
+        /// The file concerned.
         path: std::path::PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -94,6 +125,7 @@ impl crate::hint::Hint for PushError {
 /// What a push did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PushReport {
+    /// Blobs uploaded.
     pub uploaded: Vec<String>,
     /// Blobs the registry already had in this repository.
     pub skipped: Vec<String>,
@@ -112,15 +144,21 @@ enum Outcome {
 
 /// One image to push: its blobs (layers and config), manifest bytes and tag.
 pub struct ImagePush<'b> {
+    /// The repository path (without the host).
     pub repository: String,
+    /// Layers and config: digest and where the bytes are.
     pub blobs: Vec<(String, Blob<'b>)>,
+    /// The manifest's exact bytes.
     pub manifest: &'b [u8],
+    /// `sha256:` of the manifest.
     pub manifest_digest: String,
+    /// The tag it goes under.
     pub tag: String,
 }
 
 /// Pushes images to one registry.
 pub struct Pusher<'a> {
+    /// The registry.
     pub client: Client<'a>,
     /// Which repository of this registry holds a blob (earlier pushes, and this one's as it
     /// goes): mount sources.
@@ -562,7 +600,9 @@ fn reports(
 
 /// A blob to push.
 pub enum Blob<'a> {
+    /// A file (a layer in the cache).
     File(&'a Path),
+    /// Bytes in memory (a config).
     Bytes(&'a [u8]),
 }
 

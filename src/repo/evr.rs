@@ -108,12 +108,16 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
 /// `[epoch:]version[-release]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Evr {
+    /// Epoch, if any (a missing epoch compares as 0).
     pub epoch: Option<String>,
+    /// Version.
     pub version: String,
+    /// Release, if any.
     pub release: Option<String>,
 }
 
 impl Evr {
+    /// An EVR from its parts (an empty epoch or release is none).
     pub fn new(epoch: Option<&str>, version: &str, release: Option<&str>) -> Evr {
         Evr {
             epoch: epoch.filter(|e| !e.is_empty()).map(str::to_owned),
@@ -175,14 +179,20 @@ impl fmt::Display for Evr {
 /// A dependency's comparison (`flags` in repo metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Cmp {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `=`
     Eq,
+    /// `>=`
     Ge,
+    /// `>`
     Gt,
 }
 
 impl Cmp {
+    /// From metadata's `flags` (`LT`, `LE`, `EQ`, `GE`, `GT`).
     pub fn parse(flags: &str) -> Option<Cmp> {
         Some(match flags {
             "LT" => Cmp::Lt,
@@ -202,6 +212,7 @@ impl Cmp {
     fn equal(self) -> bool {
         matches!(self, Cmp::Le | Cmp::Eq | Cmp::Ge)
     }
+    /// `<`, `<=`, `=`, `>=` or `>`.
     pub fn symbol(self) -> &'static str {
         match self {
             Cmp::Lt => "<",

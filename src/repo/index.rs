@@ -3,7 +3,7 @@
 //! File layout (little-endian): magic `PBSIDX03`, a CRC32 of everything after the first 16
 //! bytes, then length-prefixed sections: the metadata (postcard), the package offsets, the
 //! packages (postcard, one blob each), the provides table and primary's file table (see
-//! [`table`](super::table)). Opening maps the file and checks the CRC; packages are decoded
+//! `table`). Opening maps the file and checks the CRC; packages are decoded
 //! on first use. Cache files are written once and renamed into place, never modified, which
 //! is what makes mapping them sound.
 
@@ -22,7 +22,9 @@ const FILES_MAGIC: &[u8; 8] = b"PBSFIL04";
 
 /// Bytes of an index: built in memory or mapped from the cache.
 pub enum Backing {
+    /// Built in memory.
     Owned(Vec<u8>),
+    /// Mapped from a cache file.
     Mapped(memmap2::Mmap),
 }
 
@@ -66,14 +68,19 @@ struct Meta {
 /// What `pbsimage` knows of one repository.
 #[derive(Debug)]
 pub struct RepoIndex {
+    /// The repository id.
     pub id: String,
+    /// `<revision>` of repomd.xml.
     pub revision: Option<String>,
     /// sha256 of the `repomd.xml` the index was built from (the cache key).
     pub repomd_sha256: String,
     /// The base URL the metadata came from; package hrefs are relative to it.
     pub base_url: String,
+    /// primary.xml's record.
     pub primary: RepomdRecord,
+    /// filelists.xml's record, if the repository has one.
     pub filelists: Option<RepomdRecord>,
+    /// Module streams, if the repository has modules.yaml.
     pub modules: Option<ModuleIndex>,
     obsoletes: Vec<(u32, Dep)>,
     data: Backing,
@@ -250,10 +257,12 @@ impl RepoIndex {
         &self.data
     }
 
+    /// Packages in the index.
     pub fn len(&self) -> usize {
         self.count
     }
 
+    /// Whether the index has no package.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -344,17 +353,19 @@ impl FileIndex {
         FileIndex::from_table(&table::build_hashed(blob, &rows))
     }
 
-    /// Frames a table from [`table::build_hashed`].
+    /// Frames a table from `table::build_hashed`.
     pub fn from_table(t: &[u8]) -> FileIndex {
         FileIndex {
             data: Backing::Owned(frame(FILES_MAGIC, &[t])),
         }
     }
 
+    /// An index of no files.
     pub fn empty() -> FileIndex {
         FileIndex::build(&[], Vec::new())
     }
 
+    /// Opens a cached file index; `None` if missing or damaged.
     pub fn open(path: &Path) -> Option<FileIndex> {
         let data = map(path)?;
         (checked(&data, FILES_MAGIC)
@@ -362,10 +373,12 @@ impl FileIndex {
         .then_some(FileIndex { data })
     }
 
+    /// The index's bytes, for the cache.
     pub fn bytes(&self) -> &[u8] {
         &self.data
     }
 
+    /// Packages (indexes) that own `path`.
     pub fn owners(&self, path: &str) -> Vec<u32> {
         let s = sections(&self.data, 1).expect("checked on open");
         HashTable::trusted(&self.data[s[0].clone()]).get(path)

@@ -13,23 +13,31 @@ use super::xml::{Ev, XmlStream, attr};
 /// One `<data type="...">` record of `repomd.xml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepomdRecord {
+    /// `primary`, `filelists`, `other`, `modules`, …
     pub kind: String,
+    /// The file, relative to the repository.
     pub href: String,
     /// `xml:base` of the location, if any.
     pub base: Option<String>,
+    /// The compressed file's checksum.
     pub checksum: Checksum,
+    /// The compressed file's size.
     pub size: Option<u64>,
+    /// The uncompressed size.
     pub open_size: Option<u64>,
 }
 
 /// `repomd.xml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Repomd {
+    /// `<revision>`.
     pub revision: Option<String>,
+    /// The `<data>` records.
     pub records: Vec<RepomdRecord>,
 }
 
 impl Repomd {
+    /// Parses repomd.xml (strict: no DOCTYPE, no unknown structure where it matters).
     pub fn parse<R: BufRead>(r: R) -> Result<Repomd, String> {
         let mut x = XmlStream::new(r);
         let mut md = Repomd {
@@ -137,8 +145,11 @@ impl Repomd {
 /// A dependency entry (`<rpm:entry name flags epoch ver rel pre/>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Dep {
+    /// The capability's name.
     pub name: String,
+    /// The comparison of a versioned dependency.
     pub cmp: Option<Cmp>,
+    /// The version compared with.
     pub evr: Option<Evr>,
     /// `pre="1"`: needed before the package's scriptlets run. (No `skip_serializing_if`:
     /// the index cache uses postcard, which is not self-describing.)
@@ -146,6 +157,7 @@ pub struct Dep {
 }
 
 impl Dep {
+    /// The version range, when the dependency is versioned.
     pub fn range(&self) -> Option<(Cmp, &Evr)> {
         Some((self.cmp?, self.evr.as_ref()?))
     }
@@ -168,21 +180,35 @@ impl std::fmt::Display for Dep {
 /// A package as `primary.xml` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
+    /// Name.
     pub name: String,
+    /// Architecture.
     pub arch: String,
+    /// Epoch, version, release.
     pub evr: Evr,
     /// The package checksum (`pkgid`).
     pub checksum: Checksum,
+    /// The package file, relative to the repository (or `base`).
     pub href: String,
+    /// `xml:base` of the location, if any.
     pub base: Option<String>,
+    /// Package file size.
     pub size: u64,
+    /// Installed size.
     pub installed_size: u64,
+    /// License.
     pub license: Option<String>,
+    /// Source RPM.
     pub sourcerpm: Option<String>,
+    /// Provides.
     pub provides: Vec<Dep>,
+    /// Requires.
     pub requires: Vec<Dep>,
+    /// Obsoletes.
     pub obsoletes: Vec<Dep>,
+    /// Conflicts.
     pub conflicts: Vec<Dep>,
+    /// Recommends (weak dependencies).
     pub recommends: Vec<Dep>,
     /// The files primary.xml lists (`*/bin/*`, `/etc/*`, ...).
     pub files: Vec<String>,

@@ -10,10 +10,10 @@
 pub mod evr;
 pub mod index;
 pub mod metadata;
-pub mod modules;
-pub mod repofile;
-pub mod table;
-pub mod xml;
+mod modules;
+mod repofile;
+mod table;
+mod xml;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -29,58 +29,114 @@ use crate::fetch::{FetchError, SafeUrl, Transport, file_url};
 
 pub use index::{FileIndex, RepoIndex};
 use metadata::{Repomd, RepomdRecord};
-use modules::ModuleIndex;
+pub use modules::ModuleIndex;
 
 /// Version of the on-disk index format; part of the cache bucket name.
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
+    /// No mirror of the repository could be read.
     #[error("repo `{repo}`: no mirror answered:\n{}", errors.join("\n"))]
-    AllMirrorsFailed { repo: String, errors: Vec<String> },
+    AllMirrorsFailed {
+        /// The repository id.
+        repo: String,
+        /// Each source tried and how it failed.
+        errors: Vec<String>,
+    },
+    /// The mirrorlist lists no URL.
     #[error("repo `{repo}`: the mirrorlist `{url}` lists no URLs")]
-    EmptyMirrorlist { repo: String, url: SafeUrl },
+    EmptyMirrorlist {
+        /// The repository id.
+        repo: String,
+        /// The URL (credentials masked).
+        url: SafeUrl,
+    },
+    /// A metadata file is malformed.
     #[error("repo `{repo}`: `{url}`: {message}")]
     Metadata {
+        /// The repository id.
         repo: String,
+        /// The URL (credentials masked).
         url: SafeUrl,
+        /// What is wrong.
         message: String,
     },
+    /// repomd.xml lacks a record pbsimage needs.
     #[error("repo `{repo}`: repomd.xml has no `{kind}` record")]
-    MissingRecord { repo: String, kind: String },
+    MissingRecord {
+        /// The repository id.
+        repo: String,
+        /// The record type (`primary`).
+        kind: String,
+    },
+    /// A location points outside the repository and its mirrors.
     #[error("repo `{repo}`: refusing location `{href}`: {reason}")]
     Href {
+        /// The repository id.
         repo: String,
+        /// The location as the metadata gives it.
         href: String,
+        /// Why it is refused.
         reason: String,
     },
+    /// A metadata file's checksum is not repomd.xml's.
     #[error("repo `{repo}`: checksum mismatch for `{url}`: expected {expected}, got {actual}")]
     Checksum {
+        /// The repository id.
         repo: String,
+        /// The URL (credentials masked).
         url: SafeUrl,
+        /// The checksum the metadata gives.
         expected: String,
+        /// The checksum of what arrived.
         actual: String,
     },
+    /// A transfer failed.
     #[error("repo `{repo}`: {source}")]
     Fetch {
+        /// The repository id.
         repo: String,
+        /// The underlying error.
         #[source]
         source: FetchError,
     },
+    /// `--offline`, and nothing cached.
     #[error("repo `{repo}`: --offline, and no cached metadata")]
-    Offline { repo: String },
+    Offline {
+        /// The repository id.
+        repo: String,
+    },
+    /// `repomd.xml.asc` does not verify.
     #[error("repo `{repo}`: signature check of repomd.xml failed: {message}")]
-    Signature { repo: String, message: String },
+    Signature {
+        /// The repository id.
+        repo: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The repository configuration is invalid.
     #[error("{0}")]
     Config(String),
+    /// The index could not be encoded.
     #[error("repo `{repo}`: cannot encode the index: {message}")]
-    Encode { repo: String, message: String },
+    Encode {
+        /// The repository id.
+        repo: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A parsing task stopped before finishing.||what=Which task (`index`, `file lists`).
     #[error("repo `{repo}`: the {what} task stopped before finishing")]
     Task {
+        /// The repository id.
         repo: String,
+        /// What was being done.
         what: &'static str,
+        /// The underlying error.
         #[source]
         source: tokio::task::JoinError,
     },
+    /// The cache could not take the index.
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
@@ -106,17 +162,25 @@ impl crate::hint::Hint for RepoError {
 /// A repository to read, from `pipeline.toml` or a `.repo` file, with variables expanded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoSource {
+    /// Repository id.
     pub id: String,
+    /// Base URLs, in order of preference.
     pub baseurls: Vec<String>,
+    /// A mirrorlist URL (instead of base URLs).
     pub mirrorlist: Option<String>,
+    /// 1 (preferred) to 99.
     pub priority: u32,
     /// Position in the configuration (ties after priority).
     pub order: usize,
+    /// Verify repomd.xml's signature.
     pub gpgcheck: bool,
+    /// The OpenPGP key for `gpgcheck`.
     pub gpgkey: Option<String>,
+    /// Extra CA certificate for this repository.
     pub sslcacert: Option<PathBuf>,
     /// `sslverify = false`: TLS certificates are not checked (warned about).
     pub sslverify: bool,
+    /// Enabled module streams (`name:stream`).
     pub modules: Vec<String>,
 }
 
@@ -213,8 +277,11 @@ pub fn sources(config: &Config) -> Result<Vec<RepoSource>, RepoError> {
 /// A loaded repository: its source, index, and the packages modularity hides.
 #[derive(Debug)]
 pub struct Repo {
+    /// Where it came from.
     pub source: RepoSource,
+    /// Its index.
     pub index: RepoIndex,
+    /// Packages hidden by modular filtering.
     pub hidden: BTreeSet<u32>,
 }
 
@@ -325,7 +392,9 @@ fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
 
 /// Loads repositories.
 pub struct RepoLoader<'a> {
+    /// The HTTP client.
     pub transport: &'a Transport,
+    /// The cache indexes go into.
     pub cache: &'a Cache,
     /// Cap on a downloaded and on a decompressed metadata file.
     pub max_metadata_bytes: u64,

@@ -15,9 +15,9 @@ use super::metadata::Package;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleIndex {
     /// (module, stream) → artifact NEVRAs (`name-epoch:version-release.arch`).
-    pub streams: BTreeMap<(String, String), BTreeSet<String>>,
+    pub(crate) streams: BTreeMap<(String, String), BTreeSet<String>>,
     /// module → default stream.
-    pub defaults: BTreeMap<String, String>,
+    pub(crate) defaults: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -28,7 +28,7 @@ struct Doc {
 }
 
 impl ModuleIndex {
-    pub fn parse(yaml: &str) -> Result<ModuleIndex, String> {
+    pub(crate) fn parse(yaml: &str) -> Result<ModuleIndex, String> {
         let docs: Vec<Doc> =
             serde_saphyr::from_multiple(yaml).map_err(|e| format!("modules.yaml: {e}"))?;
         let mut idx = ModuleIndex::default();
@@ -69,7 +69,7 @@ impl ModuleIndex {
     }
 
     /// Indexes of the packages to hide, given the explicitly enabled `name:stream`s.
-    pub fn hidden(&self, packages: &[&Package], enabled: &[String]) -> BTreeSet<u32> {
+    pub(crate) fn hidden(&self, packages: &[&Package], enabled: &[String]) -> BTreeSet<u32> {
         let mut active: BTreeMap<&str, &str> = self
             .defaults
             .iter()

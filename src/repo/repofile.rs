@@ -4,19 +4,19 @@ use std::path::Path;
 
 /// One `[section]` of a `.repo` file, as written (variables not yet expanded).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RepoSection {
-    pub id: String,
-    pub line: usize,
-    pub name: Option<String>,
-    pub baseurl: Vec<String>,
-    pub mirrorlist: Option<String>,
-    pub metalink: Option<String>,
-    pub enabled: bool,
-    pub gpgcheck: bool,
-    pub gpgkey: Option<String>,
-    pub priority: u32,
-    pub sslcacert: Option<String>,
-    pub sslverify: bool,
+pub(crate) struct RepoSection {
+    pub(crate) id: String,
+    pub(crate) line: usize,
+    pub(crate) name: Option<String>,
+    pub(crate) baseurl: Vec<String>,
+    pub(crate) mirrorlist: Option<String>,
+    pub(crate) metalink: Option<String>,
+    pub(crate) enabled: bool,
+    pub(crate) gpgcheck: bool,
+    pub(crate) gpgkey: Option<String>,
+    pub(crate) priority: u32,
+    pub(crate) sslcacert: Option<String>,
+    pub(crate) sslverify: bool,
 }
 
 fn boolean(v: &str) -> Option<bool> {
@@ -28,7 +28,7 @@ fn boolean(v: &str) -> Option<bool> {
 }
 
 /// Parses a `.repo` file. Errors name the line.
-pub fn parse(text: &str, path: &Path) -> Result<Vec<RepoSection>, String> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Vec<RepoSection>, String> {
     let mut out: Vec<RepoSection> = Vec::new();
     let mut last_key: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {

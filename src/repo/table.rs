@@ -4,7 +4,7 @@
 //! decoded to look a key up, so a memory-mapped table costs only the pages a search touches.
 
 /// Builds a table from `(key, a, b)` rows.
-pub fn build(mut rows: Vec<(&str, u32, u32)>) -> Vec<u8> {
+pub(crate) fn build(mut rows: Vec<(&str, u32, u32)>) -> Vec<u8> {
     rows.sort_unstable();
     let mut out =
         Vec::with_capacity(4 + rows.len() * 16 + rows.iter().map(|r| r.0.len()).sum::<usize>());
@@ -23,30 +23,9 @@ pub fn build(mut rows: Vec<(&str, u32, u32)>) -> Vec<u8> {
     out
 }
 
-/// Builds a table from keys stored in one `blob`: rows are `(offset, len, a, b)`.
-pub fn build_from_blob(blob: &[u8], mut rows: Vec<(u32, u32, u32, u32)>) -> Vec<u8> {
-    let key = |r: &(u32, u32, u32, u32)| &blob[r.0 as usize..(r.0 + r.1) as usize];
-    rows.sort_unstable_by(|x, y| key(x).cmp(key(y)).then((x.2, x.3).cmp(&(y.2, y.3))));
-    let keys_len: usize = rows.iter().map(|r| r.1 as usize).sum();
-    let mut out = Vec::with_capacity(4 + rows.len() * 16 + keys_len);
-    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-    let mut off = 0u32;
-    for r in &rows {
-        out.extend_from_slice(&off.to_le_bytes());
-        out.extend_from_slice(&r.1.to_le_bytes());
-        out.extend_from_slice(&r.2.to_le_bytes());
-        out.extend_from_slice(&r.3.to_le_bytes());
-        off += r.1;
-    }
-    for r in &rows {
-        out.extend_from_slice(key(r));
-    }
-    out
-}
-
 /// A table over borrowed bytes.
 #[derive(Clone, Copy)]
-pub struct Table<'a> {
+pub(crate) struct Table<'a> {
     bytes: &'a [u8],
     count: usize,
 }
@@ -57,7 +36,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 impl<'a> Table<'a> {
     /// Checks the layout; `None` if the bytes cannot be a table.
-    pub fn new(bytes: &'a [u8]) -> Option<Table<'a>> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Option<Table<'a>> {
         if bytes.len() < 4 {
             return None;
         }
@@ -82,33 +61,29 @@ impl<'a> Table<'a> {
     }
 
     /// A table whose layout [`Table::new`] has already checked.
-    pub fn trusted(bytes: &'a [u8]) -> Table<'a> {
+    pub(crate) fn trusted(bytes: &'a [u8]) -> Table<'a> {
         Table {
             bytes,
             count: u32_at(bytes, 0) as usize,
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     fn keys_start(&self) -> usize {
         4 + self.count * 16
     }
 
-    pub fn key(&self, i: usize) -> &'a [u8] {
+    pub(crate) fn key(&self, i: usize) -> &'a [u8] {
         let off = u32_at(self.bytes, 4 + i * 16) as usize;
         let len = u32_at(self.bytes, 8 + i * 16) as usize;
         let s = self.keys_start() + off;
         &self.bytes[s..s + len]
     }
 
-    pub fn row(&self, i: usize) -> (u32, u32) {
+    pub(crate) fn row(&self, i: usize) -> (u32, u32) {
         (
             u32_at(self.bytes, 12 + i * 16),
             u32_at(self.bytes, 16 + i * 16),
@@ -116,7 +91,7 @@ impl<'a> Table<'a> {
     }
 
     /// First row whose key is not less than `key`.
-    pub fn lower_bound(&self, key: &[u8]) -> usize {
+    pub(crate) fn lower_bound(&self, key: &[u8]) -> usize {
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -130,7 +105,7 @@ impl<'a> Table<'a> {
     }
 
     /// The rows of `key`.
-    pub fn get(&self, key: &str) -> impl Iterator<Item = (u32, u32)> + use<'a> {
+    pub(crate) fn get(&self, key: &str) -> impl Iterator<Item = (u32, u32)> + use<'a> {
         let t = *self;
         let k = key.as_bytes().to_vec();
         (t.lower_bound(&k)..t.count)
@@ -167,7 +142,7 @@ mod tests {
 }
 
 /// FNV-1a, 64-bit: the key hash of [`HashTable`].
-pub fn fnv1a(key: &[u8]) -> u64 {
+pub(crate) fn fnv1a(key: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in key {
         h ^= u64::from(b);
@@ -180,7 +155,7 @@ pub fn fnv1a(key: &[u8]) -> u64 {
 /// `(hash: u64, offset: u32, len: u32, value: u32)` sorted by hash, then the key bytes.
 /// Building sorts integers, not strings, which matters for the 600,000 paths of a
 /// filelists.xml; lookups compare keys only where hashes match.
-pub fn build_hashed(blob: &[u8], rows: &[(u32, u32, u32)]) -> Vec<u8> {
+pub(crate) fn build_hashed(blob: &[u8], rows: &[(u32, u32, u32)]) -> Vec<u8> {
     let mut hashed: Vec<(u64, u32, u32, u32)> = rows
         .iter()
         .map(|&(o, l, v)| (fnv1a(&blob[o as usize..(o + l) as usize]), o, l, v))
@@ -200,7 +175,7 @@ pub fn build_hashed(blob: &[u8], rows: &[(u32, u32, u32)]) -> Vec<u8> {
 
 /// Rewrites the values of a hash-ordered table built by [`build_hashed`] in place:
 /// `map[value]`, or `u32::MAX` (never returned by lookups) where the map has no entry.
-pub fn remap_hashed(bytes: &mut [u8], map: &[Option<u32>]) {
+pub(crate) fn remap_hashed(bytes: &mut [u8], map: &[Option<u32>]) {
     let count = u32_at(bytes, 0) as usize;
     for i in 0..count {
         let at = 4 + i * 20 + 16;
@@ -212,13 +187,13 @@ pub fn remap_hashed(bytes: &mut [u8], map: &[Option<u32>]) {
 
 /// A hash-ordered table over borrowed bytes.
 #[derive(Clone, Copy)]
-pub struct HashTable<'a> {
+pub(crate) struct HashTable<'a> {
     bytes: &'a [u8],
     count: usize,
 }
 
 impl<'a> HashTable<'a> {
-    pub fn new(bytes: &'a [u8]) -> Option<HashTable<'a>> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Option<HashTable<'a>> {
         if bytes.len() < 4 {
             return None;
         }
@@ -242,7 +217,7 @@ impl<'a> HashTable<'a> {
     }
 
     /// A table whose layout [`HashTable::new`] has already checked.
-    pub fn trusted(bytes: &'a [u8]) -> HashTable<'a> {
+    pub(crate) fn trusted(bytes: &'a [u8]) -> HashTable<'a> {
         HashTable {
             bytes,
             count: u32_at(bytes, 0) as usize,
@@ -255,7 +230,7 @@ impl<'a> HashTable<'a> {
     }
 
     /// The values stored under `key`.
-    pub fn get(&self, key: &str) -> Vec<u32> {
+    pub(crate) fn get(&self, key: &str) -> Vec<u32> {
         let h = fnv1a(key.as_bytes());
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {

@@ -10,7 +10,7 @@ use quick_xml::events::{BytesEnd, BytesStart, Event};
 use quick_xml::reader::Reader;
 
 /// A simplified XML event, borrowing the reader's buffer until the next call.
-pub enum Ev<'b> {
+pub(crate) enum Ev<'b> {
     Start(BytesStart<'b>),
     /// An element with no content (`<x/>`); no matching `End` follows.
     Empty(BytesStart<'b>),
@@ -21,13 +21,13 @@ pub enum Ev<'b> {
     Eof,
 }
 
-pub struct XmlStream<R: BufRead> {
+pub(crate) struct XmlStream<R: BufRead> {
     reader: Reader<R>,
     buf: Vec<u8>,
 }
 
 impl<R: BufRead> XmlStream<R> {
-    pub fn new(r: R) -> Self {
+    pub(crate) fn new(r: R) -> Self {
         let mut reader = Reader::from_reader(r);
         let c = reader.config_mut();
         c.check_end_names = true;
@@ -38,7 +38,7 @@ impl<R: BufRead> XmlStream<R> {
         }
     }
 
-    pub fn event(&mut self) -> Result<Ev<'_>, String> {
+    pub(crate) fn event(&mut self) -> Result<Ev<'_>, String> {
         self.buf.clear();
         let pos = self.reader.buffer_position();
         let ev = self
@@ -81,7 +81,7 @@ impl<R: BufRead> XmlStream<R> {
 }
 
 /// The value of attribute `name` (by qualified name, e.g. `xml:base`).
-pub fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, String> {
+pub(crate) fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, String> {
     for a in e.attributes() {
         let a = a.map_err(|e| format!("bad attribute: {e}"))?;
         if a.key.as_ref() == name {

@@ -9,37 +9,53 @@ use crate::repo::Repo;
 /// The lock file's default name, beside the job script.
 pub const LOCK_FILE: &str = "pbsimage.lock";
 
+/// A repository as a lock records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LockRepo {
+    /// Repository id.
     pub id: String,
+    /// repomd.xml's `<revision>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// sha256 of repomd.xml.
     pub repomd_sha256: String,
 }
 
+/// A package as a lock records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LockPackage {
+    /// `name-evr.arch`.
     pub nevra: String,
+    /// Repository id.
     pub repo: String,
+    /// The package file's checksum (`sha256:<hex>`).
     pub checksum: String,
+    /// Part of the base layer.
     pub base: bool,
+    /// Why it is in the image.
     pub why: String,
 }
 
+/// A job's resolution, as `pbsimage.lock` records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Lock {
+    /// Format version (1).
     pub version: u32,
+    /// The job (its script, or its key in a catalog).
     pub job: String,
+    /// The repositories, with their revisions.
     #[serde(rename = "repo")]
     pub repos: Vec<LockRepo>,
+    /// The packages.
     #[serde(rename = "package")]
     pub packages: Vec<LockPackage>,
 }
 
 impl Lock {
+    /// The lock of a resolution.
     pub fn new(job: &str, repos: &[Repo], res: &Resolution) -> Lock {
         Lock {
             version: 1,
@@ -66,6 +82,7 @@ impl Lock {
         }
     }
 
+    /// The lock as TOML.
     pub fn to_toml(&self) -> String {
         let body = toml::to_string_pretty(self).unwrap_or_default();
         format!("# pbsimage.lock: written by `pbsimage resolve --lock`; do not edit.\n{body}")
@@ -108,17 +125,21 @@ impl Lock {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CatalogLock {
+    /// Format version (1).
     pub version: u32,
+    /// Every job's lock.
     #[serde(rename = "job", default)]
     pub jobs: Vec<Lock>,
 }
 
 impl CatalogLock {
+    /// The catalog lock as TOML.
     pub fn to_toml(&self) -> String {
         let body = toml::to_string_pretty(self).unwrap_or_default();
         format!("# catalog lock: written by `pbsimage catalog --lock`; do not edit.\n{body}")
     }
 
+    /// The lock of the job with `key`.
     pub fn job(&self, key: &str) -> Option<&Lock> {
         self.jobs.iter().find(|l| l.job == key)
     }

@@ -11,7 +11,7 @@
 //! changes. Every chosen package keeps the chain of why it was chosen.
 
 pub mod lock;
-pub mod rich;
+mod rich;
 #[cfg(test)]
 mod tests;
 
@@ -31,26 +31,36 @@ use rich::Rich;
 /// A package in one of the loaded repositories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PkgId {
+    /// Index of its repository.
     pub repo: u16,
+    /// Index of the package in that repository's index.
     pub idx: u32,
 }
 
 /// One requirement that could not be met.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
+    /// What is needed and by what.
     pub message: String,
+    /// What might help (the nearest candidates, a rebuild).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
+/// Why a resolution failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("cannot resolve {} requirement{}:\n{}", failures.len(), if failures.len() == 1 { "" } else { "s" },
         failures.iter().map(|f| format!("  - {}", f.message)).collect::<Vec<_>>().join("\n"))]
-    Unsatisfied { failures: Vec<Failure> },
+    /// Requirements no package meets.
+    Unsatisfied {
+        /// Each requirement that could not be met.
+        failures: Vec<Failure>,
+    },
     /// A file need was not in primary.xml: load filelists.xml and resolve again.
     #[error("file lists are needed")]
     NeedsFilelists,
+    /// Chosen packages conflict with each other.
     #[error("chosen packages conflict:\n{}", .0.join("\n"))]
     Conflicts(Vec<String>),
 }
@@ -70,23 +80,34 @@ impl crate::hint::Hint for ResolveError {
 /// A chosen package and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Chosen {
+    /// Name.
     pub name: String,
+    /// `[epoch:]version-release`.
     pub evr: String,
+    /// Architecture.
     pub arch: String,
+    /// `name-evr.arch`.
     pub nevra: String,
+    /// Repository id.
     pub repo: String,
     /// The package file's checksum from primary.xml (`sha256:<hex>` in JSON).
     #[serde(serialize_with = "display")]
     pub checksum: crate::digest::Checksum,
+    /// Location of the package file, relative to `base_url`.
     pub href: String,
+    /// The repository's base URL the metadata came from.
     pub base_url: String,
     /// Other base URLs of the repository (its other mirrors), tried in turn.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<String>,
+    /// Package file size.
     pub size: u64,
+    /// Installed size.
     pub installed_size: u64,
+    /// License.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// Source RPM.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sourcerpm: Option<String>,
     /// Part of the shared base layer (`[base] packages` and what they pull in).
@@ -95,6 +116,7 @@ pub struct Chosen {
     pub why: String,
     /// Every requirement this package satisfies.
     pub satisfies: Vec<String>,
+    /// Where it is in the loaded repositories.
     #[serde(skip)]
     pub id: PkgId,
 }
@@ -108,6 +130,7 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S:
 pub struct Resolution {
     /// Sorted by name, then arch.
     pub packages: Vec<Chosen>,
+    /// Weak dependencies skipped, optional needs unmet.
     pub warnings: Vec<String>,
 }
 
@@ -177,6 +200,7 @@ struct State {
 }
 
 impl<'a> Resolver<'a> {
+    /// A resolver over `repos` for packages of `arches` (best first).
     pub fn new(repos: &'a [Repo], arches: &[&str], weak_deps: bool) -> Resolver<'a> {
         let mut r = Resolver {
             repos,

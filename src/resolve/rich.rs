@@ -5,7 +5,7 @@ use crate::repo::evr::{Cmp, Evr};
 use crate::repo::metadata::Dep;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rich {
+pub(crate) enum Rich {
     Atom(Dep),
     And(Vec<Rich>),
     Or(Vec<Rich>),
@@ -146,7 +146,7 @@ impl<'a> P<'a> {
 }
 
 /// Parses a rich dependency (the whole `(...)` text).
-pub fn parse(s: &str) -> Result<Rich, String> {
+pub(crate) fn parse(s: &str) -> Result<Rich, String> {
     let mut p = P {
         toks: tokenize(s),
         i: 0,

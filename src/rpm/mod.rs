@@ -108,22 +108,40 @@ fn check_headers(mut r: impl Read) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a package cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RpmError {
+    /// The file cannot be read.
     #[error("cannot read `{}`", path.display())]
     Io {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// The header is malformed or over the limits.
     #[error("`{}` is not a readable RPM: {message}", path.display())]
-    Header { path: PathBuf, message: String },
+    Header {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The payload is compressed with legacy lzma, which pbsimage refuses.
     #[error("`{}` uses the legacy lzma payload compression, which pbsimage does not read", path.display())]
-    Lzma { path: PathBuf },
+    Lzma {
+        /// The file concerned.
+        path: PathBuf,
+    },
+    /// The payload is malformed or disagrees with the header.
     #[error("package `{package}` (`{}`): bad payload: {message}", path.display())]
     Payload {
+        /// The file concerned.
         path: PathBuf,
+        /// The package (`name-evr.arch`).
         package: String,
+        /// What is wrong.
         message: String,
     },
 }
@@ -133,11 +151,17 @@ pub enum RpmError {
 pub struct Entry {
     /// As stored (`./usr/bin/x`); normalise before use.
     pub name: String,
+    /// cpio mode (type and permissions).
     pub mode: u32,
+    /// cpio inode (hard-link sets share it).
     pub ino: u32,
+    /// Names of the inode in the payload.
     pub nlink: u32,
+    /// Bytes of data that follow.
     pub size: u64,
+    /// Device major number.
     pub rdev_major: u32,
+    /// Device minor number.
     pub rdev_minor: u32,
     /// Index in the header's file list (stripped payloads name files this way).
     pub file_index: Option<usize>,
@@ -146,28 +170,46 @@ pub struct Entry {
 /// Per-file header data, by path as the header lists it (`/usr/bin/x`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {
+    /// Absolute path.
     pub path: String,
+    /// Mode (type and permissions).
     pub mode: u32,
+    /// Owner name.
     pub user: String,
+    /// Group name.
     pub group: String,
+    /// Size in bytes.
     pub size: u64,
+    /// Symlink target.
     pub linkto: Option<String>,
+    /// File capabilities, in `cap_from_text` form.
     pub caps: Option<String>,
+    /// `%ghost`: listed, not in the payload.
     pub ghost: bool,
+    /// Device number.
     pub rdev: u16,
 }
 
 /// What an RPM header says of its package (for the image's rpm manifest and SBOM).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageInfo {
+    /// Name.
     pub name: String,
+    /// Epoch, if any.
     pub epoch: Option<u32>,
+    /// Version.
     pub version: String,
+    /// Release.
     pub release: String,
+    /// Architecture.
     pub arch: String,
+    /// License.
     pub license: String,
+    /// Source RPM.
     pub sourcerpm: String,
+    /// Vendor.
     pub vendor: String,
+    /// Build time (seconds since the epoch).
     pub buildtime: u64,
     /// Installed size in bytes.
     pub size: u64,
@@ -175,11 +217,17 @@ pub struct PackageInfo {
 
 /// A package being read.
 pub struct RpmReader {
+    /// The RPM file.
     pub path: PathBuf,
+    /// Package name.
     pub name: String,
+    /// `[epoch:]version-release`.
     pub evr: String,
+    /// Architecture.
     pub arch: String,
+    /// The header's file list.
     pub files: Vec<FileInfo>,
+    /// What the header says of the package.
     pub info: PackageInfo,
     payload: Box<dyn BufRead + Send>,
     /// Bytes of data left in the current entry, and its padding.
