@@ -105,6 +105,21 @@ pub(crate) struct ManifestArgs {
     pub(crate) object: ObjectArgs,
 }
 
+/// Where images go and what runs them (`build`, `catalog`).
+#[derive(Debug, Args)]
+pub(crate) struct ImageArgs {
+    /// OCI image layout the images are written to [default: oci/ in the cache]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) object: ObjectArgs,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+    /// Use only the cache and `file://` repositories (no network; nothing is pushed).
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
 /// The Kubernetes object that runs a job (`build`, `catalog`, `manifest`).
 #[derive(Debug, Args)]
 pub(crate) struct ObjectArgs {
@@ -196,9 +211,6 @@ pub(crate) struct RegistryArgs {
 pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub(crate) script: ScriptArgs,
-    /// OCI image layout to write [default: oci/ in the cache]
-    #[arg(long, value_name = "DIR")]
-    pub(crate) output: Option<std::path::PathBuf>,
     /// Where the Kubernetes manifest goes [default: <job>.k8s.yaml beside the script]
     #[arg(long, value_name = "FILE")]
     pub(crate) manifest_out: Option<std::path::PathBuf>,
@@ -206,15 +218,10 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) sbom_out: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub(crate) object: ObjectArgs,
-    #[command(flatten)]
-    pub(crate) registry: RegistryArgs,
+    pub(crate) image: ImageArgs,
     /// Print a JSON summary instead of the reference.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Use only cached repository metadata.
-    #[arg(long)]
-    pub(crate) offline: bool,
     /// Refuse to build unless the resolution equals the lock file's.
     #[arg(long)]
     pub(crate) locked: bool,
@@ -230,9 +237,6 @@ pub(crate) struct CatalogArgs {
     /// Jobs built at once [default: the number of cores]
     #[arg(long, value_name = "N")]
     pub(crate) jobs: Option<usize>,
-    /// OCI image layout for all the images [default: oci/ in the cache]
-    #[arg(long, value_name = "DIR")]
-    pub(crate) output: Option<PathBuf>,
     /// Where the Kubernetes manifests and SBOMs go, one per job [default: beside each script]
     #[arg(long, value_name = "DIR")]
     pub(crate) manifests_out: Option<PathBuf>,
@@ -240,15 +244,10 @@ pub(crate) struct CatalogArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) prepull: Option<PathBuf>,
     #[command(flatten)]
-    pub(crate) object: ObjectArgs,
-    #[command(flatten)]
-    pub(crate) registry: RegistryArgs,
+    pub(crate) image: ImageArgs,
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Use only cached repository metadata and packages.
-    #[arg(long)]
-    pub(crate) offline: bool,
     /// Write every job's resolution to this lock file.
     #[arg(long, value_name = "FILE", conflicts_with = "locked")]
     pub(crate) lock: Option<PathBuf>,

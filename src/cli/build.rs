@@ -41,14 +41,14 @@ struct LayerRow<'a> {
 pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let started = std::time::Instant::now();
     let job = env.parse_script(&args.script)?;
-    let ctx = env.context(args.offline)?;
+    let ctx = env.context(args.image.offline)?;
     let (layout, choice) = layout_and_choice(
-        args.output.as_ref(),
-        args.object.run_as.as_deref(),
-        args.object.kind.map(Into::into),
+        args.image.output.as_ref(),
+        args.image.object.run_as.as_deref(),
+        args.image.object.kind.map(Into::into),
         &ctx.config,
     )?;
-    let target = push_target(&args.registry, &ctx.config, args.offline)?;
+    let target = push_target(&args.image.registry, &ctx.config, args.image.offline)?;
     let lock_path = crate::ops::outputs::lock_path(args.lock.as_deref(), &args.script.script);
     let lock = match args.locked {
         true => Some(crate::ops::outputs::read_lock(&lock_path)?),

@@ -9,13 +9,13 @@ use crate::ops::catalog::{BuildOptions, CatalogReport, CatalogRun, JobRow};
 
 pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     let jobs = crate::catalog::discover(&args.catalog)?;
-    let mut ctx = env.context(args.offline)?;
+    let mut ctx = env.context(args.image.offline)?;
     // Per-stage bars would interleave across jobs; the catalog shows its own spinner.
     ctx.reporter = std::sync::Arc::new(crate::progress::Silent);
     let (layout, manifests) = super::build::layout_and_choice(
-        args.output.as_ref(),
-        args.object.run_as.as_deref(),
-        args.object.kind.map(Into::into),
+        args.image.output.as_ref(),
+        args.image.object.run_as.as_deref(),
+        args.image.object.kind.map(Into::into),
         &ctx.config,
     )?;
     let locked = args
@@ -36,7 +36,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
             },
             locked,
         },
-        push: super::build::push_target(&args.registry, &ctx.config, args.offline)?,
+        push: super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?,
         manifests,
         manifests_out: args.manifests_out.clone(),
         lock_out: args.lock.clone(),

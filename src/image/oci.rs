@@ -178,11 +178,15 @@ pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, Image
     let layer_descs = layers
         .iter()
         .map(|l| {
-            descriptor(
+            let mut d = descriptor(
                 l.layer.media_type.clone(),
                 l.layer.digest.as_ref(),
                 l.layer.size,
-            )
+            )?;
+            if !l.layer.annotations.is_empty() {
+                d.set_annotations(Some(l.layer.annotations.clone().into_iter().collect()));
+            }
+            Ok(d)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let manifest = ImageManifestBuilder::default()

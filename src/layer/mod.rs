@@ -286,6 +286,10 @@ pub struct Layer {
     pub media_type: MediaType,
     /// NEVRAs of the packages in it.
     pub packages: Vec<String>,
+    /// Annotations for the layer's descriptor in the manifest (none today; room for formats
+    /// that need them, such as zstd:chunked's table of contents).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Checks and normalises a payload name: relative (`./usr/bin/x` or `usr/bin/x`), no `..`,
@@ -695,6 +699,7 @@ impl<W: Write> LayerWriter<W> {
                 size,
                 media_type,
                 packages,
+                annotations: BTreeMap::new(),
             },
         ))
     }
