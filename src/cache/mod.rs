@@ -316,6 +316,16 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Opens a file for reading without blocking on FIFOs (`O_NONBLOCK`), so that the caller
+/// can check its type with `metadata()` before reading. Regular files read as usual.
+pub fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+}
+
 /// Writes a file anywhere atomically: a temporary file beside it, then a rename.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let dir = match path.parent() {

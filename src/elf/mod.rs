@@ -10,7 +10,6 @@
 pub mod arch;
 pub(crate) mod search;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use object::elf;
@@ -279,12 +278,19 @@ impl ElfReader {
             path: path.to_owned(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
+        // Opened without blocking (opening a FIFO would wait for a writer) and checked by
+        // type on the open file (reading a device never ends).
+        let file = crate::cache::open_nonblocking(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
-        if meta.is_dir() {
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "it is a directory"
+            } else {
+                "it is not a regular file (a FIFO, socket or device)"
+            };
             return Err(ElfError::NotElf {
                 path: path.to_owned(),
-                what: "it is a directory".into(),
+                what: what.into(),
             });
         }
         use std::os::unix::fs::PermissionsExt;

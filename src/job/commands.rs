@@ -200,7 +200,15 @@ impl Tokenizer {
                 // continuation: the word goes on on the next line
                 '\\' => k + 1,
                 '#' if self.word.is_empty() => break,
-                '$' if next(1) == Some('(') && next(2) == Some('(') => self.arithmetic(chars, k),
+                '$' if next(1) == Some('(') && next(2) == Some('(') => {
+                    self.word.push('0');
+                    self.arithmetic(chars, k)
+                }
+                // `(( … ))` and `for (( … ))`: arithmetic, no command in it.
+                '(' if next(1) == Some('(') => {
+                    self.flush();
+                    self.arithmetic(chars, k)
+                }
                 '$' if next(1) == Some('(') => {
                     self.flush();
                     self.open_paren("$(", true);
@@ -276,7 +284,8 @@ impl Tokenizer {
         self.paren_kinds.push(substitution);
     }
 
-    /// `$(( … ))`: skipped to the matching `))`, standing for a number.
+    /// An arithmetic expression from `chars[k]` skipped to the matching `))`; returns the
+    /// index after it.
     fn arithmetic(&mut self, chars: &[char], mut k: usize) -> usize {
         let mut d = 0i32;
         while k < chars.len() {
@@ -292,7 +301,6 @@ impl Tokenizer {
             }
             k += 1;
         }
-        self.word.push('0');
         k + 1
     }
 
@@ -629,6 +637,14 @@ mod tests {
                 ("rm".into(), 7),
                 ("ls".into(), 8),
             ]
+        );
+    }
+
+    #[test]
+    fn arithmetic_is_not_a_command() {
+        assert_eq!(
+            names("for ((i=0;i<n;i++)); do\n  hostname\ndone\n(( n = n + 1 ))\nx=$((n*2)) seq $x"),
+            [("hostname".into(), 2), ("seq".into(), 5)]
         );
     }
 

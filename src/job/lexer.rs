@@ -63,8 +63,11 @@ pub(crate) struct Scan {
     pub(crate) late_directives: Vec<u32>,
     /// Lines whose prefix is followed by something that is not a word break (`#PBSfoo`).
     pub(crate) malformed_prefix: Vec<u32>,
-    /// The first executable line, if any.
+    /// The first executable line, if any (where qsub stops reading directives: lines that
+    /// start with `:` do not count, as in qsub).
     pub(crate) first_command: Option<u32>,
+    /// Whether the script runs anything at all (a `:` line counts).
+    pub(crate) has_commands: bool,
     /// The script body lines (after normalisation), for later analysis.
     pub(crate) lines: Vec<String>,
 }
@@ -115,6 +118,10 @@ fn trailing_backslashes(s: &str) -> usize {
     s.chars().rev().take_while(|&c| c == '\\').count()
 }
 
+/// The longest directive read (after continuation lines are joined), in characters: qsub's
+/// own buffers are a few kilobytes.
+pub const MAX_DIRECTIVE_CHARS: usize = 64 * 1024;
+
 /// Scans a script for directives.
 pub(crate) fn scan(content: &str, prefix: &str) -> Result<Scan, LexError> {
     let lines = normalise_lines(content);
@@ -155,6 +162,17 @@ pub(crate) fn scan(content: &str, prefix: &str) -> Result<Scan, LexError> {
                 } else {
                     text
                 };
+                if chars.len() + body.len() > MAX_DIRECTIVE_CHARS {
+                    return Err(LexError {
+                        pos: Pos {
+                            line: lineno,
+                            col: 1,
+                        },
+                        message: format!(
+                            "the directive is longer than {MAX_DIRECTIVE_CHARS} characters"
+                        ),
+                    });
+                }
                 for (k, c) in body.chars().enumerate() {
                     chars.push((
                         c,
@@ -192,6 +210,10 @@ pub(crate) fn scan(content: &str, prefix: &str) -> Result<Scan, LexError> {
         }
         if scan.first_command.is_none() && is_executable(line) {
             scan.first_command = Some(lineno);
+        }
+        let trimmed = line.trim_start();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            scan.has_commands = true;
         }
         i += 1;
     }

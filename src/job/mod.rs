@@ -13,7 +13,11 @@ pub mod spec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use lexer::Pos;
+pub use lexer::{MAX_DIRECTIVE_CHARS, Pos};
+
+/// The largest job script read, in bytes. Job scripts are shell text that starts programs;
+/// qsub-era servers hold them in memory and PBS sites keep them far smaller than this.
+pub const MAX_SCRIPT_BYTES: u64 = 8 << 20;
 use lexer::Word;
 use resources::{ArraySpec, Merge, Resources, ValueError};
 pub use spec::{Directive, EnvVar, JobName, JobSpec, Join, Warning};
@@ -29,6 +33,20 @@ pub enum JobError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// The script is not a regular file (a FIFO, a device, a directory).
+    #[error("job script `{}` is not a regular file", path.display())]
+    NotAFile {
+        /// The file concerned.
+        path: PathBuf,
+    },
+    /// The script is larger than pbsimage reads.
+    #[error("job script `{}` is larger than {limit} bytes", path.display())]
+    TooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// The script is empty.
     #[error("job script `{}` is empty", path.display())]
@@ -68,6 +86,12 @@ impl crate::hint::Hint for JobError {
             JobError::Binary { .. } => {
                 Some("pass the job's shell script; name its binary with `#PBS -B a.out`".into())
             }
+            JobError::NotAFile { .. } => Some("pass the job script itself, a regular file".into()),
+            JobError::TooLarge { .. } => Some(
+                "keep data out of the script: read it from a file next to it (or an output \
+                 volume)"
+                    .into(),
+            ),
             JobError::Read { .. } => None,
         }
     }
@@ -129,12 +153,31 @@ impl<'a> ScriptParser<'a> {
         }
     }
 
-    /// Reads and parses the script at `path`.
+    /// Reads and parses the script at `path` (a regular file of at most
+    /// [`MAX_SCRIPT_BYTES`]).
     pub fn parse(&self, path: &Path) -> Result<JobSpec, JobError> {
-        let bytes = std::fs::read(path).map_err(|source| JobError::Read {
+        use std::io::Read as _;
+        let read = |source| JobError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        // Opened without blocking (a FIFO would wait for a writer), then checked by type.
+        let file = crate::cache::open_nonblocking(path).map_err(read)?;
+        if !file.metadata().map_err(read)?.is_file() {
+            return Err(JobError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_SCRIPT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read)?;
+        if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+            return Err(JobError::TooLarge {
+                path: path.to_owned(),
+                limit: MAX_SCRIPT_BYTES,
+            });
+        }
         self.parse_bytes(path, &bytes)
     }
 
@@ -181,7 +224,7 @@ impl<'a> ScriptParser<'a> {
                 ),
             );
         }
-        if scan.first_command.is_none() {
+        if !scan.has_commands {
             return Err(JobError::Empty {
                 path: path.to_owned(),
             });
@@ -194,6 +237,10 @@ struct Builder<'a> {
     path: &'a Path,
     env: &'a dyn EnvSource,
     spec: JobSpec,
+    /// `-v` variables in order of their last definition (a redefinition empties the earlier
+    /// slot), and where each name's slot is: linear in the number of variables.
+    env_slots: Vec<Option<EnvVar>>,
+    env_at: std::collections::HashMap<String, usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -208,6 +255,8 @@ impl<'a> Builder<'a> {
         Builder {
             path,
             env,
+            env_slots: Vec::new(),
+            env_at: std::collections::HashMap::new(),
             spec: JobSpec {
                 script: path.to_owned(),
                 name,
@@ -690,8 +739,10 @@ impl<'a> Builder<'a> {
                     }
                 },
             };
-            self.spec.env.retain(|e| e.name != name);
-            self.spec.env.push(EnvVar { name, value });
+            if let Some(old) = self.env_at.insert(name.clone(), self.env_slots.len()) {
+                self.env_slots[old] = None;
+            }
+            self.env_slots.push(Some(EnvVar { name, value }));
         }
         Ok(())
     }
@@ -736,6 +787,10 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(mut self) -> Result<JobSpec, JobError> {
+        self.spec.env = std::mem::take(&mut self.env_slots)
+            .into_iter()
+            .flatten()
+            .collect();
         if self.spec.array.is_some() {
             let nodes = self
                 .spec

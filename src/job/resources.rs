@@ -299,7 +299,9 @@ impl NodeSpec {
             groups.push(g);
             offset += group.chars().count() + 1;
         }
-        Ok(NodeSpec { groups })
+        let spec = NodeSpec { groups };
+        check_totals(s, spec.groups.iter().map(|g| (g.count, g.ppn)))?;
+        Ok(spec)
     }
 
     /// Nodes in all groups.
@@ -393,7 +395,15 @@ impl Select {
             chunks.push(chunk);
             offset += text.chars().count() + 1;
         }
-        Ok(Select { chunks })
+        let select = Select { chunks };
+        check_totals(
+            s,
+            select
+                .chunks
+                .iter()
+                .map(|c| (c.count, c.mpiprocs.or(c.ncpus).unwrap_or(1))),
+        )?;
+        Ok(select)
     }
 
     /// Chunks in all specifications (one node each).
@@ -407,6 +417,34 @@ impl Select {
             .map(|c| c.count * c.mpiprocs.or(c.ncpus).unwrap_or(1))
             .sum()
     }
+}
+
+/// The most nodes a job may span: one pod per node, and an Indexed Job has at most this
+/// many completions.
+pub const MAX_NODES: u64 = 100_000;
+
+/// Checks that `(count, slots per node)` groups add up to at most [`MAX_NODES`] nodes and a
+/// slot count that fits (`PBS_NP` is a u32).
+fn check_totals(s: &str, groups: impl Iterator<Item = (u32, u32)>) -> Result<(), ValueError> {
+    let (mut nodes, mut slots) = (0u64, 0u64);
+    for (count, per) in groups {
+        nodes += u64::from(count);
+        slots += u64::from(count) * u64::from(per);
+    }
+    if nodes > MAX_NODES {
+        return Err(ValueError::new(
+            0,
+            format!("`{s}` asks for {nodes} nodes; at most {MAX_NODES} are supported"),
+        )
+        .with_hint("one pod runs per node, and a Kubernetes Indexed Job has at most 100000"));
+    }
+    if slots > u64::from(u32::MAX) {
+        return Err(ValueError::new(
+            0,
+            format!("`{s}` asks for {slots} processor slots, more than any cluster has"),
+        ));
+    }
+    Ok(())
 }
 
 /// The most array elements a job may have (the Kubernetes Indexed Job limit).

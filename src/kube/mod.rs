@@ -54,6 +54,14 @@ pub enum KubeError {
     /// The objects cannot be serialized as YAML.
     #[error("cannot serialize the manifest")]
     Serialize(#[source] serde_saphyr::ser_error::Error),
+    /// A resource beyond what Kubernetes can express.
+    #[error("job `{job}`: {what} is more than Kubernetes can express")]
+    TooLarge {
+        /// The job's name.
+        job: String,
+        /// The resource and its size.
+        what: String,
+    },
     /// `--run-as` (or the configured ids) is not a valid uid/gid.
     #[error("--run-as `{given}`: {why}")]
     RunAs {
@@ -73,6 +81,11 @@ impl crate::hint::Hint for KubeError {
             }
             KubeError::RunAs { .. } => Some(
                 "--run-as takes UID or UID:GID, numeric, at most 2147483647 (Kubernetes' int32)"
+                    .into(),
+            ),
+            KubeError::TooLarge { .. } => Some(
+                "check the -l values: mem and pmem are per job and per process, in binary units \
+                 (4gb is 4 GiB)"
                     .into(),
             ),
             KubeError::Serialize(_) => None,
@@ -211,7 +224,7 @@ struct Shape {
     ppn: u32,
 }
 
-fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Shape {
+fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Result<Shape, KubeError> {
     let r = &job.resources;
     let top_gpus = r.ngpus.unwrap_or(0);
     let (nodes, cpus, gpus, chunk_mem, ppn_list, np) = if let Some(sel) = &r.select {
@@ -296,19 +309,40 @@ fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Shape {
         (1, cpus, top_gpus, None, vec![cpus], cpus)
     };
     let ppn = ppn_list.first().copied().unwrap_or(1);
-    let per_node_mem = r.mem.map(|m| m.bytes().div_ceil(u64::from(nodes)));
-    let per_proc_mem = r.pmem.map(|m| m.bytes().saturating_mul(u64::from(cpus)));
+    let per_node_mem = r.mem.map(|m| m.bytes().div_ceil(u64::from(nodes.max(1))));
+    let per_proc_mem = match r.pmem {
+        Some(m) => {
+            Some(
+                m.bytes()
+                    .checked_mul(u64::from(cpus))
+                    .ok_or_else(|| KubeError::TooLarge {
+                        job: job.name.to_string(),
+                        what: format!("pmem={m} times {cpus} processors"),
+                    })?,
+            )
+        }
+        None => None,
+    };
     let memory = [chunk_mem, per_node_mem, per_proc_mem]
         .into_iter()
         .flatten()
         .max();
+    // A Quantity holds at most i64::MAX.
+    if let Some(m) = memory
+        && m > i64::MAX as u64
+    {
+        return Err(KubeError::TooLarge {
+            job: job.name.to_string(),
+            what: format!("{m} bytes of memory per pod"),
+        });
+    }
     if r.vmem.is_some() || r.pvmem.is_some() {
         warnings.push("vmem/pvmem have no Kubernetes equivalent; recorded in annotations".into());
     }
     if r.cput.is_some() {
         warnings.push("cput is not enforced; recorded in annotations".into());
     }
-    Shape {
+    Ok(Shape {
         nodes,
         cpus,
         gpus,
@@ -316,13 +350,15 @@ fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Shape {
         ppn_list,
         np,
         ppn,
-    }
+    })
 }
 
+/// An environment variable whose value reaches the job verbatim: the kubelet expands
+/// `$(NAME)` in values and turns `$$` into `$`, so every `$` is doubled.
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.into(),
-        value: Some(value.into()),
+        value: Some(value.into().replace('$', "$$")),
         value_from: None,
     }
 }

@@ -265,3 +265,26 @@ pub fn run_job_with(root: &Path, script: &str, env: &[(&str, &str)]) -> String {
     let o = run_ok(&mut cmd);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// What the kubelet does to an env value before the container sees it: `$$` → `$`,
+/// `$(NAME)` → NAME's value (here `EXPANDED`), any other `$` kept.
+pub fn kubelet_expand(v: &str) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(end) = after.strip_prefix('(').and_then(|r| r.find(')')) {
+            out.push_str("EXPANDED");
+            rest = &after[end + 2..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}

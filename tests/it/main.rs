@@ -8,6 +8,7 @@ mod e2e;
 mod elf;
 mod fakereg;
 mod fixtures;
+mod hostile;
 mod http;
 mod layer;
 mod layering;

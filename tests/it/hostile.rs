@@ -1,0 +1,190 @@
+//! Hostile and absurd job scripts: bounded time and memory, clear errors, nothing that hangs.
+//! (The rest of the hostile-inputs work — repositories, packages, caches — follows.)
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+
+/// Runs `pbsimage args` under a Python parent whose only child it is, so that
+/// `RUSAGE_CHILDREN` is exactly its peak RSS. Returns (output, peak RSS in MiB).
+fn with_peak_rss(args: &[&str]) -> (std::process::Output, u64) {
+    let script = "import resource,subprocess,sys\n\
+        r = subprocess.run(sys.argv[1:], capture_output=True, timeout=120)\n\
+        sys.stdout.buffer.write(r.stdout)\n\
+        sys.stderr.buffer.write(r.stderr)\n\
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+        sys.exit(r.returncode)\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_pbsimage"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("PBSIMAGE_CONFIG")
+        .output()
+        .expect("python3 runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let kib: u64 = err
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS line in {err}"));
+    (out, kib / 1024)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn oversized_scripts_and_directives_are_refused_in_bounded_memory() {
+    let d = tempfile::tempdir().unwrap();
+    // A 50 MB script.
+    let big = d.path().join("big.sh");
+    let mut f = std::fs::File::create(&big).unwrap();
+    f.write_all(b"#!/bin/sh\n#PBS -N big\n").unwrap();
+    let line = format!("echo {}\n", "x".repeat(1000));
+    for _ in 0..50_000 {
+        f.write_all(line.as_bytes()).unwrap();
+    }
+    drop(f);
+    let (o, rss) = with_peak_rss(&["parse", big.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("big.sh") && err.contains("larger than"),
+        "{err}"
+    );
+    assert!(rss < 150, "peak RSS {rss} MiB");
+
+    // A 50 MB -N value, within a script under the size limit.
+    let long = d.path().join("long.sh");
+    write(
+        &long,
+        &format!("#!/bin/sh\n#PBS -N {}\necho hi\n", "n".repeat(5_000_000)),
+    );
+    let (o, rss) = with_peak_rss(&["parse", long.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("long.sh:2") && err.contains("longer than"),
+        "{err}"
+    );
+    assert!(rss < 150, "peak RSS {rss} MiB");
+}
+
+#[test]
+fn many_variables_are_read_in_linear_time() {
+    let d = tempfile::tempdir().unwrap();
+    let job = d.path().join("vars.sh");
+    let mut text = String::from("#!/bin/sh\n#PBS -N vars\n");
+    for i in 0..100_000 {
+        text.push_str(&format!("#PBS -v V{}={i}\n", i % 50_000));
+    }
+    text.push_str("env\n");
+    write(&job, &text);
+    let started = std::time::Instant::now();
+    let o = pbsimage(&["parse", "--json", job.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let env = v["env"].as_array().unwrap();
+    // Each of the 50,000 names once, with its last value, in order of last definition.
+    assert_eq!(env.len(), 50_000);
+    assert_eq!(env[0]["name"], "V0");
+    assert_eq!(env[0]["value"], "50000");
+    // Quadratic handling took 13 s here; linear takes well under a second.
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+}
+
+#[test]
+fn fifos_are_refused_by_type_without_blocking() {
+    require("mkfifo", "coreutils");
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("job.sh");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    let o = pbsimage(&["parse", fifo.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+
+    let job = d.path().join("b.sh");
+    run_ok(Command::new("mkfifo").arg(d.path().join("a.out")));
+    write(&job, "#!/bin/sh\n#PBS -N b\n#PBS -B a.out\n./a.out\n");
+    let o = pbsimage(&["needs", job.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("a.out") && err.contains("not a regular file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn absurd_resources_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        ("#PBS -l nodes=100000000", "100000000 nodes"),
+        ("#PBS -l select=200000:ncpus=1", "200000 nodes"),
+        ("#PBS -l nodes=50000:ppn=1000000", "processor slots"),
+    ];
+    for (directive, says) in cases {
+        let job = d.path().join("absurd.sh");
+        write(
+            &job,
+            &format!("#!/bin/sh\n#PBS -N absurd\n{directive}\nhostname\n"),
+        );
+        let (o, rss) = with_peak_rss(&["parse", job.to_str().unwrap()]);
+        assert!(!o.status.success(), "{directive}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("absurd.sh:3") && err.contains(says),
+            "{directive}: {err}"
+        );
+        assert!(rss < 150, "{directive}: peak RSS {rss} MiB");
+    }
+    // Memory that overflows: refused when the manifest is made, naming the resource.
+    let job = d.path().join("mem.sh");
+    write(
+        &job,
+        "#!/bin/sh\n#PBS -N mem\n#PBS -l nodes=1:ppn=1000000,pmem=16000000gb\nhostname\n",
+    );
+    let digest = format!("registry.example.org/pbs/mem@sha256:{}", "0".repeat(64));
+    let o = pbsimage(&[
+        "manifest",
+        job.to_str().unwrap(),
+        "--image",
+        &digest,
+        "--run-as",
+        "1000",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("pmem"), "{}", stderr(&o));
+}
+
+#[test]
+fn odd_but_valid_scripts() {
+    let d = tempfile::tempdir().unwrap();
+    // Only `:` lines: qsub reads directives past them, and the script still runs.
+    let colon = d.path().join("colon.sh");
+    write(&colon, "#PBS -N colon\n: first\n: second\n");
+    let o = pbsimage(&["parse", colon.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Arithmetic `for` loops name no commands.
+    let arith = d.path().join("arith.sh");
+    write(
+        &arith,
+        "#!/bin/bash\n#PBS -N arith\nfor ((i=0;i<4;i++)); do hostname; done\n",
+    );
+    let o = pbsimage(&["needs", "--json", arith.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let commands: Vec<&str> = v["needs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "command")
+        .map(|n| n["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(commands, ["hostname"]);
+}
