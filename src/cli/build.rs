@@ -150,6 +150,14 @@ pub(super) fn push_target(
     else {
         return Ok(None);
     };
+    // `user:password@host`: refused without repeating what came before the `@`.
+    if let Some((_, bare)) = host.rsplit_once('@') {
+        return Err(anyhow::anyhow!(
+            "--push (or [registry] host) `…@{bare}` carries credentials; they are not accepted \
+             there and were not used"
+        )
+        .into());
+    }
     if offline {
         return Err(crate::ops::OpsError::OfflinePush(host).into());
     }

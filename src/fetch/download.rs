@@ -19,10 +19,34 @@ pub struct Download {
     pub name: String,
     /// Candidate URLs, tried in order.
     pub urls: Vec<String>,
+    /// The repository base URL of each candidate: a `file://` package must resolve (links
+    /// followed) to a file inside it.
+    pub bases: Vec<String>,
     /// The repository's checksum of the file (`pkgid`).
     pub checksum: Checksum,
     /// Its size in bytes, as the metadata declares it.
     pub size: u64,
+}
+
+/// Checks that a `file://` URL, symlinks resolved, names a file inside its repository's
+/// `file://` base (other URLs pass: their servers map paths, and hrefs were checked).
+fn inside_base(url: &str, base: Option<&str>) -> Result<(), String> {
+    let (Some(path), Some(root)) = (file_path(url), base.and_then(file_path)) else {
+        return Ok(());
+    };
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the repository `{}`: {e}", root.display()))?;
+    match path.canonicalize() {
+        // A missing file is the next step's error to report.
+        Err(_) => Ok(()),
+        Ok(real) if real.starts_with(&root) => Ok(()),
+        Ok(real) => Err(format!(
+            "it resolves to `{}`, outside the repository `{}`",
+            real.display(),
+            root.display()
+        )),
+    }
 }
 
 /// Why a package could not be fetched.
@@ -147,8 +171,12 @@ impl Downloader<'_> {
             }
         }
         let mut errors = Vec::new();
-        for url in &d.urls {
+        for (i, url) in d.urls.iter().enumerate() {
             if self.offline && !url.starts_with("file://") {
+                continue;
+            }
+            if let Err(e) = inside_base(url, d.bases.get(i).map(String::as_str)) {
+                errors.push(format!("  {}: {e}", SafeUrl(url.to_owned())));
                 continue;
             }
             match self.fetch_from(d, url).await {

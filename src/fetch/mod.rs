@@ -252,7 +252,8 @@ pub fn file_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(percent_decode(path)))
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%xx` escapes decoded (invalid escapes kept as they are).
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

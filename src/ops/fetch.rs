@@ -22,6 +22,10 @@ pub fn downloads(res: &Resolution) -> Vec<Download> {
                 .chain(&p.mirrors)
                 .map(|b| crate::repo::join_url(b, &p.href))
                 .collect(),
+            bases: std::iter::once(&p.base_url)
+                .chain(&p.mirrors)
+                .cloned()
+                .collect(),
             checksum: p.checksum.clone(),
             size: p.size,
         })

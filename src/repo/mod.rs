@@ -306,17 +306,24 @@ pub fn check_href(
     if href.is_empty() {
         return Err(bad("it is empty"));
     }
-    if href.contains("://") {
-        return Err(bad("it names another host"));
-    }
-    if href.starts_with('/') {
-        return Err(bad("it is an absolute path"));
-    }
-    if href.split('/').any(|c| c == "..") {
-        return Err(bad("it contains `..`"));
-    }
-    if href.contains('\0') || href.contains('\\') {
-        return Err(bad("it contains a NUL or backslash"));
+    // Servers decode percent escapes before they map a path: check what they will see.
+    let decoded = crate::fetch::percent_decode(href);
+    for h in [href, decoded.as_str()] {
+        if h.contains("://") {
+            return Err(bad("it names another host"));
+        }
+        if h.starts_with('/') {
+            return Err(bad("it is an absolute path"));
+        }
+        if h.split('/').any(|c| c == ".." || c == ".") {
+            return Err(bad("it contains `..` or `.`"));
+        }
+        if h.contains('\\') || h.chars().any(char::is_control) {
+            return Err(bad("it contains a backslash or a control character"));
+        }
+        if h.contains(['?', '#']) {
+            return Err(bad("it contains a query or fragment"));
+        }
     }
     if let Some(b) = base {
         let b = b.trim_end_matches('/');

@@ -188,3 +188,21 @@ fn odd_but_valid_scripts() {
         .collect();
     assert_eq!(commands, ["hostname"]);
 }
+
+#[test]
+fn credentials_in_push_targets_are_refused_and_never_echoed() {
+    let d = tempfile::tempdir().unwrap();
+    let job = d.path().join("job.sh");
+    write(&job, "#!/bin/sh\n#PBS -N push\nhostname\n");
+    let o = pbsimage(&[
+        "build",
+        "--push",
+        "someone:Canary-s3cret-9731@127.0.0.1:5000",
+        job.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!all.contains("Canary-s3cret-9731"), "{all}");
+    assert!(!all.contains("someone"), "{all}");
+    assert!(all.contains("127.0.0.1:5000") && all.contains("credentials"), "{all}");
+}

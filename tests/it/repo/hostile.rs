@@ -182,3 +182,92 @@ fn truncated_xz_and_zstd_and_bombs() {
     let err = load_repos(&ctx, &[]).unwrap_err().to_string();
     assert!(err.contains("exceeds the limit of 1048576 bytes"), "{err}");
 }
+
+/// Decompresses `primary.xml.gz`, edits its text, and puts it back with a matching repomd.
+fn edit_primary(repo: &Path, primary: &Path, f: impl Fn(String) -> String) {
+    use std::io::Read as _;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(primary).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    replace_primary(repo, primary, "edited-primary.xml.gz", &gz(f(text).as_bytes()));
+}
+
+#[test]
+fn percent_encoded_parent_paths_are_refused() {
+    for href in [
+        "%2e%2e/%2e%2e/etc/passwd",
+        "Packages/%2E%2E/%2e%2e/%2e%2e/etc/passwd",
+        "Packages/..%2fescape.rpm",
+        "%2fetc/passwd",
+        "x.rpm?%2e%2e",
+    ] {
+        let (repo, primary) = tampered_repo();
+        edit_primary(repo.path(), &primary, |t| {
+            let start = t.find("<location href=\"").unwrap() + "<location href=\"".len();
+            let end = start + t[start..].find('"').unwrap();
+            format!("{}{href}{}", &t[..start], &t[end..])
+        });
+        let cache = tempfile::tempdir().unwrap();
+        let o = resolve_cli(
+            &repo_config(&[("r", file_url(repo.path()))], cache.path(), ""),
+            cache.path(),
+        );
+        assert!(!o.status.success(), "{href}");
+        let err = stderr(&o);
+        assert!(err.contains("refusing location") && err.contains(href), "{href}: {err}");
+    }
+    // The same in repomd.xml's own records.
+    let (repo, primary) = tampered_repo();
+    let name = primary.file_name().unwrap().to_string_lossy().into_owned();
+    let repomd = repo.path().join("repodata/repomd.xml");
+    let text = std::fs::read_to_string(&repomd).unwrap();
+    std::fs::write(
+        &repomd,
+        text.replace(&format!("repodata/{name}"), &format!("%2e%2e/repodata/{name}")),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = resolve_cli(
+        &repo_config(&[("r", file_url(repo.path()))], cache.path(), ""),
+        cache.path(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("refusing location"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_package_linked_out_of_a_file_repository_is_not_copied() {
+    let (repo, _outside) = tempered_with_symlink();
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(&[("r", file_url(repo.path()))], cache.path(), "[base]\npackages = [\"bash\"]\n"),
+    )
+    .unwrap();
+    let job = dir.path().join("job.sh");
+    std::fs::write(&job, "#!/bin/sh\n#PBS -N esc\necho hi\n").unwrap();
+    let o = pbsimage(&["--config", cfg.to_str().unwrap(), "layers", job.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("outside the repository"), "{err}");
+    // The sentinel never reached the cache.
+    for f in walk_if_exists(cache.path()) {
+        let b = std::fs::read(&f).unwrap_or_default();
+        assert!(!b.starts_with(b"SENTINEL"), "{} holds the sentinel", f.display());
+    }
+}
+
+/// A copy of the fixture repository whose bash package is a symlink to a file outside it.
+fn tempered_with_symlink() -> (tempfile::TempDir, tempfile::TempDir) {
+    let (repo, _) = tampered_repo();
+    let outside = tempfile::tempdir().unwrap();
+    let sentinel = outside.path().join("secret");
+    std::fs::write(&sentinel, "SENTINEL outside the repository\n").unwrap();
+    let bash = find_prefixed(repo.path(), "bash-");
+    std::fs::remove_file(&bash).unwrap();
+    std::os::unix::fs::symlink(&sentinel, &bash).unwrap();
+    (repo, outside)
+}
