@@ -101,6 +101,8 @@ pub struct Collected {
     pub bytes: u64,
     /// Buckets of other versions (or unknown to this version) removed whole.
     pub buckets: usize,
+    /// Damaged blobs and layer records naming missing blobs, removed.
+    pub damaged: usize,
 }
 
 impl Cache {

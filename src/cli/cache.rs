@@ -38,9 +38,10 @@ pub(super) fn exec(cmd: &CacheCommand, env: &Env<'_>) -> Result<()> {
                 p.json(&c);
             } else {
                 p.data(&format!(
-                    "removed {} unreferenced blobs, {:.1} MiB",
+                    "removed {} unreferenced blobs, {:.1} MiB; {} damaged entries",
                     c.blobs,
-                    c.bytes as f64 / 1048576.0
+                    c.bytes as f64 / 1048576.0,
+                    c.damaged
                 ));
             }
         }

@@ -323,3 +323,112 @@ mod tests {
         assert_eq!(rfc3339(1_795_707_054), "2026-11-26T15:30:54Z");
     }
 }
+
+/// Checks an OCI image layout: every image in `index.json`, its manifest, config and layers
+/// are present and hash to their names. Blobs are hashed as they are read, once each.
+pub fn verify_layout(dir: &Path) -> crate::cache::Verification {
+    check_layout(dir).0
+}
+
+/// Makes an OCI layout consistent again: removes blobs that do not hash to their names and
+/// the index entries of images that lack a blob or had a damaged one. Returns the number of
+/// blobs and entries removed.
+pub fn prune_layout(dir: &Path) -> Result<usize, ImageError> {
+    let (v, broken) = check_layout(dir);
+    let mut removed = 0;
+    for bad in &v.bad {
+        removed += usize::from(std::fs::remove_file(bad).is_ok());
+    }
+    if broken.is_empty() {
+        return Ok(removed);
+    }
+    let path = dir.join("index.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(removed);
+    };
+    let mut index: oci_spec::image::ImageIndex =
+        serde_json::from_slice(&bytes).map_err(|e| ImageError::Spec {
+            what: "index",
+            message: e.to_string(),
+        })?;
+    let keep: Vec<_> = index
+        .manifests()
+        .iter()
+        .filter(|m| !broken.contains(m.digest().as_ref()))
+        .cloned()
+        .collect();
+    removed += index.manifests().len() - keep.len();
+    index.set_manifests(keep);
+    crate::cache::write_file_atomic(&path, &stable_json(&index)).map_err(|e| ImageError::Spec {
+        what: "index",
+        message: e.to_string(),
+    })?;
+    Ok(removed)
+}
+
+/// The layout's check, and the digests of the manifests whose images are incomplete.
+fn check_layout(
+    dir: &Path,
+) -> (
+    crate::cache::Verification,
+    std::collections::BTreeSet<String>,
+) {
+    let mut v = crate::cache::Verification::default();
+    let mut broken = std::collections::BTreeSet::new();
+    let index = dir.join("index.json");
+    let Ok(bytes) = std::fs::read(&index) else {
+        return (v, broken);
+    };
+    v.checked += 1;
+    let Ok(index_doc) = serde_json::from_slice::<oci_spec::image::ImageIndex>(&bytes) else {
+        v.bad.push(index.display().to_string());
+        return (v, broken);
+    };
+    // Each blob hashed once: digest → its bytes if good.
+    let mut blobs: std::collections::BTreeMap<String, Option<Vec<u8>>> =
+        std::collections::BTreeMap::new();
+    let mut check = |digest: &str, v: &mut crate::cache::Verification| -> Option<Vec<u8>> {
+        let hex = digest.trim_start_matches("sha256:").to_owned();
+        if let Some(b) = blobs.get(&hex) {
+            return b.clone();
+        }
+        let path = dir.join("blobs/sha256").join(&hex);
+        v.checked += 1;
+        let got = match std::fs::read(&path) {
+            Ok(b) if crate::digest::sha256_hex_of(&b) == hex => Some(b),
+            Ok(_) => {
+                v.bad.push(path.display().to_string());
+                None
+            }
+            Err(_) => None,
+        };
+        blobs.insert(hex, got.clone());
+        got
+    };
+    for m in index_doc.manifests() {
+        let md = m.digest().to_string();
+        let Some(mb) = check(&md, &mut v) else {
+            broken.insert(md);
+            continue;
+        };
+        let Ok(manifest) = serde_json::from_slice::<oci_spec::image::ImageManifest>(&mb) else {
+            broken.insert(md);
+            continue;
+        };
+        let config_ok = check(manifest.config().digest().as_ref(), &mut v).is_some();
+        let layers_ok = manifest
+            .layers()
+            .iter()
+            .all(|l| check(l.digest().as_ref(), &mut v).is_some());
+        if !(config_ok && layers_ok) {
+            broken.insert(md);
+        }
+    }
+    if !broken.is_empty() {
+        for d in &broken {
+            v.bad
+                .push(format!("{}: image {d} is incomplete", index.display()));
+        }
+    }
+    (v, broken)
+}

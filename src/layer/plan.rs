@@ -429,3 +429,30 @@ mod tests {
         );
     }
 }
+
+/// Checks every layer record: it parses, and the blob it names is in the cache. A record
+/// whose blob is gone is reported (`pbsimage cache verify`) and removed by `cache gc`.
+pub fn verify_records(cache: &Cache) -> crate::cache::Verification {
+    let mut v = crate::cache::Verification::default();
+    for rec in cache.files_in(Bucket::Layers) {
+        if rec
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
+        v.checked += 1;
+        let layer = std::fs::read(&rec)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Layer>(&b).ok());
+        let ok = layer.is_some_and(|l| {
+            cache
+                .blob_path(l.digest.as_ref())
+                .is_ok_and(|p| p.is_file())
+        });
+        if !ok {
+            v.bad.push(rec.display().to_string());
+        }
+    }
+    v
+}

@@ -204,5 +204,8 @@ fn credentials_in_push_targets_are_refused_and_never_echoed() {
     let all = format!("{}{}", stdout(&o), stderr(&o));
     assert!(!all.contains("Canary-s3cret-9731"), "{all}");
     assert!(!all.contains("someone"), "{all}");
-    assert!(all.contains("127.0.0.1:5000") && all.contains("credentials"), "{all}");
+    assert!(
+        all.contains("127.0.0.1:5000") && all.contains("credentials"),
+        "{all}"
+    );
 }

@@ -149,3 +149,71 @@ fn cache_gc_keeps_what_the_cache_layout_images_use() {
     let o = pbsimage(&["-q", "--config", cfg.to_str().unwrap(), "cache", "verify"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn verify_finds_damage_in_every_bucket_and_gc_repairs_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    let v = json(&build(&cfg, &script, &[]));
+    let cfg_s = cfg.to_str().unwrap();
+    let verify = || pbsimage(&["--config", cfg_s, "cache", "verify", "--json"]);
+    let o = verify();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let clean: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+
+    // A layer record whose blob was deleted (a separate file: the base layer's record).
+    let records = cache.path().join("layers-v1");
+    let rec = std::fs::read_dir(&records)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let layer: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+    let hex = layer["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    std::fs::remove_file(cache.path().join("blobs/sha256").join(hex)).unwrap();
+    // A flipped byte in the job layer (hard-linked into the cache's own layout).
+    let job = v["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let blob = cache.path().join("blobs/sha256").join(&job);
+    let mut b = std::fs::read(&blob).unwrap();
+    b[100] ^= 1;
+    std::fs::write(&blob, &b).unwrap();
+
+    let o = verify();
+    assert!(!o.status.success());
+    let found: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bad: Vec<&str> = found["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(bad.iter().any(|p| p.ends_with(&job)), "{bad:?}");
+    assert!(
+        bad.iter().any(|p| p.contains("layers-v1")),
+        "the dangling record: {bad:?}"
+    );
+    assert!(
+        bad.iter().any(|p| p.contains("oci/")),
+        "the layout: {bad:?}"
+    );
+    assert!(found["checked"].as_u64() > clean["checked"].as_u64().map(|c| c - 10));
+
+    // gc removes what is damaged; the cache verifies again; a rebuild restores the image.
+    let o = pbsimage(&["--config", cfg_s, "cache", "gc", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let gc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(gc["damaged"].as_u64().unwrap() >= 3, "{gc}");
+    let o = verify();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let again = json(&build(&cfg, &script, &[]));
+    assert_eq!(again["manifest_digest"], v["manifest_digest"]);
+    let o = verify();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}

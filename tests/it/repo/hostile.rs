@@ -190,7 +190,12 @@ fn edit_primary(repo: &Path, primary: &Path, f: impl Fn(String) -> String) {
     flate2::read::GzDecoder::new(std::fs::File::open(primary).unwrap())
         .read_to_string(&mut text)
         .unwrap();
-    replace_primary(repo, primary, "edited-primary.xml.gz", &gz(f(text).as_bytes()));
+    replace_primary(
+        repo,
+        primary,
+        "edited-primary.xml.gz",
+        &gz(f(text).as_bytes()),
+    );
 }
 
 #[test]
@@ -215,7 +220,10 @@ fn percent_encoded_parent_paths_are_refused() {
         );
         assert!(!o.status.success(), "{href}");
         let err = stderr(&o);
-        assert!(err.contains("refusing location") && err.contains(href), "{href}: {err}");
+        assert!(
+            err.contains("refusing location") && err.contains(href),
+            "{href}: {err}"
+        );
     }
     // The same in repomd.xml's own records.
     let (repo, primary) = tampered_repo();
@@ -224,7 +232,10 @@ fn percent_encoded_parent_paths_are_refused() {
     let text = std::fs::read_to_string(&repomd).unwrap();
     std::fs::write(
         &repomd,
-        text.replace(&format!("repodata/{name}"), &format!("%2e%2e/repodata/{name}")),
+        text.replace(
+            &format!("repodata/{name}"),
+            &format!("%2e%2e/repodata/{name}"),
+        ),
     )
     .unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -244,19 +255,32 @@ fn a_package_linked_out_of_a_file_repository_is_not_copied() {
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(
         &cfg,
-        repo_config(&[("r", file_url(repo.path()))], cache.path(), "[base]\npackages = [\"bash\"]\n"),
+        repo_config(
+            &[("r", file_url(repo.path()))],
+            cache.path(),
+            "[base]\npackages = [\"bash\"]\n",
+        ),
     )
     .unwrap();
     let job = dir.path().join("job.sh");
     std::fs::write(&job, "#!/bin/sh\n#PBS -N esc\necho hi\n").unwrap();
-    let o = pbsimage(&["--config", cfg.to_str().unwrap(), "layers", job.to_str().unwrap()]);
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        job.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(err.contains("outside the repository"), "{err}");
     // The sentinel never reached the cache.
     for f in walk_if_exists(cache.path()) {
         let b = std::fs::read(&f).unwrap_or_default();
-        assert!(!b.starts_with(b"SENTINEL"), "{} holds the sentinel", f.display());
+        assert!(
+            !b.starts_with(b"SENTINEL"),
+            "{} holds the sentinel",
+            f.display()
+        );
     }
 }
 
