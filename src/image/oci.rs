@@ -223,6 +223,25 @@ pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, Image
     })
 }
 
+/// Whether the layout already holds this blob: the same file as the cache's (a hard link,
+/// checked by inode without reading it), or the same small bytes (configs, manifests). A
+/// layout blob that is neither is replaced.
+fn blob_in_place(dest: &Path, bytes: Option<&[u8]>, from: Option<&Path>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(d) = std::fs::metadata(dest) else {
+        return false;
+    };
+    match (bytes, from) {
+        (Some(b), _) => d.len() == b.len() as u64 && std::fs::read(dest).is_ok_and(|x| x == b),
+        // The same inode as the cache's blob; across file systems (where the blob had to be
+        // copied) the size is trusted, as the cache's own blob is checked when reused.
+        (None, Some(src)) => std::fs::metadata(src).is_ok_and(|s| {
+            (s.dev(), s.ino()) == (d.dev(), d.ino()) || (s.dev() != d.dev() && s.len() == d.len())
+        }),
+        _ => false,
+    }
+}
+
 /// Writes `image` under the reference name `tag` into the OCI image layout at `dir` (made
 /// when missing; other images stay). Callers serialize writers of one layout.
 pub fn write_layout(
@@ -243,7 +262,7 @@ pub fn write_layout(
     let put = |digest: &str, bytes: Option<&[u8]>, from: Option<&Path>| -> Result<(), ImageError> {
         let hex = digest.trim_start_matches("sha256:");
         let dest = blobs.join(hex);
-        if dest.exists() {
+        if blob_in_place(&dest, bytes, from) {
             return Ok(());
         }
         let tmp = blobs.join(format!(".tmp-{hex}"));
@@ -310,18 +329,6 @@ pub fn write_layout(
     let tmp = dir.join(".tmp-index.json");
     std::fs::write(&tmp, stable_json(&index)).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(315_532_800), "1980-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_707_054), "2026-11-26T15:30:54Z");
-    }
 }
 
 /// Checks an OCI image layout: every image in `index.json`, its manifest, config and layers
@@ -431,4 +438,16 @@ fn check_layout(
         }
     }
     (v, broken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(315_532_800), "1980-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_707_054), "2026-11-26T15:30:54Z");
+    }
 }

@@ -225,21 +225,25 @@ pub fn build_layer(
     let k = key(opts, packages);
     let rec = records.join(format!("{k}.json"));
     let cached = || -> Result<Option<BuiltLayer>, PlanError> {
-        if let Some(layer) = std::fs::read(&rec)
+        let Some(record) = std::fs::read(&rec)
             .ok()
-            .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
-        {
-            let path = cache.blob_path(layer.digest.as_ref())?;
-            if path.is_file() {
-                return Ok(Some(BuiltLayer {
-                    label: label.to_owned(),
-                    layer,
-                    path,
-                    cached: true,
-                }));
-            }
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            return Ok(None);
+        };
+        let Ok(layer) = serde_json::from_value::<Layer>(record.clone()) else {
+            return Ok(None);
+        };
+        let path = cache.blob_path(layer.digest.as_ref())?;
+        if !blob_intact(&path, &layer, &record, &rec, cache)? {
+            return Ok(None);
         }
-        Ok(None)
+        Ok(Some(BuiltLayer {
+            label: label.to_owned(),
+            layer,
+            path,
+            cached: true,
+        }))
     };
     if let Some(b) = cached()? {
         return Ok(b);
@@ -264,8 +268,17 @@ pub fn build_layer(
     let tmp = cache.temp_in(&cache.blobs_dir()?)?;
     let mut w = LayerWriter::new(tmp, opts.clone())?;
     for (pos, p) in packages.iter().enumerate() {
-        let mut r = RpmReader::open(&p.path).map_err(LayerError::from)?;
-        w.add_package(&mut r, &skips[pos])?;
+        // Hashed while read: the package is still the one the repository described. When
+        // reading fails, a package changed in the cache is the cause to report.
+        let added = RpmReader::open(&p.path)
+            .map_err(LayerError::from)
+            .and_then(|mut r| {
+                w.add_package(&mut r, &skips[pos])?;
+                r.verify_sha256(&p.sha256).map_err(LayerError::from)
+            });
+        if let Err(e) = added {
+            return Err(changed_or(e, p).into());
+        }
     }
     let (layer, path) = store(cache, w)?;
     let mut record = serde_json::to_value(&layer).expect("serializable");
@@ -275,6 +288,7 @@ pub fn build_layer(
             .map(|p| format!("sha256:{}", p.sha256))
             .collect::<Vec<_>>()
     );
+    record["stamp"] = serde_json::json!(stamp(&path));
     cache.write_atomic(
         &records,
         &format!("{k}.json"),
@@ -286,6 +300,70 @@ pub fn build_layer(
         path,
         cached: false,
     })
+}
+
+/// `e`, unless the package file no longer hashes to its name: then that is the error.
+fn changed_or(e: LayerError, p: &LocalPackage) -> LayerError {
+    if matches!(e, LayerError::Rpm(crate::rpm::RpmError::Changed { .. })) {
+        return e;
+    }
+    match file_sha256(&p.path) {
+        Ok(actual) if actual != p.sha256 => LayerError::Rpm(crate::rpm::RpmError::Changed {
+            path: p.path.clone(),
+            package: p.nevra.clone(),
+            expected: p.sha256.clone(),
+            actual,
+        }),
+        _ => e,
+    }
+}
+
+/// A blob's size and modification time (ns): what a layer record remembers of the blob it
+/// stored, so that a cache hit can trust the blob without reading it.
+fn stamp(path: &Path) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    let ns = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some((m.len(), u64::try_from(ns).ok()?))
+}
+
+/// Whether a cached layer's blob is still the one its record describes. Unchanged size and
+/// modification time are trusted (the warm path reads nothing); otherwise the blob is
+/// re-hashed: a good one gets its stamp renewed, a damaged one is removed (and the layer
+/// built again).
+fn blob_intact(
+    path: &Path,
+    layer: &Layer,
+    record: &serde_json::Value,
+    rec: &Path,
+    cache: &Cache,
+) -> Result<bool, PlanError> {
+    let Some(now) = stamp(path) else {
+        return Ok(false);
+    };
+    let recorded: Option<(u64, u64)> = serde_json::from_value(record["stamp"].clone()).ok();
+    if recorded == Some(now) && now.0 == layer.size {
+        return Ok(true);
+    }
+    let good = now.0 == layer.size && file_sha256(path)? == layer.digest.digest();
+    if !good {
+        tracing::warn!(
+            "cached layer {} is damaged; building it again",
+            layer.digest
+        );
+        let _ = std::fs::remove_file(path);
+        return Ok(false);
+    }
+    let mut renewed = record.clone();
+    renewed["stamp"] = serde_json::json!(now);
+    if let (Some(dir), Some(name)) = (rec.parent(), rec.file_name()) {
+        cache.write_atomic(dir, &name.to_string_lossy(), renewed.to_string().as_bytes())?;
+    }
+    Ok(true)
 }
 
 /// Ends a layer written to a cache temp file and moves it to its digest's name.
@@ -364,6 +442,33 @@ pub fn file_sha256(path: &Path) -> Result<String, PlanError> {
         })
 }
 
+/// Checks every layer record: it parses, and the blob it names is in the cache. A record
+/// whose blob is gone is reported (`pbsimage cache verify`) and removed by `cache gc`.
+pub fn verify_records(cache: &Cache) -> crate::cache::Verification {
+    let mut v = crate::cache::Verification::default();
+    for rec in cache.files_in(Bucket::Layers) {
+        if rec
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
+        v.checked += 1;
+        let layer = std::fs::read(&rec)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Layer>(&b).ok());
+        let ok = layer.is_some_and(|l| {
+            cache
+                .blob_path(l.digest.as_ref())
+                .is_ok_and(|p| p.is_file())
+        });
+        if !ok {
+            v.bad.push(rec.display().to_string());
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,31 +533,4 @@ mod tests {
                 .collect::<Vec<_>>()
         );
     }
-}
-
-/// Checks every layer record: it parses, and the blob it names is in the cache. A record
-/// whose blob is gone is reported (`pbsimage cache verify`) and removed by `cache gc`.
-pub fn verify_records(cache: &Cache) -> crate::cache::Verification {
-    let mut v = crate::cache::Verification::default();
-    for rec in cache.files_in(Bucket::Layers) {
-        if rec
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            continue;
-        }
-        v.checked += 1;
-        let layer = std::fs::read(&rec)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Layer>(&b).ok());
-        let ok = layer.is_some_and(|l| {
-            cache
-                .blob_path(l.digest.as_ref())
-                .is_ok_and(|p| p.is_file())
-        });
-        if !ok {
-            v.bad.push(rec.display().to_string());
-        }
-    }
-    v
 }

@@ -134,6 +134,18 @@ pub enum RpmError {
         /// The file concerned.
         path: PathBuf,
     },
+    /// The package file no longer hashes to the checksum it was stored under.
+    #[error("`{package}` changed in the cache since it was downloaded (`{}`): expected sha256 {expected}, got {actual}", path.display())]
+    Changed {
+        /// The file concerned.
+        path: PathBuf,
+        /// The package (`name-evr.arch`).
+        package: String,
+        /// The repository's sha256.
+        expected: String,
+        /// The file's sha256 now.
+        actual: String,
+    },
     /// The payload is malformed or disagrees with the header.
     #[error("package `{package}` (`{}`): bad payload: {message}", path.display())]
     Payload {
@@ -230,6 +242,8 @@ pub struct RpmReader {
     /// What the header says of the package.
     pub info: PackageInfo,
     payload: Box<dyn BufRead + Send>,
+    /// sha256 of the file's bytes as they are read (header and payload).
+    hash: std::sync::Arc<std::sync::Mutex<sha2::Sha256>>,
     /// Bytes of data left in the current entry, and its padding.
     pending: u64,
     pad: u64,
@@ -239,6 +253,21 @@ pub struct RpmReader {
 fn hex_field(b: &[u8], i: usize) -> Result<u32, String> {
     let s = std::str::from_utf8(&b[i * 8..i * 8 + 8]).map_err(|_| "cpio header is not ASCII")?;
     u32::from_str_radix(s, 16).map_err(|_| format!("cpio header field `{s}` is not hex"))
+}
+
+/// A file whose bytes are hashed as they are read.
+struct HashedFile {
+    file: File,
+    hash: std::sync::Arc<std::sync::Mutex<sha2::Sha256>>,
+}
+
+impl Read for HashedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.file.read(buf)?;
+        self.hash.lock().expect("not poisoned").update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// The header's file list (at most `limits::MAX_FILES`).
@@ -335,7 +364,12 @@ impl RpmReader {
         // The rpm crate trusts the counts in a header (it overflows on hostile ones).
         check_headers(BufReader::new(File::open(path).map_err(io_err)?)).map_err(header)?;
         let file = File::open(path).map_err(io_err)?;
-        let mut r = BufReader::with_capacity(256 * 1024, file);
+        let hash = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::default()));
+        let hashed = HashedFile {
+            file,
+            hash: hash.clone(),
+        };
+        let mut r = BufReader::with_capacity(256 * 1024, hashed);
         let meta = rpm::PackageMetadata::parse(&mut r).map_err(|e| header(e.to_string()))?;
         let files = file_infos(&meta).map_err(header)?;
         let info = package_info(&meta).map_err(header)?;
@@ -381,10 +415,34 @@ impl RpmReader {
             files,
             info,
             payload: Box::new(BufReader::with_capacity(256 * 1024, capped)),
+            hash,
             pending: 0,
             pad: 0,
             done: false,
         })
+    }
+
+    /// After the last entry: reads what is left of the file and checks that the whole file
+    /// hashes to `sha256` (the repository's checksum, which names it in the cache). A package
+    /// changed in the cache since it was downloaded is an error, not a layer.
+    pub fn verify_sha256(&mut self, sha256: &str) -> Result<(), RpmError> {
+        std::io::copy(&mut self.payload, &mut std::io::sink())
+            .map_err(|e| self.bad(format!("cannot read the rest of the payload: {e}")))?;
+        let got = {
+            use sha2::Digest as _;
+            let h = self.hash.lock().expect("not poisoned");
+            hex::encode(h.clone().finalize())
+        };
+        if got == sha256 {
+            Ok(())
+        } else {
+            Err(RpmError::Changed {
+                path: self.path.clone(),
+                package: format!("{}-{}.{}", self.name, self.evr, self.arch),
+                expected: sha256.to_owned(),
+                actual: got,
+            })
+        }
     }
 
     fn bad(&self, message: impl Into<String>) -> RpmError {

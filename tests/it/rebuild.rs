@@ -217,3 +217,72 @@ fn verify_finds_damage_in_every_bucket_and_gc_repairs_it() {
     let o = verify();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
+
+/// Every blob of an OCI layout hashes to its name.
+fn layout_is_sound(layout: &Path) {
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        use sha2::Digest;
+        let got = hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap()));
+        assert_eq!(got, name, "{} does not hash to its name", p.display());
+    }
+}
+
+#[test]
+fn a_cache_that_was_changed_underneath_never_reaches_an_image() {
+    let cache = tempfile::tempdir().unwrap();
+    let (d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    let l1 = d.path().join("l1");
+    let v = json(&build(&cfg, &script, &["--output", l1.to_str().unwrap()]));
+    let blobs = cache.path().join("blobs/sha256");
+    let flip = |p: &Path| {
+        let mut b = std::fs::read(p).unwrap();
+        let i = b.len() / 2;
+        b[i] ^= 0x10;
+        std::fs::write(p, &b).unwrap();
+    };
+    // A flipped byte in the cached base layer: rebuilt, and the new layout is sound.
+    let base = v["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    flip(&blobs.join(base));
+    let l2 = d.path().join("l2");
+    let again = json(&build(&cfg, &script, &["--output", l2.to_str().unwrap()]));
+    assert_eq!(again["manifest_digest"], v["manifest_digest"]);
+    assert_eq!(again["layers"][0]["cached"], false, "{again}");
+    layout_is_sound(&l2);
+    // The first layout shared the damaged inode; writing to it again repairs it.
+    json(&build(&cfg, &script, &["--output", l1.to_str().unwrap()]));
+    layout_is_sound(&l1);
+
+    // A flipped bit in a cached package whose layer must be built again: refused, naming
+    // the package; `cache gc` removes it and the next build downloads it again.
+    let rpm = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read(p).is_ok_and(|b| {
+                b.starts_with(&[0xed, 0xab, 0xee, 0xdb]) && b.windows(9).any(|w| w == b"libstdc++")
+            })
+        })
+        .expect("the cached libstdc++ package");
+    flip(&rpm);
+    std::fs::remove_dir_all(cache.path().join("layers-v1")).unwrap();
+    let o = build(&cfg, &script, &[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("libstdc++") && err.contains("changed in the cache"),
+        "{err}"
+    );
+    assert!(err.contains("cache gc"), "{err}");
+    let o = pbsimage(&["-q", "--config", cfg.to_str().unwrap(), "cache", "gc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let healed = json(&build(&cfg, &script, &[]));
+    assert_eq!(healed["manifest_digest"], v["manifest_digest"]);
+}
