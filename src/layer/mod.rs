@@ -344,6 +344,46 @@ pub fn through_dir_links(path: &str, links: &BTreeMap<String, String>) -> String
     p
 }
 
+/// The header is the truth (rpm installs what it says): a payload entry whose type, mode,
+/// size or device disagrees with the header's file list is refused.
+fn agrees_with_header(e: &Entry, info: &FileInfo) -> Result<(), String> {
+    let kind = |m: u32| m & 0o170000;
+    if kind(e.mode) != kind(info.mode) {
+        return Err(format!(
+            "the payload makes it type {:o}, the header says {:o}",
+            kind(e.mode) >> 12,
+            kind(info.mode) >> 12
+        ));
+    }
+    if e.mode & 0o7777 != info.mode & 0o7777 {
+        return Err(format!(
+            "the payload gives mode {:04o}, the header says {:04o}",
+            e.mode & 0o7777,
+            info.mode & 0o7777
+        ));
+    }
+    // Hard-link members other than the data member carry no data in the payload.
+    if kind(e.mode) == 0o100000 && e.size != 0 && e.size != info.size {
+        return Err(format!(
+            "the payload has {} bytes, the header says {}",
+            e.size, info.size
+        ));
+    }
+    if matches!(kind(e.mode), 0o020000 | 0o060000) {
+        let dev = (e.rdev_major << 8) | (e.rdev_minor & 0xff);
+        if dev != u32::from(info.rdev) {
+            return Err(format!(
+                "the payload makes it device {}:{}, the header says {}:{}",
+                e.rdev_major,
+                e.rdev_minor,
+                info.rdev >> 8,
+                info.rdev & 0xff
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A payload entry that passed [`LayerWriter::check_entry`].
 struct Checked {
     /// Its name in the payload (normalised).
@@ -539,7 +579,8 @@ impl<W: Write> LayerWriter<W> {
         c: &Checked,
     ) -> Result<(), LayerError> {
         let (rel, path, info) = (c.rel.as_str(), c.path.as_str(), &c.info);
-        let mut h = self.header(e.mode, &info.user, &info.group, &pc.pkg)?;
+        agrees_with_header(e, info).map_err(|m| pc.unsafe_(rel, m))?;
+        let mut h = self.header(info.mode, &info.user, &info.group, &pc.pkg)?;
         let special = |h: &mut tar::Header, t: tar::EntryType| {
             h.set_entry_type(t);
             h.set_size(0);

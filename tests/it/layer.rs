@@ -508,8 +508,8 @@ fn hostile_payloads_are_refused_and_nothing_escapes() {
         (
             "duplicate",
             vec![
-                ("./etc/special.conf", file, 1, 1, b"a".to_vec()),
-                ("./etc/special.conf", file, 2, 1, b"b".to_vec()),
+                ("./etc/special.conf", file, 1, 1, b"conf\n".to_vec()),
+                ("./etc/special.conf", file, 2, 1, b"conf\n".to_vec()),
             ],
             "has it twice",
         ),
@@ -523,6 +523,27 @@ fn hostile_payloads_are_refused_and_nothing_escapes() {
                 b"#!/bin/sh\n".to_vec(),
             )],
             "does not list",
+        ),
+        (
+            "setuid where the header says 0644",
+            vec![("./etc/special.conf", 0o104755, 1, 1, b"conf\n".to_vec())],
+            "the payload gives mode 4755, the header says 0644",
+        ),
+        (
+            "a device the header does not declare",
+            vec![("./etc/special.conf", 0o020644, 1, 1, b"".to_vec())],
+            "the payload makes it type 2, the header says 10",
+        ),
+        (
+            "more bytes than the header says",
+            vec![(
+                "./etc/special.conf",
+                file,
+                1,
+                1,
+                b"conf\nand more\n".to_vec(),
+            )],
+            "the header says 5",
         ),
         (
             "larger than declared",
