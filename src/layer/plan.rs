@@ -27,6 +27,21 @@ pub enum PlanError {
     /// The cache could not take it.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A package would write through a symlink that a lower layer of the image made:
+    /// extracted layer by layer, the file would land outside the image's root.
+    #[error(
+        "package `{package}` writes `{path}` through the symlink `{link}` of package `{owner}` (a lower layer)"
+    )]
+    Escape {
+        /// The package that writes through the link.
+        package: String,
+        /// The path it writes.
+        path: String,
+        /// The symlink it goes through.
+        link: String,
+        /// The package whose layer holds the symlink.
+        owner: String,
+    },
     /// A job file cannot be read.
     #[error("cannot read `{}`", path.display())]
     Io {
@@ -302,6 +317,64 @@ pub fn build_layer(
     })
 }
 
+/// The first proper prefix of `path` that is a symlink of a lower layer, and its package.
+fn first_link(
+    path: &str,
+    links: &std::collections::HashMap<String, usize>,
+) -> Option<(String, usize)> {
+    path.match_indices('/').find_map(|(i, _)| {
+        let prefix = &path[..i];
+        links.get(prefix).map(|&owner| (prefix.to_owned(), owner))
+    })
+}
+
+/// Checks every path of every layer against the symlinks of the layers below it (within a
+/// layer the writer checks): one layer's `opt/x -> /etc` and a higher layer's `opt/x/passwd`
+/// are refused, naming both packages. `job_paths` (absolute) are the job layer's, on top.
+/// Paths are taken through the layout's directory links, as the writer writes them.
+pub fn check_layer_links(
+    packages: &[LocalPackage],
+    files: &[Vec<FileInfo>],
+    planned: &[PlannedLayer],
+    dir_links: &BTreeMap<String, String>,
+    job_paths: &[&str],
+) -> Result<(), PlanError> {
+    // Symlink path → the package whose layer made it, over the layers below the current one.
+    let mut links: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for layer in planned {
+        let mut mine = Vec::new();
+        for &i in &layer.packages {
+            for f in files[i].iter().filter(|f| !f.ghost) {
+                let path = super::through_dir_links(f.path.trim_start_matches('/'), dir_links);
+                if let Some((link, owner)) = first_link(&path, &links) {
+                    return Err(PlanError::Escape {
+                        package: packages[i].nevra.clone(),
+                        link,
+                        owner: packages[owner].nevra.clone(),
+                        path,
+                    });
+                }
+                if f.mode & 0o170000 == 0o120000 {
+                    mine.push((path, i));
+                }
+            }
+        }
+        links.extend(mine);
+    }
+    for p in job_paths {
+        let path = super::through_dir_links(p.trim_start_matches('/'), dir_links);
+        if let Some((link, owner)) = first_link(&path, &links) {
+            return Err(PlanError::Escape {
+                package: "the job layer".into(),
+                link,
+                owner: packages[owner].nevra.clone(),
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `e`, unless the package file no longer hashes to its name: then that is the error.
 fn changed_or(e: LayerError, p: &LocalPackage) -> LayerError {
     if matches!(e, LayerError::Rpm(crate::rpm::RpmError::Changed { .. })) {
@@ -481,6 +554,52 @@ mod tests {
             sha256: String::new(),
             base,
         }
+    }
+
+    fn file(path: &str, mode: u32) -> FileInfo {
+        FileInfo {
+            path: path.into(),
+            mode,
+            user: "root".into(),
+            group: "root".into(),
+            size: 0,
+            linkto: (mode & 0o170000 == 0o120000).then(|| "/etc".to_owned()),
+            caps: None,
+            ghost: false,
+            rdev: 0,
+        }
+    }
+
+    #[test]
+    fn paths_through_a_lower_layers_symlink_are_refused() {
+        let p = vec![pkg("a-link", false), pkg("b-file", false)];
+        let files = vec![
+            vec![file("/opt/evil", 0o40755), file("/opt/evil/etc", 0o120777)],
+            vec![file("/opt/evil/etc/passwd", 0o100644)],
+        ];
+        let planned = plan(&p, 64);
+        let links = BTreeMap::from([("lib64".to_string(), "usr/lib64".to_string())]);
+        let err = check_layer_links(&p, &files, &planned, &links, &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("b-file") && msg.contains("opt/evil/etc/passwd") && msg.contains("a-link"),
+            "{msg}"
+        );
+        // The job layer is checked too.
+        let only_link = vec![files[0].clone(), Vec::new()];
+        let err = check_layer_links(&p, &only_link, &planned, &links, &["/opt/evil/etc/job.sh"])
+            .unwrap_err();
+        assert!(err.to_string().contains("the job layer"), "{err}");
+        // The layout's own directory links are paths rewritten, not escapes; ghosts write
+        // nothing.
+        let fine = vec![
+            vec![file("/lib64", 0o120777)],
+            vec![file("/lib64/libc.so.6", 0o100755)],
+        ];
+        check_layer_links(&p, &fine, &planned, &links, &["/pbs/job/job.sh"]).unwrap();
+        let mut ghost = files.clone();
+        ghost[0][1].ghost = true;
+        check_layer_links(&p, &ghost, &planned, &links, &[]).unwrap();
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub fn layers(
     let packages = arrived.image_packages(res);
     let library_dirs = library_dirs(ctx, &arrived)?;
     let mut job_files = job_files(&ctx.config.settings.image.job_dir, job, needs);
+    let dests: Vec<&str> = job_files.iter().map(|f| f.dest.as_str()).collect();
+    arrived.check_job_paths(&dests)?;
     job_files.push(JobFile {
         dest: "/var/lib/rpmmanifest/container-manifest-2".into(),
         mode: 0o644,
@@ -90,6 +92,7 @@ pub fn layers(
 /// The packages as they landed: files, headers, and the options their layers used.
 struct Arrived {
     locals: Vec<LocalPackage>,
+    planned: Vec<PlannedLayer>,
     files: Vec<Vec<FileInfo>>,
     infos: Vec<Option<PackageInfo>>,
     options: LayerOptions,
@@ -97,6 +100,18 @@ struct Arrived {
 }
 
 impl Arrived {
+    /// Every layer's paths, the job layer's included, against the symlinks of the layers
+    /// below.
+    fn check_job_paths(&self, dests: &[&str]) -> Result<(), OpsError> {
+        Ok(plan::check_layer_links(
+            &self.locals,
+            &self.files,
+            &self.planned,
+            &self.options.dir_links,
+            dests,
+        )?)
+    }
+
     /// Every package in the image, with its header's data, RPM digest and repository.
     fn image_packages(&self, res: &Resolution) -> Vec<ImagePackage> {
         self.infos
@@ -277,12 +292,14 @@ impl<'c> Scheduler<'c> {
             return Err(e.into());
         }
         let files: Vec<Vec<FileInfo>> = files.into_iter().map(Option::unwrap_or_default).collect();
+        let options = options.expect("set once every package arrived");
         let conflicts = plan::conflicts(&locals, &files, &planned);
         let arrived = Arrived {
+            planned,
             locals,
             files,
             infos,
-            options: options.expect("set once every package arrived"),
+            options,
             conflicts,
         };
         Ok((built.into_iter().flatten().collect(), arrived))

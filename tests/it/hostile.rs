@@ -209,3 +209,100 @@ fn credentials_in_push_targets_are_refused_and_never_echoed() {
         "{all}"
     );
 }
+
+/// Builds the spec texts with rpmbuild into a createrepo_c repository in `dir`.
+fn rpm_repo(dir: &Path, specs: &[(&str, &str)]) -> std::path::PathBuf {
+    require("rpmbuild", "rpm");
+    require("createrepo_c", "createrepo-c");
+    let top = dir.join("build");
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for (name, text) in specs {
+        let spec = dir.join(format!("{name}.spec"));
+        write(&spec, text);
+        run_ok(Command::new("rpmbuild").args([
+            "--quiet",
+            "-bb",
+            "--define",
+            &format!("_topdir {}", top.display()),
+            spec.to_str().unwrap(),
+        ]));
+    }
+    for e in walkdir(&top.join("RPMS")) {
+        std::fs::copy(&e, repo.join(e.file_name().unwrap())).unwrap();
+    }
+    run_ok(Command::new("createrepo_c").arg("--quiet").arg(&repo));
+    repo
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_symlink_in_a_lower_layer_cannot_be_written_through() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = |name: &str, install: &str, files: &str| {
+        format!(
+            "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: escape fixture\nLicense: CC0\n\
+             BuildArch: noarch\n%description\nFixture.\n%install\n{install}\n%files\n{files}\n"
+        )
+    };
+    let link = spec(
+        "fx-escape-a-link",
+        "mkdir -p %{buildroot}/opt/fx-escape\nln -s /etc %{buildroot}/opt/fx-escape/etc",
+        "/opt/fx-escape",
+    );
+    let file = spec(
+        "fx-escape-b-file",
+        "mkdir -p %{buildroot}/opt/fx-escape/etc\necho pwned > %{buildroot}/opt/fx-escape/etc/fx-escape.conf",
+        "/opt/fx-escape/etc/fx-escape.conf",
+    );
+    let repo = rpm_repo(d.path(), &[("link", &link), ("file", &file)]);
+    let cache = d.path().join("cache");
+    let cfg = d.path().join("pipeline.toml");
+    write(
+        &cfg,
+        &repo_config(
+            &[
+                (
+                    "fixture",
+                    format!("file://{}", fixture_repos().join("main").display()),
+                ),
+                ("escape", format!("file://{}", repo.display())),
+            ],
+            &cache,
+            &format!("{BASE}[needs]\nextra = [\"fx-escape-a-link\", \"fx-escape-b-file\"]\n"),
+        ),
+    );
+    let job = d.path().join("job.sh");
+    write(&job, "#!/bin/sh\n#PBS -N escape\ncat /etc/hostname\n");
+    let out = d.path().join("layout");
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "build",
+        "--output",
+        out.to_str().unwrap(),
+        job.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("fx-escape-b-file")
+            && err.contains("opt/fx-escape/etc/fx-escape.conf")
+            && err.contains("fx-escape-a-link"),
+        "{err}"
+    );
+    // No image was written.
+    assert!(!out.join("index.json").exists());
+}
