@@ -9,6 +9,7 @@
 mod bucket;
 pub use bucket::Bucket;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,10 @@ pub enum CacheError {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// This process's liveness lock (`locks/proc-<pid>.lock`, held shared for the process's
+    /// life), taken when it first writes a temporary file: how `sweep` tells the
+    /// temporaries of killed processes from those still being written.
+    alive: std::sync::Arc<std::sync::OnceLock<Option<FileLock>>>,
 }
 
 /// Validates `s` as one path segment: 1–200 of `[A-Za-z0-9._:+-]`, not starting with `.`.
@@ -71,6 +76,7 @@ pub fn sha256_hex(digest: &str) -> Result<&str, CacheError> {
 }
 
 /// An exclusive cross-process lock (flock), released when dropped.
+#[derive(Debug)]
 pub struct FileLock {
     _file: std::fs::File,
 }
@@ -108,7 +114,40 @@ pub struct Collected {
 impl Cache {
     /// A cache rooted at `root` (created lazily, bucket by bucket).
     pub fn new(root: impl Into<PathBuf>) -> Cache {
-        Cache { root: root.into() }
+        Cache {
+            root: root.into(),
+            alive: std::sync::Arc::default(),
+        }
+    }
+
+    /// The prefix of this process's temporary files, after registering it as alive.
+    fn temp_prefix(&self) -> String {
+        self.alive.get_or_init(|| {
+            let pid = std::process::id();
+            let dir = self.bucket(Bucket::Locks).ok()?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("proc-{pid}.lock")))
+                .ok()?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared).ok()?;
+            Some(FileLock { _file: file })
+        });
+        format!(".tmp-{}-", std::process::id())
+    }
+
+    /// Whether the process that wrote temporaries as `pid` is gone: its liveness lock exists
+    /// and nobody holds it. Unknown (no lock file: an older version, or a process that never
+    /// registered) is not gone.
+    fn owner_gone(&self, pid: u32) -> bool {
+        let path = self
+            .bucket_path(Bucket::Locks)
+            .join(format!("proc-{pid}.lock"));
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
+            return false;
+        };
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
     }
 
     /// The directory of a bucket, created if missing.
@@ -162,9 +201,12 @@ impl Cache {
         Ok(FileLock { _file: file })
     }
 
-    /// Removes temporary files older than `age` (left by killed processes).
+    /// Removes temporary files left by killed processes: those of a process whose liveness
+    /// lock nobody holds any more, at once; others (an older version's, or unregistered)
+    /// once older than `age`.
     pub fn sweep(&self, age: std::time::Duration) -> usize {
         let mut removed = 0;
+        let mut gone: BTreeMap<u32, bool> = BTreeMap::new();
         let mut stack = vec![self.root.clone()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -172,15 +214,34 @@ impl Cache {
                 let Ok(m) = e.metadata() else { continue };
                 if m.is_dir() {
                     stack.push(p);
-                } else if e.file_name().to_string_lossy().starts_with(".tmp-")
-                    && m.modified()
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|a| a > age)
-                    && std::fs::remove_file(&p).is_ok()
-                {
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(".tmp-") else {
+                    continue;
+                };
+                let pid = rest
+                    .split_once('-')
+                    .and_then(|(pid, _)| pid.parse::<u32>().ok());
+                let dead =
+                    pid.is_some_and(|pid| *gone.entry(pid).or_insert_with(|| self.owner_gone(pid)));
+                let old = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|a| a > age);
+                if (dead || old) && std::fs::remove_file(&p).is_ok() {
                     removed += 1;
                 }
+            }
+        }
+        // The liveness locks of processes that are gone.
+        for (pid, dead) in gone {
+            if dead {
+                let _ = std::fs::remove_file(
+                    self.bucket_path(Bucket::Locks)
+                        .join(format!("proc-{pid}.lock")),
+                );
             }
         }
         removed
@@ -279,10 +340,7 @@ impl Cache {
         bytes: &[u8],
     ) -> Result<PathBuf, CacheError> {
         let dest = dir.join(path_segment(name)?);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(io(dir))?;
+        let mut tmp = self.temp_in(dir)?;
         tmp.write_all(bytes).map_err(io(tmp.path()))?;
 
         tmp.persist(&dest).map_err(|e| CacheError::Io {
@@ -295,7 +353,7 @@ impl Cache {
     /// A temporary file in `dir`, to be persisted under its final name after verification.
     pub fn temp_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, CacheError> {
         tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(&self.temp_prefix())
             .tempfile_in(dir)
             .map_err(io(dir))
     }

@@ -286,3 +286,34 @@ fn a_cache_that_was_changed_underneath_never_reaches_an_image() {
     let healed = json(&build(&cfg, &script, &[]));
     assert_eq!(healed["manifest_digest"], v["manifest_digest"]);
 }
+
+#[test]
+fn temporaries_of_killed_processes_are_swept_at_once_and_live_ones_kept() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    json(&build(&cfg, &script, &[]));
+    let blobs = cache.path().join("blobs/sha256");
+    let locks = cache.path().join("locks");
+    // A process that was killed: its liveness lock is there, nobody holds it.
+    std::fs::write(locks.join("proc-4000001.lock"), b"").unwrap();
+    std::fs::write(blobs.join(".tmp-4000001-abcdef"), vec![0u8; 1 << 20]).unwrap();
+    // A process still writing: its lock is held (here, by this test).
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(locks.join("proc-4000002.lock"))
+        .unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockShared).unwrap();
+    std::fs::write(blobs.join(".tmp-4000002-fedcba"), b"in progress").unwrap();
+    // The next build sweeps the dead one's file, not the live one's.
+    json(&build(&cfg, &script, &[]));
+    assert!(!blobs.join(".tmp-4000001-abcdef").exists());
+    assert!(!locks.join("proc-4000001.lock").exists());
+    assert!(blobs.join(".tmp-4000002-fedcba").exists());
+    // Once that process is gone too, `cache gc` sweeps it.
+    drop(held);
+    let o = pbsimage(&["-q", "--config", cfg.to_str().unwrap(), "cache", "gc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!blobs.join(".tmp-4000002-fedcba").exists());
+}
