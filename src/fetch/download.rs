@@ -28,6 +28,12 @@ pub struct Download {
     pub size: u64,
 }
 
+/// The most bytes a package download may bring: its declared size (primary.xml's
+/// `<size package=…>`), or a generous bound when the metadata declares none.
+fn declared_limit(size: u64) -> u64 {
+    if size == 0 { 64 << 30 } else { size }
+}
+
 /// Checks that a `file://` URL, symlinks resolved, names a file inside its repository's
 /// `file://` base (other URLs pass: their servers map paths, and hrefs were checked).
 fn inside_base(url: &str, base: Option<&str>) -> Result<(), String> {
@@ -206,7 +212,12 @@ impl Downloader<'_> {
         let mut attempt = 0;
         let hashes = loop {
             match self
-                .stream_into(url, tmp.as_file_mut(), d.checksum.algo)
+                .stream_into(
+                    url,
+                    tmp.as_file_mut(),
+                    d.checksum.algo,
+                    declared_limit(d.size),
+                )
                 .await
             {
                 Ok(h) => break h,
@@ -243,17 +254,30 @@ impl Downloader<'_> {
         url: &str,
         file: &mut std::fs::File,
         algo: Algo,
+        limit: u64,
     ) -> Result<Hashes, FetchError> {
         let safe = || SafeUrl(url.to_owned());
         let io = |source: std::io::Error| FetchError::File {
             url: safe(),
             source,
         };
+        let too_large = || FetchError::TooLarge { url: safe(), limit };
         let mut hashes = Hashes::new(algo);
         if let Some(path) = file_path(url) {
             file.set_len(0).map_err(io)?;
             file.rewind().map_err(io)?;
-            let mut src = std::fs::File::open(&path).map_err(io)?;
+            let src = crate::cache::open_nonblocking(&path).map_err(io)?;
+            let meta = src.metadata().map_err(io)?;
+            if !meta.is_file() {
+                return Err(FetchError::File {
+                    url: safe(),
+                    source: std::io::Error::other("not a regular file"),
+                });
+            }
+            if meta.len() > limit {
+                return Err(too_large());
+            }
+            let mut src = src.take(limit + 1);
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let n = src.read(&mut buf).map_err(io)?;
@@ -275,6 +299,12 @@ impl Downloader<'_> {
             message: e.to_string(),
         })?;
         let status = resp.status().as_u16();
+        if resp
+            .content_length()
+            .is_some_and(|n| n.saturating_add(if status == 206 { have } else { 0 }) > limit)
+        {
+            return Err(too_large());
+        }
         let resumed = have > 0
             && status == 206
             && resp
@@ -310,12 +340,17 @@ impl Downloader<'_> {
                 });
             }
         }
+        let mut written = if resumed { have } else { 0 };
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| FetchError::Transport {
                 url: safe(),
                 message: e.to_string(),
             })?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(too_large());
+            }
             hashes.update(&chunk);
             file.write_all(&chunk).map_err(io)?;
         }

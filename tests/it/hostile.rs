@@ -306,3 +306,56 @@ fn a_symlink_in_a_lower_layer_cannot_be_written_through() {
     // No image was written.
     assert!(!out.join("index.json").exists());
 }
+
+#[test]
+fn package_downloads_stop_at_their_declared_size() {
+    use std::sync::atomic::Ordering;
+    // Over HTTP: an endless body without Content-Length.
+    let repo = crate::http::Server::serve(&fixture_repos().join("main"));
+    *repo.faults.target.lock().unwrap() = "libstdc++".into();
+    repo.faults.endless.store(true, Ordering::SeqCst);
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at(&repo.url(""), cache.path());
+    let (o, rss) = with_peak_rss(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        script.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("libstdc++") && err.contains("larger than the limit"),
+        "{err}"
+    );
+    assert!(rss < 150, "peak RSS {rss} MiB");
+    // Nothing of it stayed in the cache.
+    let big: Vec<_> = std::fs::read_dir(cache.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.metadata().unwrap().len() > 64 << 20)
+        .collect();
+    assert!(big.is_empty(), "{big:?}");
+
+    // From file://: a package larger than its metadata says.
+    let d = tempfile::tempdir().unwrap();
+    crate::repo::copy_dir(&fixture_repos().join("main"), d.path());
+    let lib = find_prefixed(d.path(), "libstdc++-");
+    let mut b = std::fs::read(&lib).unwrap();
+    b.extend(vec![0u8; 4096]);
+    std::fs::write(&lib, b).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(d.path(), cache.path());
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        script.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("libstdc++") && err.contains("larger than the limit"),
+        "{err}"
+    );
+}

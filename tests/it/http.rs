@@ -27,6 +27,9 @@ pub struct Faults {
     pub ignore_range: AtomicBool,
     /// Hold answers back until this is cleared.
     pub hold: AtomicBool,
+    /// Answer with an endless body and no Content-Length (stops after 256 MiB, or when the
+    /// client hangs up).
+    pub endless: AtomicBool,
 }
 
 impl Server {
@@ -122,6 +125,16 @@ fn handle(s: TcpStream, root: &Path, log: &Mutex<Vec<String>>, faults: &Faults) 
         let _ = s.write_all(
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
+        return;
+    }
+    if targeted && faults.endless.load(Ordering::SeqCst) {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+        }
         return;
     }
     let mut body = Vec::new();
