@@ -42,6 +42,19 @@ pub enum PlanError {
         /// The package whose layer holds the symlink.
         owner: String,
     },
+    /// A package cannot be read or layered.
+    #[error("package `{package}` from repo `{repo}` ({url})")]
+    Package {
+        /// `name-evr.arch`.
+        package: String,
+        /// The repository id.
+        repo: String,
+        /// Where it was fetched from.
+        url: crate::fetch::SafeUrl,
+        /// What is wrong with it.
+        #[source]
+        source: Box<LayerError>,
+    },
     /// A job file cannot be read.
     #[error("cannot read `{}`", path.display())]
     Io {
@@ -51,6 +64,32 @@ pub enum PlanError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The hint for a package changed in the cache.
+const CHANGED: &str = "something changed the cache: `pbsimage cache gc` removes damaged \
+                       entries (the package is downloaded again by the next build)";
+
+impl crate::hint::Hint for PlanError {
+    fn hint(&self) -> Option<String> {
+        use crate::rpm::RpmError;
+        let changed = |e: &LayerError| matches!(e, LayerError::Rpm(RpmError::Changed { .. }));
+        match self {
+            PlanError::Layer(e) if changed(e) => Some(CHANGED.into()),
+            PlanError::Package { source, .. } if changed(source) => Some(CHANGED.into()),
+            PlanError::Package { .. } => Some(
+                "the repository serves a package pbsimage cannot use; check it with `rpm -K` \
+                 and `rpm -qlvp`, or leave it out"
+                    .into(),
+            ),
+            PlanError::Escape { .. } => Some(
+                "the two packages cannot share an image as layers; report it to their \
+                 packagers, or leave one out"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// A package ready to be layered.
@@ -66,6 +105,22 @@ pub struct LocalPackage {
     pub sha256: String,
     /// Part of the shared base layer.
     pub base: bool,
+    /// The repository it came from.
+    pub repo: String,
+    /// The URL it was fetched from (its repository's first base URL and its href).
+    pub url: String,
+}
+
+impl LocalPackage {
+    /// `err` about this package, with the package, its repository and URL on top.
+    pub fn error(&self, err: impl Into<LayerError>) -> PlanError {
+        PlanError::Package {
+            package: self.nevra.clone(),
+            repo: self.repo.clone(),
+            url: crate::fetch::SafeUrl(self.url.clone()),
+            source: Box::new(err.into()),
+        }
+    }
 }
 
 /// One planned layer: indexes into the package list, in write order.
@@ -292,7 +347,7 @@ pub fn build_layer(
                 r.verify_sha256(&p.sha256).map_err(LayerError::from)
             });
         if let Err(e) = added {
-            return Err(changed_or(e, p).into());
+            return Err(p.error(changed_or(e, p)));
         }
     }
     let (layer, path) = store(cache, w)?;
@@ -553,6 +608,8 @@ mod tests {
             path: PathBuf::new(),
             sha256: String::new(),
             base,
+            repo: "r".into(),
+            url: format!("file:///r/{name}.rpm"),
         }
     }
 

@@ -161,6 +161,8 @@ impl<'c> Scheduler<'c> {
                 path: PathBuf::new(),
                 sha256: String::new(),
                 base: p.base,
+                repo: p.repo.clone(),
+                url: crate::repo::join_url(&p.base_url, &p.href),
             })
             .collect();
         let max = ctx.config.settings.image.max_layers;
@@ -195,7 +197,7 @@ impl<'c> Scheduler<'c> {
             .unwrap_or_default();
         self.locals[i].path = path;
         let reader = crate::rpm::RpmReader::open(&self.locals[i].path)
-            .map_err(crate::layer::LayerError::from)?;
+            .map_err(|e| self.locals[i].error(e))?;
         self.files[i] = Some(reader.files);
         self.infos[i] = Some(reader.info);
         if self.options.is_none() && self.layout.iter().all(|&j| self.files[j].is_some()) {

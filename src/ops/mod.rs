@@ -149,13 +149,7 @@ impl Hint for OpsError {
                 path.display(),
                 path.display()
             )),
-            OpsError::Plan(crate::layer::plan::PlanError::Layer(
-                crate::layer::LayerError::Rpm(crate::rpm::RpmError::Changed { .. }),
-            )) => Some(
-                "something changed the cache: `pbsimage cache gc` removes damaged entries (the \
-                 package is downloaded again by the next build)"
-                    .into(),
-            ),
+            OpsError::Plan(e) => e.hint(),
             OpsError::Reference(_) => Some(
                 "references look like registry.example.org/pbs/fib@sha256:<64 hex digits>; check \
                  [image] repository"

@@ -359,3 +359,40 @@ fn package_downloads_stop_at_their_declared_size() {
         "{err}"
     );
 }
+
+#[test]
+fn a_bad_package_is_named_with_its_repository_and_url() {
+    let cache = tempfile::tempdir().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("pipeline.toml");
+    let url = format!("file://{}", fixture_repos().join("main").display());
+    write(
+        &cfg,
+        &repo_config(
+            &[("fixture", url.clone())],
+            cache.path(),
+            &format!("{BASE}[needs]\nextra = [\"special-lz\"]\n"),
+        ),
+    );
+    let job = d.path().join("job.sh");
+    write(&job, "#!/bin/sh\n#PBS -N lz\nhostname\n");
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        job.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let first = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        first.contains("package `special-lz-1.0-1.fx.x86_64`")
+            && first.contains("repo `fixture`")
+            && first.contains(&url),
+        "{err}"
+    );
+    assert!(err.contains("lzma"), "{err}");
+}
