@@ -102,3 +102,66 @@ proptest! {
         prop_assert_eq!(kubelet_expand(got.value.as_deref().unwrap()), value);
     }
 }
+
+/// The fixture repository's real metadata files, decompressed: (repomd, primary, filelists).
+fn real_metadata() -> &'static (Vec<u8>, Vec<u8>, Vec<u8>) {
+    static M: std::sync::OnceLock<(Vec<u8>, Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        use std::io::Read as _;
+        let dir = crate::common::fixture_repos().join("main/repodata");
+        let read_gz = |suffix: &str| {
+            let p = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().ends_with(suffix))
+                .unwrap();
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(p).unwrap())
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        (
+            std::fs::read(dir.join("repomd.xml")).unwrap(),
+            read_gz("primary.xml.gz"),
+            read_gz("filelists.xml.gz"),
+        )
+    })
+}
+
+/// `base` with `edits` applied: (position, byte) overwrites, then a cut at `cut`.
+fn mutate(base: &[u8], edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+    let mut b = base.to_vec();
+    for &(pos, byte) in edits {
+        let i = pos % b.len().max(1);
+        if let Some(x) = b.get_mut(i) {
+            *x = byte;
+        }
+    }
+    b.truncate(cut % (b.len() + 1));
+    b
+}
+
+proptest! {
+    // A bounded corpus run in CI (cargo-fuzz targets for the same readers are in fuzz/).
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn mutated_metadata_never_panics(
+        edits in proptest::collection::vec((any::<usize>(), prop_oneof![
+            Just(b'<'), Just(b'>'), Just(b'&'), Just(b'"'), Just(0u8), Just(b'/'), any::<u8>()
+        ]), 0..8),
+        cut in any::<usize>(),
+    ) {
+        use pbsimage::repo::metadata;
+        let (repomd, primary, filelists) = real_metadata();
+        let _ = metadata::Repomd::parse(&mutate(repomd, &edits, cut)[..]);
+        let mut n = 0usize;
+        let _ = metadata::parse_primary(&mutate(primary, &edits, cut)[..], |_| {
+            n += 1;
+            Ok(())
+        });
+        prop_assert!(n < 100_000);
+        let _ = metadata::parse_filelists(&mutate(filelists, &edits, cut)[..], |_, _| {});
+    }
+}
