@@ -224,86 +224,104 @@ struct Shape {
     ppn: u32,
 }
 
+/// Nodes, cpus, GPUs, memory per chunk, slots per node and total slots of a job's shape.
+type ShapeParts = (u32, u32, u32, Option<u64>, Vec<u32>, u32);
+
+/// The shape of a PBS Pro `select=` request: one pod per chunk, the largest chunk's resources.
+fn select_shape(
+    sel: &crate::job::resources::Select,
+    top_gpus: u32,
+    warnings: &mut Vec<String>,
+) -> ShapeParts {
+    let per: Vec<u32> = sel
+        .chunks
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c.mpiprocs.or(c.ncpus).unwrap_or(1), c.count as usize))
+        .collect();
+    let cpus = sel
+        .chunks
+        .iter()
+        .map(|c| c.ncpus.unwrap_or(1))
+        .max()
+        .unwrap_or(1);
+    let gpus = sel
+        .chunks
+        .iter()
+        .map(|c| c.ngpus.unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let mem = sel
+        .chunks
+        .iter()
+        .filter_map(|c| c.mem)
+        .map(|m| m.bytes())
+        .max();
+    if sel.chunks.len() > 1 {
+        warnings.push("select chunks differ: every pod gets the largest chunk's resources".into());
+    }
+    if sel.chunks.iter().any(|c| !c.other.is_empty()) {
+        warnings.push("select chunk resources other than ncpus, mem, ngpus, mpiprocs and ompthreads are not mapped".into());
+    }
+    (
+        sel.node_count(),
+        cpus,
+        gpus.max(top_gpus),
+        mem,
+        per,
+        sel.slots(),
+    )
+}
+
+/// The shape of a TORQUE `nodes=` request: one pod per node, the largest group's resources.
+fn nodes_shape(
+    n: &crate::job::resources::NodeSpec,
+    top_gpus: u32,
+    procs_given: bool,
+    warnings: &mut Vec<String>,
+) -> ShapeParts {
+    let per: Vec<u32> = n
+        .groups
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(g.ppn, g.count as usize))
+        .collect();
+    let cpus = n.groups.iter().map(|g| g.ppn).max().unwrap_or(1);
+    let gpus = n.groups.iter().map(|g| g.gpus).max().unwrap_or(0);
+    if n.groups.len() > 1
+        && n.groups
+            .windows(2)
+            .any(|w| w[0].ppn != w[1].ppn || w[0].gpus != w[1].gpus)
+    {
+        warnings.push("node groups differ: every pod gets the largest group's resources".into());
+    }
+    if n.groups
+        .iter()
+        .any(|g| g.host.is_some() || !g.properties.is_empty())
+    {
+        warnings.push(
+            "node host names and properties in nodes= are not mapped; use queue node selectors"
+                .into(),
+        );
+    }
+    if procs_given {
+        warnings.push("procs is ignored when nodes is given".into());
+    }
+    (
+        n.node_count(),
+        cpus,
+        gpus.max(top_gpus),
+        None,
+        per,
+        n.slots(),
+    )
+}
+
 fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Result<Shape, KubeError> {
     let r = &job.resources;
     let top_gpus = r.ngpus.unwrap_or(0);
     let (nodes, cpus, gpus, chunk_mem, ppn_list, np) = if let Some(sel) = &r.select {
-        let per: Vec<u32> = sel
-            .chunks
-            .iter()
-            .flat_map(|c| {
-                std::iter::repeat_n(c.mpiprocs.or(c.ncpus).unwrap_or(1), c.count as usize)
-            })
-            .collect();
-        let cpus = sel
-            .chunks
-            .iter()
-            .map(|c| c.ncpus.unwrap_or(1))
-            .max()
-            .unwrap_or(1);
-        let gpus = sel
-            .chunks
-            .iter()
-            .map(|c| c.ngpus.unwrap_or(0))
-            .max()
-            .unwrap_or(0);
-        let mem = sel
-            .chunks
-            .iter()
-            .filter_map(|c| c.mem)
-            .map(|m| m.bytes())
-            .max();
-        if sel.chunks.len() > 1 {
-            warnings
-                .push("select chunks differ: every pod gets the largest chunk's resources".into());
-        }
-        if sel.chunks.iter().any(|c| !c.other.is_empty()) {
-            warnings.push("select chunk resources other than ncpus, mem, ngpus, mpiprocs and ompthreads are not mapped".into());
-        }
-        (
-            sel.node_count(),
-            cpus,
-            gpus.max(top_gpus),
-            mem,
-            per,
-            sel.slots(),
-        )
+        select_shape(sel, top_gpus, warnings)
     } else if let Some(n) = &r.nodes {
-        let per: Vec<u32> = n
-            .groups
-            .iter()
-            .flat_map(|g| std::iter::repeat_n(g.ppn, g.count as usize))
-            .collect();
-        let cpus = n.groups.iter().map(|g| g.ppn).max().unwrap_or(1);
-        let gpus = n.groups.iter().map(|g| g.gpus).max().unwrap_or(0);
-        if n.groups.len() > 1
-            && n.groups
-                .windows(2)
-                .any(|w| w[0].ppn != w[1].ppn || w[0].gpus != w[1].gpus)
-        {
-            warnings
-                .push("node groups differ: every pod gets the largest group's resources".into());
-        }
-        if n.groups
-            .iter()
-            .any(|g| g.host.is_some() || !g.properties.is_empty())
-        {
-            warnings.push(
-                "node host names and properties in nodes= are not mapped; use queue node selectors"
-                    .into(),
-            );
-        }
-        if r.procs.is_some() {
-            warnings.push("procs is ignored when nodes is given".into());
-        }
-        (
-            n.node_count(),
-            cpus,
-            gpus.max(top_gpus),
-            None,
-            per,
-            n.slots(),
-        )
+        nodes_shape(n, top_gpus, r.procs.is_some(), warnings)
     } else {
         let cpus = r.procs.or(r.ncpus).unwrap_or(1);
         (1, cpus, top_gpus, None, vec![cpus], cpus)
