@@ -334,6 +334,20 @@ pub fn check_href(
     Ok(())
 }
 
+/// The most bytes a metadata download may bring: repomd.xml's `<size>` for the record, else
+/// the configured cap.
+fn download_cap(rec: &RepomdRecord, max: u64) -> u64 {
+    rec.size.map_or(max, |s| s.min(max))
+}
+
+/// The most bytes a metadata file may decompress to: repomd.xml's `<open-size>` with an
+/// eighth and a mebibyte of headroom, else the configured cap.
+fn open_cap(rec: &RepomdRecord, max: u64) -> u64 {
+    rec.open_size.map_or(max, |o| {
+        o.saturating_add(o / 8).saturating_add(1 << 20).min(max)
+    })
+}
+
 /// What building a repository's index needs, moved to a blocking thread.
 struct IndexInput {
     repo: String,
@@ -347,7 +361,10 @@ struct IndexInput {
     body: Vec<u8>,
     /// modules.yaml: its record, URL and bytes.
     modules: Option<(RepomdRecord, String, Vec<u8>)>,
+    /// The decompressed size primary.xml may have.
     cap: u64,
+    /// The configured cap on any metadata file.
+    max: u64,
 }
 
 /// Parses primary.xml (every href checked) and modules.yaml, and builds the index.
@@ -372,8 +389,8 @@ fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
     let modules = match &i.modules {
         Some((rec, murl, mbody)) => {
             let mut text = String::new();
-            let mut r =
-                decompress::open(&mbody[..], &rec.href, i.cap).map_err(|m| meta(murl, m))?;
+            let mut r = decompress::open(&mbody[..], &rec.href, open_cap(rec, i.max))
+                .map_err(|m| meta(murl, m))?;
             std::io::Read::read_to_string(&mut r, &mut text)
                 .map_err(|e| meta(murl, e.to_string()))?;
             Some(ModuleIndex::parse(&text).map_err(|m| meta(murl, m))?)
@@ -622,7 +639,8 @@ impl RepoLoader<'_> {
             filelists: md.record("filelists").cloned(),
             body,
             modules,
-            cap: self.max_metadata_bytes,
+            cap: open_cap(primary, self.max_metadata_bytes),
+            max: self.max_metadata_bytes,
         };
         tokio::task::spawn_blocking(move || build_index(input))
             .await
@@ -644,7 +662,7 @@ impl RepoLoader<'_> {
         let t = std::time::Instant::now();
         let body = self.fetch_verified(src, mirror, mirrors, rec).await?;
         let (cap, href, url, repo) = (
-            self.max_metadata_bytes,
+            open_cap(rec, self.max_metadata_bytes),
             rec.href.clone(),
             record_url(mirror, rec),
             src.id.clone(),
@@ -716,7 +734,11 @@ impl RepoLoader<'_> {
         let url = record_url(mirror, rec);
         let body = self
             .transport
-            .get_bytes_with(&url, self.max_metadata_bytes, src.sslverify)
+            .get_bytes_with(
+                &url,
+                download_cap(rec, self.max_metadata_bytes),
+                src.sslverify,
+            )
             .await
             .map_err(|source| RepoError::Fetch {
                 repo: src.id.clone(),

@@ -21,14 +21,60 @@ pub(crate) enum Ev<'b> {
     Eof,
 }
 
+/// The longest run of bytes without a `<` or `>`: one tag or one text node. Real metadata's
+/// longest are descriptions and changelogs, kilobytes; anything longer is refused before it is
+/// held in memory.
+pub(crate) const MAX_RUN: usize = 4 << 20;
+
+/// A reader that fails once more than [`MAX_RUN`] bytes pass without markup.
+pub(crate) struct Bounded<R> {
+    inner: R,
+    run: usize,
+}
+
+impl<R: BufRead> std::io::Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = avail.len().min(buf.len());
+            buf[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Bounded<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.run > MAX_RUN {
+            return Err(std::io::Error::other(format!(
+                "an element or text node is longer than {MAX_RUN} bytes"
+            )));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        if let Ok(avail) = self.inner.fill_buf() {
+            let seen = &avail[..amt.min(avail.len())];
+            self.run = match seen.iter().rposition(|&b| b == b'<' || b == b'>') {
+                Some(i) => seen.len() - 1 - i,
+                None => self.run + seen.len(),
+            };
+        }
+        self.inner.consume(amt);
+    }
+}
+
 pub(crate) struct XmlStream<R: BufRead> {
-    reader: Reader<R>,
+    reader: Reader<Bounded<R>>,
     buf: Vec<u8>,
 }
 
 impl<R: BufRead> XmlStream<R> {
     pub(crate) fn new(r: R) -> Self {
-        let mut reader = Reader::from_reader(r);
+        let mut reader = Reader::from_reader(Bounded { inner: r, run: 0 });
         let c = reader.config_mut();
         c.check_end_names = true;
         c.expand_empty_elements = false;

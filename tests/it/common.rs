@@ -288,3 +288,30 @@ pub fn kubelet_expand(v: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Runs `pbsimage args` under a Python parent whose only child it is, so that
+/// `RUSAGE_CHILDREN` is exactly its peak RSS. Returns (output, peak RSS in MiB).
+pub fn with_peak_rss(args: &[&str]) -> (std::process::Output, u64) {
+    let script = "import resource,subprocess,sys\n\
+        r = subprocess.run(sys.argv[1:], capture_output=True, timeout=120)\n\
+        sys.stdout.buffer.write(r.stdout)\n\
+        sys.stderr.buffer.write(r.stderr)\n\
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+        sys.exit(r.returncode)\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_pbsimage"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("PBSIMAGE_CONFIG")
+        .output()
+        .expect("python3 runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let kib: u64 = err
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS line in {err}"));
+    (out, kib / 1024)
+}

@@ -295,3 +295,95 @@ fn tempered_with_symlink() -> (tempfile::TempDir, tempfile::TempDir) {
     std::os::unix::fs::symlink(&sentinel, &bash).unwrap();
     (repo, outside)
 }
+
+#[test]
+fn metadata_bombs_are_refused_in_bounded_memory() {
+    // (case, primary.xml text, whether repomd keeps its <open-size>)
+    let blanks = |n: usize| {
+        let mut t = String::from(
+            "<?xml version=\"1.0\"?>\n<metadata xmlns=\"http://linux.duke.edu/metadata/common\" packages=\"0\">",
+        );
+        t.push_str(&" ".repeat(n));
+        t.push_str("</metadata>\n");
+        t
+    };
+    let text_node = |n: usize| {
+        let mut t = String::from(
+            "<?xml version=\"1.0\"?>\n<metadata packages=\"1\"><package type=\"rpm\"><name>",
+        );
+        t.push_str(&"a".repeat(n));
+        t.push_str("</name></package></metadata>\n");
+        t
+    };
+    let cases: Vec<(&str, String, bool, &str)> = vec![
+        (
+            "blanks past <open-size>",
+            blanks(16 << 20),
+            true,
+            "exceeds the limit",
+        ),
+        (
+            "blanks, no <open-size>",
+            blanks(16 << 20),
+            false,
+            "longer than",
+        ),
+        (
+            "one huge text node",
+            text_node(16 << 20),
+            false,
+            "longer than",
+        ),
+    ];
+    for (case, text, keep_open_size, says) in cases {
+        let (repo, primary) = tampered_repo();
+        let body = gz(text.as_bytes());
+        replace_primary(repo.path(), &primary, "bomb-primary.xml.gz", &body);
+        // The record's <size> is the bomb's own: only the decompressed side is absurd.
+        let p = repo.path().join("repodata/repomd.xml");
+        let t = std::fs::read_to_string(&p).unwrap();
+        let at = t.find("bomb-primary").unwrap();
+        let (head, tail) = t.split_at(at);
+        let start = tail.find("<size>").unwrap();
+        let end = tail.find("</size>").unwrap();
+        let fixed = format!(
+            "{head}{}<size>{}{}",
+            &tail[..start],
+            body.len(),
+            &tail[end..]
+        );
+        std::fs::write(&p, fixed).unwrap();
+        if !keep_open_size {
+            let p = repo.path().join("repodata/repomd.xml");
+            let t = std::fs::read_to_string(&p).unwrap();
+            let cut: String = t
+                .lines()
+                .filter(|l| !(l.contains("<open-size>") && t.contains("bomb-primary")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(&p, cut).unwrap();
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("pipeline.toml");
+        std::fs::write(
+            &cfg,
+            repo_config(&[("r", file_url(repo.path()))], cache.path(), ""),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("job.sh"), "#!/bin/sh\necho hi\n").unwrap();
+        let (o, rss) = with_peak_rss(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "resolve",
+            dir.path().join("job.sh").to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{case}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("primary") && err.contains(says),
+            "{case}: {err}"
+        );
+        assert!(rss < 150, "{case}: peak RSS {rss} MiB");
+    }
+}
