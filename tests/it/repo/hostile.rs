@@ -32,7 +32,8 @@ fn bad_metadata_is_a_clear_error_and_nothing_is_cached() {
             "checksum mismatch",
             Box::new(|_: &Path, p: &Path| {
                 let mut b = std::fs::read(p).unwrap();
-                b.push(0);
+                let i = b.len() / 2;
+                b[i] ^= 1;
                 std::fs::write(p, b).unwrap();
             }),
             "checksum mismatch",

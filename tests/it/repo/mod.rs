@@ -170,6 +170,15 @@ pub(crate) fn replace_primary(repo: &Path, primary: &Path, new_name: &str, body:
     let repomd = repomd
         .replace(&old_name, &format!("repodata/{new_name}"))
         .replace(&sha256_hex(&old), &sha256_hex(body));
+    // The record's <size> follows the new file.
+    let at = repomd.find(&format!("repodata/{new_name}")).unwrap();
+    let (head, tail) = repomd.split_at(at);
+    let repomd = match (tail.find("<size>"), tail.find("</size>")) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{head}{}<size>{}{}", &tail[..a], body.len(), &tail[b..])
+        }
+        _ => repomd.clone(),
+    };
     std::fs::write(&repomd_path, repomd).unwrap();
 }
 
