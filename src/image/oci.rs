@@ -391,51 +391,56 @@ fn check_layout(
         v.bad.push(index.display().to_string());
         return (v, broken);
     };
-    // Each blob hashed once: digest → its bytes if good.
-    let mut blobs: std::collections::BTreeMap<String, Option<Vec<u8>>> =
-        std::collections::BTreeMap::new();
-    let mut check = |digest: &str, v: &mut crate::cache::Verification| -> Option<Vec<u8>> {
+    // Each blob hashed once, streamed (layers can be large): digest → whether it is good.
+    let blobs_dir = dir.join("blobs/sha256");
+    let mut good: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    let mut check = |digest: &str, v: &mut crate::cache::Verification| -> bool {
         let hex = digest.trim_start_matches("sha256:").to_owned();
-        if let Some(b) = blobs.get(&hex) {
-            return b.clone();
+        if let Some(&ok) = good.get(&hex) {
+            return ok;
         }
-        let path = dir.join("blobs/sha256").join(&hex);
+        let path = blobs_dir.join(&hex);
         v.checked += 1;
-        let got = match std::fs::read(&path) {
-            Ok(b) if crate::digest::sha256_hex_of(&b) == hex => Some(b),
-            Ok(_) => {
-                v.bad.push(path.display().to_string());
-                None
+        let ok = match std::fs::File::open(&path) {
+            Ok(f) => {
+                let hashed = crate::digest::hash_reader(
+                    std::io::BufReader::new(f),
+                    crate::digest::Algo::Sha256,
+                );
+                let ok = hashed.is_ok_and(|(h, _)| h == hex);
+                if !ok {
+                    v.bad.push(path.display().to_string());
+                }
+                ok
             }
-            Err(_) => None,
+            Err(_) => false,
         };
-        blobs.insert(hex, got.clone());
-        got
+        good.insert(hex, ok);
+        ok
     };
     for m in index_doc.manifests() {
         let md = m.digest().to_string();
-        let Some(mb) = check(&md, &mut v) else {
+        // A manifest is small: read once it has hashed to its name.
+        let manifest = check(&md, &mut v)
+            .then(|| std::fs::read(blobs_dir.join(m.digest().digest())).ok())
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<oci_spec::image::ImageManifest>(&b).ok());
+        let Some(manifest) = manifest else {
             broken.insert(md);
             continue;
         };
-        let Ok(manifest) = serde_json::from_slice::<oci_spec::image::ImageManifest>(&mb) else {
-            broken.insert(md);
-            continue;
-        };
-        let config_ok = check(manifest.config().digest().as_ref(), &mut v).is_some();
-        let layers_ok = manifest
-            .layers()
-            .iter()
-            .all(|l| check(l.digest().as_ref(), &mut v).is_some());
-        if !(config_ok && layers_ok) {
+        // Every blob checked (no short cut), so that every damaged one is reported.
+        let mut complete = check(manifest.config().digest().as_ref(), &mut v);
+        for l in manifest.layers() {
+            complete &= check(l.digest().as_ref(), &mut v);
+        }
+        if !complete {
             broken.insert(md);
         }
     }
-    if !broken.is_empty() {
-        for d in &broken {
-            v.bad
-                .push(format!("{}: image {d} is incomplete", index.display()));
-        }
+    for d in &broken {
+        v.bad
+            .push(format!("{}: image {d} is incomplete", index.display()));
     }
     (v, broken)
 }

@@ -672,38 +672,6 @@ mod tests {
         assert_eq!(m.warnings.len(), 2, "{:?}", m.warnings);
     }
 
-    /// What the kubelet does to an env value: `$$` → `$`, `$(NAME)` → NAME's value (here:
-    /// always `EXPANDED`), any other `$` kept.
-    fn kubelet_expand(v: &str) -> String {
-        let mut out = String::new();
-        let mut rest = v;
-        while let Some(i) = rest.find('$') {
-            out.push_str(&rest[..i]);
-            let after = &rest[i + 1..];
-            if let Some(r) = after.strip_prefix('$') {
-                out.push('$');
-                rest = r;
-            } else if let Some(end) = after.strip_prefix('(').and_then(|r| r.find(')')) {
-                out.push_str("EXPANDED");
-                rest = &after[end + 2..];
-            } else {
-                out.push('$');
-                rest = after;
-            }
-        }
-        out.push_str(rest);
-        out
-    }
-
-    #[test]
-    fn values_reach_the_job_verbatim() {
-        let given = "a $(PBS_JOBNAME) $$ $HOME ${X} $";
-        let m = emit(KubeKind::Job, &format!("#PBS -v X='{given}'")).unwrap();
-        let v = env_of(&m, "X").unwrap();
-        assert_eq!(kubelet_expand(&v), given, "{v}");
-        assert_eq!(kubelet_expand(&env_of(&m, "PBS_JOBNAME").unwrap()), "demo");
-    }
-
     #[test]
     fn absurd_resources_are_refused() {
         let err = emit(KubeKind::Job, "#PBS -l nodes=1:ppn=1000000,pmem=16000000gb").unwrap_err();

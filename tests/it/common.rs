@@ -315,3 +315,14 @@ pub fn with_peak_rss(args: &[&str]) -> (std::process::Output, u64) {
         .unwrap_or_else(|| panic!("no RSS line in {err}"));
     (out, kib / 1024)
 }
+
+/// Runs `pbsimage args`, which must fail; returns its stderr.
+pub fn failing(args: &[&str]) -> String {
+    let o = pbsimage(args);
+    assert!(
+        !o.status.success(),
+        "`pbsimage {}` succeeded",
+        args.join(" ")
+    );
+    stderr(&o)
+}

@@ -34,6 +34,29 @@ fn single_job(job: &pbsimage::job::JobSpec) -> (Job, String) {
     (*j.clone(), yaml)
 }
 
+#[test]
+fn dollar_forms_reach_the_job_verbatim() {
+    let given = "a $(PBS_JOBNAME) $$ $HOME ${X} $";
+    let job = job_from(&format!(
+        "#PBS -N demo -v {}\ntrue\n",
+        shell_quote(&format!("X='{given}'"))
+    ));
+    let (j, _) = single_job(&job);
+    let env = j.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+            .unwrap()
+    };
+    let v = value("X");
+    assert_eq!(kubelet_expand(&v), given, "{v}");
+    assert_eq!(kubelet_expand(&value("PBS_JOBNAME")), "demo");
+}
+
 fn check_document(job: &Job, yaml: &str) {
     let docs: Vec<Job> = serde_saphyr::from_multiple(yaml).unwrap();
     assert_eq!(docs.len(), 1, "exactly one document:\n{yaml}");
