@@ -135,8 +135,117 @@ fn checked(b: &[u8], magic: &[u8; 8]) -> bool {
         && u32::from_le_bytes([b[8], b[9], b[10], b[11]]) == crc32fast::hash(&b[16..])
 }
 
+/// What an index records besides its packages.
+pub struct IndexHeader {
+    /// The repository id.
+    pub id: String,
+    /// `<revision>` of repomd.xml.
+    pub revision: Option<String>,
+    /// sha256 of repomd.xml.
+    pub repomd_sha256: String,
+    /// The base URL the metadata came from.
+    pub base_url: String,
+    /// primary.xml's record.
+    pub primary: RepomdRecord,
+    /// filelists.xml's record.
+    pub filelists: Option<RepomdRecord>,
+    /// Module streams.
+    pub modules: Option<ModuleIndex>,
+}
+
+/// Builds an index one package at a time, as primary.xml streams past: each package is
+/// serialized at once and only its keys are kept, so a 12,000-package repository is never
+/// held as parsed structures.
+#[derive(Default)]
+pub struct IndexBuilder {
+    offsets: Vec<u8>,
+    blobs: Vec<u8>,
+    /// Key bytes of the provides, file and pkgid rows.
+    keys: Vec<u8>,
+    provides: Vec<KeyRow>,
+    files: Vec<KeyRow>,
+    pkgids: Vec<KeyRow>,
+    obsoletes: Vec<(u32, Dep)>,
+    count: u32,
+}
+
+/// `(key offset in keys, key length, a, b)`.
+type KeyRow = (u32, u32, u32, u32);
+
+impl IndexBuilder {
+    fn key(&mut self, k: &str, a: u32, b: u32) -> Result<KeyRow, String> {
+        let off = u32::try_from(self.keys.len()).map_err(|_| "the index passed 4 GiB of keys")?;
+        self.keys.extend_from_slice(k.as_bytes());
+        Ok((off, k.len() as u32, a, b))
+    }
+
+    /// Adds the next package.
+    pub fn add(&mut self, p: &Package) -> Result<(), String> {
+        let i = self.count;
+        self.offsets
+            .extend_from_slice(&(self.blobs.len() as u64).to_le_bytes());
+        self.blobs =
+            postcard::to_extend(p, std::mem::take(&mut self.blobs)).map_err(|e| e.to_string())?;
+        for (j, d) in p.provides.iter().enumerate() {
+            let row = self.key(&d.name, i, j as u32)?;
+            self.provides.push(row);
+        }
+        for (j, f) in p.files.iter().enumerate() {
+            let row = self.key(f, i, j as u32)?;
+            self.files.push(row);
+        }
+        let row = self.key(&p.checksum.hex, i, 0)?;
+        self.pkgids.push(row);
+        self.obsoletes
+            .extend(p.obsoletes.iter().map(|o| (i, o.clone())));
+        self.count = i.checked_add(1).ok_or("too many packages")?;
+        Ok(())
+    }
+
+    fn table(&self, rows: &[KeyRow]) -> Vec<u8> {
+        let key = |o: u32, l: u32| {
+            std::str::from_utf8(&self.keys[o as usize..(o + l) as usize]).unwrap_or_default()
+        };
+        table::build(rows.iter().map(|&(o, l, a, b)| (key(o, l), a, b)).collect())
+    }
+
+    /// The finished index.
+    pub fn finish(mut self, h: IndexHeader) -> Result<RepoIndex, String> {
+        let meta = Meta {
+            id: h.id,
+            revision: h.revision,
+            repomd_sha256: h.repomd_sha256,
+            primary: h.primary,
+            filelists: h.filelists,
+            modules: h.modules,
+            obsoletes: std::mem::take(&mut self.obsoletes),
+        };
+        let meta_bytes = postcard::to_stdvec(&meta).map_err(|e| e.to_string())?;
+        self.offsets
+            .extend_from_slice(&(self.blobs.len() as u64).to_le_bytes());
+        let provides = self.table(&self.provides);
+        let files = self.table(&self.files);
+        let pkgids = self.table(&self.pkgids);
+        let (keys, offsets) = (
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.offsets),
+        );
+        drop(keys);
+        let blobs = std::mem::take(&mut self.blobs);
+        let bytes = frame(
+            MAGIC,
+            &[&meta_bytes, &offsets, &blobs, &provides, &files, &pkgids],
+        );
+        let mut idx = RepoIndex::from_backing(Backing::Owned(bytes))
+            .ok_or("the new index does not read back")?;
+        idx.base_url = h.base_url;
+        Ok(idx)
+    }
+}
+
 impl RepoIndex {
-    /// Builds an index from parsed packages.
+    /// Builds an index from parsed packages (tests and small repositories; loading streams
+    /// through [`IndexBuilder`] instead).
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         id: String,
@@ -148,67 +257,29 @@ impl RepoIndex {
         modules: Option<ModuleIndex>,
         packages: &[Package],
     ) -> Result<RepoIndex, String> {
-        let obsoletes = packages
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.obsoletes.iter().map(move |o| (i as u32, o.clone())))
-            .collect();
-        let meta = Meta {
+        let mut b = IndexBuilder::default();
+        for p in packages {
+            b.add(p)?;
+        }
+        b.finish(IndexHeader {
             id,
             revision,
             repomd_sha256,
+            base_url,
             primary,
             filelists,
             modules,
-            obsoletes,
-        };
-        let meta_bytes = postcard::to_stdvec(&meta).map_err(|e| e.to_string())?;
-        let mut offsets = Vec::with_capacity((packages.len() + 1) * 8);
-        let mut blobs = Vec::new();
-        for p in packages {
-            offsets.extend_from_slice(&(blobs.len() as u64).to_le_bytes());
-            blobs.extend_from_slice(&postcard::to_stdvec(p).map_err(|e| e.to_string())?);
+        })
+    }
+
+    /// The index's cache file replaces the bytes built in memory: after writing, only the
+    /// pages a resolution touches stay resident.
+    pub fn remap(&mut self, path: &Path) {
+        if let Some(data) = map(path)
+            && data.len() == self.data.len()
+        {
+            self.data = data;
         }
-        offsets.extend_from_slice(&(blobs.len() as u64).to_le_bytes());
-        let provides = table::build(
-            packages
-                .iter()
-                .enumerate()
-                .flat_map(|(i, p)| {
-                    p.provides
-                        .iter()
-                        .enumerate()
-                        .map(move |(j, d)| (d.name.as_str(), i as u32, j as u32))
-                })
-                .collect(),
-        );
-        let files = table::build(
-            packages
-                .iter()
-                .enumerate()
-                .flat_map(|(i, p)| {
-                    p.files
-                        .iter()
-                        .enumerate()
-                        .map(move |(j, f)| (f.as_str(), i as u32, j as u32))
-                })
-                .collect(),
-        );
-        let pkgids = table::build(
-            packages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.checksum.hex.as_str(), i as u32, 0))
-                .collect(),
-        );
-        let bytes = frame(
-            MAGIC,
-            &[&meta_bytes, &offsets, &blobs, &provides, &files, &pkgids],
-        );
-        let mut idx = RepoIndex::from_backing(Backing::Owned(bytes))
-            .ok_or("the new index does not read back")?;
-        idx.base_url = base_url;
-        Ok(idx)
     }
 
     /// Opens a cached index; `None` if missing, damaged or of another format.
@@ -350,13 +421,41 @@ pub struct FileIndex {
 impl FileIndex {
     /// Builds the index from paths kept in one `blob`; rows are `(offset, len, package)`.
     pub fn build(blob: &[u8], rows: Vec<(u32, u32, u32)>) -> FileIndex {
-        FileIndex::from_table(&table::build_hashed(blob, &rows))
+        FileIndex::seal(FileIndex::unsealed(blob, rows), None)
     }
 
-    /// Frames a table from `table::build_hashed`.
-    pub fn from_table(t: &[u8]) -> FileIndex {
+    /// The framed table of `rows` (see [`FileIndex::build`]), its values still to be mapped
+    /// and its checksum still to be written by [`FileIndex::seal`]. Built in place: the
+    /// rows are dropped once hashed, and the table is not copied into its frame.
+    pub(crate) fn unsealed(blob: &[u8], rows: Vec<(u32, u32, u32)>) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(FILES_MAGIC);
+        out.extend_from_slice(&[0u8; 16]);
+        table::build_hashed_into(&mut out, blob, rows);
+        let len = (out.len() - 24) as u64;
+        out[16..24].copy_from_slice(&len.to_le_bytes());
+        out
+    }
+
+    /// Maps the values of an unsealed index through `map` (see [`table::remap_hashed`]) and
+    /// writes its checksum.
+    pub(crate) fn seal(mut bytes: Vec<u8>, map: Option<&[Option<u32>]>) -> FileIndex {
+        if let Some(map) = map {
+            table::remap_hashed(&mut bytes[24..], map);
+        }
+        let crc = crc32fast::hash(&bytes[16..]);
+        bytes[8..12].copy_from_slice(&crc.to_le_bytes());
         FileIndex {
-            data: Backing::Owned(frame(FILES_MAGIC, &[t])),
+            data: Backing::Owned(bytes),
+        }
+    }
+
+    /// As [`RepoIndex::remap`]: the written cache file replaces the bytes in memory.
+    pub fn remap(&mut self, path: &Path) {
+        if let Some(data) = map(path)
+            && data.len() == self.data.len()
+        {
+            self.data = data;
         }
     }
 

@@ -27,7 +27,7 @@ use crate::decompress;
 use crate::digest::Hasher;
 use crate::fetch::{FetchError, SafeUrl, Transport, file_url};
 
-pub use index::{FileIndex, RepoIndex};
+pub use index::{FileIndex, IndexBuilder, IndexHeader, RepoIndex};
 use metadata::{Repomd, RepomdRecord};
 pub use modules::ModuleIndex;
 
@@ -375,17 +375,21 @@ fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
         url: SafeUrl(url.to_owned()),
         message,
     };
-    let mut packages = Vec::new();
+    let mut builder = IndexBuilder::default();
+    let mut bad_href = None;
     let reader = decompress::open(&i.body[..], &i.primary.href, i.cap)
         .map_err(|m| meta(&i.primary_url, m))?;
-    metadata::parse_primary(reader, |p| {
-        packages.push(p);
-        Ok(())
-    })
-    .map_err(|m| meta(&i.primary_url, m))?;
-    for p in &packages {
-        check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors)?;
+    let count = metadata::parse_primary(reader, |p| {
+        if let Err(e) = check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors) {
+            bad_href = Some(e);
+            return Err("a package location leaves the repository".into());
+        }
+        builder.add(&p)
+    });
+    if let Some(e) = bad_href {
+        return Err(e);
     }
+    let count = count.map_err(|m| meta(&i.primary_url, m))?;
     let modules = match &i.modules {
         Some((rec, murl, mbody)) => {
             let mut text = String::new();
@@ -397,21 +401,21 @@ fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
         }
         None => None,
     };
-    tracing::debug!(repo = %i.repo, "primary parsed in {:?} ({} packages)", t.elapsed(), packages.len());
-    RepoIndex::build(
-        i.repo.clone(),
-        i.revision,
-        i.sha,
-        i.mirror,
-        i.primary,
-        i.filelists,
-        modules,
-        &packages,
-    )
-    .map_err(|message| RepoError::Encode {
-        repo: i.repo,
-        message,
-    })
+    tracing::debug!(repo = %i.repo, "primary parsed in {:?} ({count} packages)", t.elapsed());
+    builder
+        .finish(IndexHeader {
+            id: i.repo.clone(),
+            revision: i.revision,
+            repomd_sha256: i.sha,
+            base_url: i.mirror,
+            primary: i.primary,
+            filelists: i.filelists,
+            modules,
+        })
+        .map_err(|message| RepoError::Encode {
+            repo: i.repo,
+            message,
+        })
 }
 
 /// Loads repositories.
@@ -593,11 +597,13 @@ impl RepoLoader<'_> {
             }
         };
         let (idx, files) = tokio::join!(primary_job, filelists_job);
-        let idx = idx?;
+        let mut idx = idx?;
         let files = files?;
         let t = std::time::Instant::now();
-        self.cache
+        let path = self
+            .cache
             .write_atomic(&dir, &format!("{sha}.idx"), idx.bytes())?;
+        idx.remap(&path);
         tracing::debug!(repo = %src.id, "index written in {:?}", t.elapsed());
         let files = match files {
             Some(raw) => Some(self.finish_filelists(&dir, &idx, raw).await?),
@@ -690,7 +696,7 @@ impl RepoLoader<'_> {
             .map_err(meta)?;
             let files = rows.len();
             Ok(RawFiles {
-                table: table::build_hashed(&blob, &rows),
+                unsealed: FileIndex::unsealed(&blob, rows),
                 pkgids,
                 files,
             })
@@ -710,14 +716,15 @@ impl RepoLoader<'_> {
         &self,
         dir: &Path,
         idx: &RepoIndex,
-        mut raw: RawFiles,
+        raw: RawFiles,
     ) -> Result<FileIndex, RepoError> {
         let t = std::time::Instant::now();
         let ordinal: Vec<Option<u32>> = raw.pkgids.iter().map(|id| idx.by_pkgid(id)).collect();
-        table::remap_hashed(&mut raw.table, &ordinal);
-        let fi = FileIndex::from_table(&raw.table);
-        self.cache
-            .write_atomic(dir, &format!("{}.files", idx.repomd_sha256), fi.bytes())?;
+        let mut fi = FileIndex::seal(raw.unsealed, Some(&ordinal));
+        let path =
+            self.cache
+                .write_atomic(dir, &format!("{}.files", idx.repomd_sha256), fi.bytes())?;
+        fi.remap(&path);
         tracing::debug!(repo = %idx.id, "file index built and written in {:?}", t.elapsed());
         Ok(fi)
     }
@@ -830,7 +837,7 @@ pub mod signature;
 /// indexing `pkgids`, remapped to index positions once primary.xml is read. Building the
 /// table does not need primary.xml, so it runs beside it.
 struct RawFiles {
-    table: Vec<u8>,
+    unsealed: Vec<u8>,
     pkgids: Vec<String>,
     files: usize,
 }

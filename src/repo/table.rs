@@ -155,13 +155,22 @@ pub(crate) fn fnv1a(key: &[u8]) -> u64 {
 /// `(hash: u64, offset: u32, len: u32, value: u32)` sorted by hash, then the key bytes.
 /// Building sorts integers, not strings, which matters for the 600,000 paths of a
 /// filelists.xml; lookups compare keys only where hashes match.
+#[cfg(test)]
 pub(crate) fn build_hashed(blob: &[u8], rows: &[(u32, u32, u32)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    build_hashed_into(&mut out, blob, rows.to_vec());
+    out
+}
+
+/// As [`build_hashed`], appending to `out` and dropping `rows` as soon as they are hashed.
+pub(crate) fn build_hashed_into(out: &mut Vec<u8>, blob: &[u8], rows: Vec<(u32, u32, u32)>) {
     let mut hashed: Vec<(u64, u32, u32, u32)> = rows
         .iter()
         .map(|&(o, l, v)| (fnv1a(&blob[o as usize..(o + l) as usize]), o, l, v))
         .collect();
+    drop(rows);
     hashed.sort_unstable();
-    let mut out = Vec::with_capacity(4 + hashed.len() * 20 + blob.len());
+    out.reserve(4 + hashed.len() * 20 + blob.len());
     out.extend_from_slice(&(hashed.len() as u32).to_le_bytes());
     for &(h, o, l, v) in &hashed {
         out.extend_from_slice(&h.to_le_bytes());
@@ -169,8 +178,8 @@ pub(crate) fn build_hashed(blob: &[u8], rows: &[(u32, u32, u32)]) -> Vec<u8> {
         out.extend_from_slice(&l.to_le_bytes());
         out.extend_from_slice(&v.to_le_bytes());
     }
+    drop(hashed);
     out.extend_from_slice(blob);
-    out
 }
 
 /// Rewrites the values of a hash-ordered table built by [`build_hashed`] in place:

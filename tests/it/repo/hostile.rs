@@ -386,3 +386,42 @@ fn metadata_bombs_are_refused_in_bounded_memory() {
         assert!(rss < 150, "{case}: peak RSS {rss} MiB");
     }
 }
+
+/// A cold resolve of a 12,000-package repository whose file lists it must read (600,000
+/// paths: the job's loader path is only in filelists.xml) stays under 150 MiB peak RSS.
+/// The repository is generated (scripts/gen-bench-repo): only its scale matters here.
+#[test]
+fn a_cold_resolve_with_file_lists_is_bounded() {
+    require("/usr/lib/rpm/elfdeps", "rpm");
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    run_ok(
+        std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/gen-bench-repo"
+        ))
+        .arg(&repo)
+        .arg("12000"),
+    );
+    let job = work.path().join("job");
+    std::fs::create_dir(&job).unwrap();
+    std::fs::copy("/usr/bin/true", job.join("a.out")).unwrap();
+    std::fs::write(job.join("job.sh"), "#!/bin/bash\n#PBS -B a.out\n./a.out\n").unwrap();
+    let cache = work.path().join("cache");
+    let cfg = work.path().join("pipeline.toml");
+    std::fs::write(&cfg, repo_config(&[("bench", file_url(&repo))], &cache, "")).unwrap();
+    let (o, rss) = with_peak_rss(&[
+        "-v",
+        "--config",
+        cfg.to_str().unwrap(),
+        "resolve",
+        job.join("job.sh").to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("filelists fetched"),
+        "file lists were not read: {err}"
+    );
+    assert!(rss < 150, "peak RSS {rss} MiB");
+}
