@@ -89,6 +89,43 @@ pub struct Settings {
     /// `[kube]`: how manifests are made.
     #[serde(default)]
     pub kube: KubeSettings,
+    /// `[fetch]`: when a slow transfer is given up.
+    #[serde(default)]
+    pub fetch: FetchSettings,
+}
+
+/// `[fetch]`: dnf's `minrate` and `timeout` (librepo's `LOWSPEEDLIMIT`/`LOWSPEEDTIME`): a
+/// transfer that brings fewer than `minrate` bytes a second over `timeout` seconds is given
+/// up (and the next mirror tried), as is a connection that does not answer within
+/// `timeout`. Applies to repository metadata and packages.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FetchSettings {
+    /// Bytes per second below which a transfer counts as stalled (0: only `timeout` of
+    /// silence stops it).
+    #[serde(default = "default_minrate")]
+    pub minrate: u64,
+    /// Seconds: the window over which `minrate` is measured, and the longest wait for a
+    /// connection or an answer.
+    #[serde(default = "default_fetch_timeout")]
+    pub timeout: u64,
+}
+
+fn default_minrate() -> u64 {
+    1000
+}
+
+fn default_fetch_timeout() -> u64 {
+    30
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            minrate: default_minrate(),
+            timeout: default_fetch_timeout(),
+        }
+    }
 }
 
 /// One `[[repo]]` section, as yum's `.repo` files describe a repository.
@@ -597,6 +634,16 @@ impl Config {
             self.validate_repo(repo)?;
         }
         self.validate_image()?;
+        let f = &self.settings.fetch;
+        if !(1..=3600).contains(&f.timeout) {
+            return Err(self.invalid(
+                format!(
+                    "[fetch] timeout = {} is outside 1..=3600 seconds",
+                    f.timeout
+                ),
+                Some("dnf's default is 30"),
+            ));
+        }
         self.validate_kube()
     }
 

@@ -19,3 +19,29 @@ macro_rules! no_hint {
         })*
     };
 }
+
+/// Whether an I/O error is a full disk or an exhausted quota.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28 /* ENOSPC */ | 122 /* EDQUOT */))
+        || e.kind() == std::io::ErrorKind::StorageFull
+}
+
+/// The hint for an error anywhere in whose chain a disk filled up: the message above names
+/// the file (the cache's, or an output's), this says what to do. `None` otherwise.
+pub fn disk_full(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && is_disk_full(io)
+        {
+            return Some(
+                "the disk holding that file is full: free space there; for the cache, \
+                 `pbsimage cache gc` removes what no image uses, or set [cache] dir to a \
+                 larger disk"
+                    .into(),
+            );
+        }
+        cur = err.source();
+    }
+    None
+}

@@ -33,8 +33,13 @@ pub(crate) struct Report {
 
 impl<E: std::error::Error + Hint + Send + Sync + 'static> From<E> for Report {
     fn from(e: E) -> Report {
+        // A full disk is the news, whichever stage was writing.
+        let hints = match crate::hint::disk_full(&e) {
+            Some(h) => vec![h],
+            None => e.hint().into_iter().collect(),
+        };
         Report {
-            hints: e.hint().into_iter().collect(),
+            hints,
             error: anyhow::Error::new(e),
         }
     }

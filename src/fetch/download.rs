@@ -205,6 +205,7 @@ impl Downloader<'_> {
     async fn fetch_from(&self, d: &Download, url: &str) -> Result<PathBuf, DownloadError> {
         let dir = self.cache.blobs_dir()?;
         let mut tmp = self.cache.temp_in(&dir)?;
+        let spool = tmp.path().to_owned();
         let fail = |e: String| DownloadError::AllFailed {
             name: d.name.clone(),
             errors: vec![format!("  {}: {e}", SafeUrl(url.to_owned()))],
@@ -215,6 +216,7 @@ impl Downloader<'_> {
                 .stream_into(
                     url,
                     tmp.as_file_mut(),
+                    &spool,
                     d.checksum.algo,
                     declared_limit(d.size),
                 )
@@ -225,6 +227,9 @@ impl Downloader<'_> {
                     attempt += 1;
                     tracing::debug!("retrying {}: {e}", SafeUrl(url.to_owned()));
                     tokio::time::sleep(self.transport.backoff * 2u32.pow(attempt - 1)).await;
+                }
+                Err(FetchError::Spool { path, source }) => {
+                    return Err(DownloadError::Cache(CacheError::Io { path, source }));
                 }
                 Err(e) => return Err(fail(e.to_string())),
             }
@@ -253,19 +258,26 @@ impl Downloader<'_> {
         &self,
         url: &str,
         file: &mut std::fs::File,
+        spool: &std::path::Path,
         algo: Algo,
         limit: u64,
     ) -> Result<Hashes, FetchError> {
         let safe = || SafeUrl(url.to_owned());
+        // Reading a `file://` source.
         let io = |source: std::io::Error| FetchError::File {
             url: safe(),
+            source,
+        };
+        // Writing into the cache: its fault, not the source's.
+        let local = |source: std::io::Error| FetchError::Spool {
+            path: spool.to_owned(),
             source,
         };
         let too_large = || FetchError::TooLarge { url: safe(), limit };
         let mut hashes = Hashes::new(algo);
         if let Some(path) = file_path(url) {
-            file.set_len(0).map_err(io)?;
-            file.rewind().map_err(io)?;
+            file.set_len(0).map_err(local)?;
+            file.rewind().map_err(local)?;
             let src = crate::cache::open_nonblocking(&path).map_err(io)?;
             let meta = src.metadata().map_err(io)?;
             if !meta.is_file() {
@@ -285,7 +297,7 @@ impl Downloader<'_> {
                     break;
                 }
                 hashes.update(&buf[..n]);
-                file.write_all(&buf[..n]).map_err(io)?;
+                file.write_all(&buf[..n]).map_err(local)?;
             }
             return Ok(hashes);
         }
@@ -314,10 +326,10 @@ impl Downloader<'_> {
                 .is_some_and(|v| v.starts_with(&format!("bytes {have}-")));
         if resumed {
             // Hash what is already there, then append.
-            file.rewind().map_err(io)?;
+            file.rewind().map_err(local)?;
             let mut buf = vec![0u8; 256 * 1024];
             loop {
-                let n = file.read(&mut buf).map_err(io)?;
+                let n = file.read(&mut buf).map_err(local)?;
                 if n == 0 {
                     break;
                 }
@@ -325,8 +337,8 @@ impl Downloader<'_> {
             }
         } else {
             // Not a resumption: start the file over.
-            file.set_len(0).map_err(io)?;
-            file.rewind().map_err(io)?;
+            file.set_len(0).map_err(local)?;
+            file.rewind().map_err(local)?;
             if status == 206 {
                 return Err(FetchError::Transport {
                     url: safe(),
@@ -342,17 +354,14 @@ impl Downloader<'_> {
         }
         let mut written = if resumed { have } else { 0 };
         let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| FetchError::Transport {
-                url: safe(),
-                message: e.to_string(),
-            })?;
+        let mut pace = super::Pace::new(self.transport.low_speed);
+        while let Some(chunk) = pace.next(&mut stream, url).await? {
             written += chunk.len() as u64;
             if written > limit {
                 return Err(too_large());
             }
             hashes.update(&chunk);
-            file.write_all(&chunk).map_err(io)?;
+            file.write_all(&chunk).map_err(local)?;
         }
         Ok(hashes)
     }

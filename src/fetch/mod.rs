@@ -71,6 +71,26 @@ pub enum FetchError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// The transfer stayed below the minimum rate for a whole window (dnf's `minrate`).
+    #[error("`{url}` is too slow: under {minrate} bytes/s for {secs} s")]
+    Slow {
+        /// The URL (credentials masked).
+        url: SafeUrl,
+        /// The minimum rate, in bytes per second.
+        minrate: u64,
+        /// The window, in seconds.
+        secs: u64,
+    },
+    /// Writing what arrived to local disk failed: the fault is here (a full disk, say), not
+    /// at the source, and no other mirror will help.
+    #[error("cannot write `{}`", path.display())]
+    Spool {
+        /// The file or directory written to.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A URL scheme other than `file`, `http` or `https`.
     #[error("unsupported URL `{0}`")]
     Unsupported(SafeUrl),
@@ -90,6 +110,105 @@ impl FetchError {
     }
 }
 
+impl crate::hint::Hint for FetchError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            FetchError::Slow { .. } => Some(
+                "another mirror may be faster; for a slow link raise `[fetch] timeout` or lower \
+                 `[fetch] minrate` in pipeline.toml"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// When a slow transfer is given up: dnf's `minrate` over a `timeout` window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowSpeed {
+    /// Bytes per second; 0 disables the rate check (silence still ends at the window).
+    pub minrate: u64,
+    /// The window over which the rate is measured, and the longest wait for an answer.
+    pub window: Duration,
+}
+
+impl Default for LowSpeed {
+    /// dnf's defaults: 1000 bytes/s over 30 s.
+    fn default() -> LowSpeed {
+        LowSpeed {
+            minrate: 1000,
+            window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Enforces a [`LowSpeed`] rule on one response body: each window must bring at least
+/// `minrate × window` bytes, or the transfer fails with [`FetchError::Slow`] however many
+/// bytes still trickle in (the idle read timeout alone lets a 1 byte/s server hold a
+/// transfer forever).
+pub(crate) struct Pace {
+    rule: LowSpeed,
+    start: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    pub(crate) fn new(rule: LowSpeed) -> Pace {
+        Pace {
+            rule,
+            start: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// The next chunk of `body` (`None` at its end).
+    pub(crate) async fn next<S, T>(
+        &mut self,
+        body: &mut S,
+        url: &str,
+    ) -> Result<Option<T>, FetchError>
+    where
+        S: futures_util::Stream<Item = reqwest::Result<T>> + Unpin,
+        T: AsRef<[u8]>,
+    {
+        loop {
+            let end = self.start + self.rule.window;
+            match tokio::time::timeout_at(end, body.next()).await {
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(FetchError::Transport {
+                        url: SafeUrl(url.to_owned()),
+                        message: error_chain(&e),
+                    });
+                }
+                Ok(Some(Ok(chunk))) => {
+                    self.bytes += chunk.as_ref().len() as u64;
+                    if tokio::time::Instant::now() >= end {
+                        self.window_end(url)?;
+                    }
+                    return Ok(Some(chunk));
+                }
+                Err(_) => self.window_end(url)?,
+            }
+        }
+    }
+
+    /// A window is over: fail if it brought too little, else start the next one.
+    fn window_end(&mut self, url: &str) -> Result<(), FetchError> {
+        let need = (self.rule.minrate as f64 * self.rule.window.as_secs_f64()) as u64;
+        if self.bytes < need || (self.bytes == 0 && self.rule.minrate == 0) {
+            return Err(FetchError::Slow {
+                url: SafeUrl(url.to_owned()),
+                minrate: self.rule.minrate,
+                secs: self.rule.window.as_secs(),
+            });
+        }
+        self.start = tokio::time::Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
 /// How metadata and packages are fetched.
 #[derive(Clone)]
 pub struct Transport {
@@ -100,6 +219,8 @@ pub struct Transport {
     pub retries: u32,
     /// The first wait between attempts (doubled each time).
     pub backoff: Duration,
+    /// When a slow transfer is given up.
+    pub low_speed: LowSpeed,
 }
 
 /// Installs the ring crypto provider for rustls once per process.
@@ -108,13 +229,15 @@ fn crypto() {
 }
 
 impl Transport {
-    /// `ca_bundles`: extra PEM files trusted besides the system roots.
-    pub fn new(ca_bundles: &[PathBuf]) -> Result<Transport, FetchError> {
+    /// `ca_bundles`: extra PEM files trusted besides the system roots; `low_speed`: when a
+    /// slow transfer is given up.
+    pub fn new(ca_bundles: &[PathBuf], low_speed: LowSpeed) -> Result<Transport, FetchError> {
         crypto();
+        let wait = low_speed.window;
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("pbsimage/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(60));
+            .connect_timeout(wait)
+            .read_timeout(wait);
         for ca in ca_bundles {
             let pem = std::fs::read(ca).map_err(|e| {
                 FetchError::Setup(format!("cannot read CA bundle `{}`: {e}", ca.display()))
@@ -128,8 +251,8 @@ impl Transport {
         let client = b.build().map_err(|e| FetchError::Setup(e.to_string()))?;
         let unverified = reqwest::Client::builder()
             .user_agent(concat!("pbsimage/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(wait)
+            .read_timeout(wait)
             .tls_danger_accept_invalid_certs(true)
             .build()
             .map_err(|e| FetchError::Setup(e.to_string()))?;
@@ -138,6 +261,7 @@ impl Transport {
             unverified,
             retries: 3,
             backoff: Duration::from_millis(200),
+            low_speed,
         })
     }
 
@@ -219,16 +343,107 @@ impl Transport {
         }
         let mut out = Vec::new();
         let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| FetchError::Transport {
-                url: safe(),
-                message: error_chain(&e),
-            })?;
+        let mut pace = Pace::new(self.low_speed);
+        while let Some(chunk) = pace.next(&mut stream, url).await? {
             if out.len() as u64 + chunk.len() as u64 > limit {
                 return Err(FetchError::TooLarge { url: safe(), limit });
             }
             out.extend_from_slice(&chunk);
         }
+        Ok(out)
+    }
+}
+
+impl Transport {
+    /// The body of `url` as a file, at most `limit` bytes, transient failures retried: a
+    /// `file://` source is opened where it is (a regular file, opened without blocking); an
+    /// HTTP body is streamed into an unnamed temporary file in `spool`, which disappears
+    /// when closed (or when the process dies). Nothing is held in memory.
+    pub async fn get_file(
+        &self,
+        url: &str,
+        limit: u64,
+        verify_tls: bool,
+        spool: &Path,
+    ) -> Result<std::fs::File, FetchError> {
+        let mut attempt = 0;
+        loop {
+            match self.get_file_once(url, limit, verify_tls, spool).await {
+                Err(e) if e.is_transient() && attempt + 1 < self.retries => {
+                    attempt += 1;
+                    tracing::debug!("retrying {}: {e}", SafeUrl(url.into()));
+                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn get_file_once(
+        &self,
+        url: &str,
+        limit: u64,
+        verify_tls: bool,
+        spool: &Path,
+    ) -> Result<std::fs::File, FetchError> {
+        use std::io::{Seek, Write};
+        let safe = || SafeUrl(url.to_owned());
+        if let Some(path) = file_path(url) {
+            let read = |source| FetchError::File {
+                url: safe(),
+                source,
+            };
+            let f = crate::cache::open_nonblocking(&path).map_err(read)?;
+            let meta = f.metadata().map_err(read)?;
+            if !meta.is_file() {
+                return Err(read(std::io::Error::other("not a regular file")));
+            }
+            if meta.len() > limit {
+                return Err(FetchError::TooLarge { url: safe(), limit });
+            }
+            return Ok(f);
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(FetchError::Unsupported(safe()));
+        }
+        let client = if verify_tls {
+            &self.client
+        } else {
+            &self.unverified
+        };
+        let resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| FetchError::Transport {
+                url: safe(),
+                message: error_chain(&e),
+            })?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(FetchError::Status {
+                url: safe(),
+                status,
+            });
+        }
+        if resp.content_length().is_some_and(|l| l > limit) {
+            return Err(FetchError::TooLarge { url: safe(), limit });
+        }
+        let spooled = |source| FetchError::Spool {
+            path: spool.to_owned(),
+            source,
+        };
+        let mut out = tempfile::tempfile_in(spool).map_err(spooled)?;
+        let (mut stream, mut pace, mut written) =
+            (resp.bytes_stream(), Pace::new(self.low_speed), 0u64);
+        while let Some(chunk) = pace.next(&mut stream, url).await? {
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(FetchError::TooLarge { url: safe(), limit });
+            }
+            out.write_all(&chunk).map_err(spooled)?;
+        }
+        out.rewind().map_err(spooled)?;
         Ok(out)
     }
 }

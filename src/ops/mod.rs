@@ -207,7 +207,12 @@ impl Context {
                 cas.push(config.base_dir.join(ca));
             }
         }
-        let transport = Transport::new(&cas)?;
+        let fetch = &config.settings.fetch;
+        let low_speed = crate::fetch::LowSpeed {
+            minrate: fetch.minrate,
+            window: std::time::Duration::from_secs(fetch.timeout),
+        };
+        let transport = Transport::new(&cas, low_speed)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -24,7 +24,6 @@ use sha2::Digest as _;
 use crate::cache::{Bucket, Cache, CacheError};
 use crate::config::Config;
 use crate::decompress;
-use crate::digest::Hasher;
 use crate::fetch::{FetchError, SafeUrl, Transport, file_url};
 
 pub use index::{FileIndex, IndexBuilder, IndexHeader, RepoIndex};
@@ -42,6 +41,8 @@ pub enum RepoError {
         repo: String,
         /// Each source tried and how it failed.
         errors: Vec<String>,
+        /// What the failures themselves suggest (a slow mirror, say), if anything.
+        hint: Option<String>,
     },
     /// The mirrorlist lists no URL.
     #[error("repo `{repo}`: the mirrorlist `{url}` lists no URLs")]
@@ -144,10 +145,12 @@ pub enum RepoError {
 impl crate::hint::Hint for RepoError {
     fn hint(&self) -> Option<String> {
         match self {
+            RepoError::AllMirrorsFailed { hint: Some(h), .. } => Some(h.clone()),
             RepoError::AllMirrorsFailed { .. } => Some(
                 "check baseurl/mirrorlist in pipeline.toml and that the mirrors are reachable"
                     .into(),
             ),
+            RepoError::Fetch { source, .. } => source.hint(),
             RepoError::Checksum { .. } => Some(
                 "the mirror is inconsistent or mid-sync; try again later or another mirror".into(),
             ),
@@ -358,9 +361,9 @@ struct IndexInput {
     primary: RepomdRecord,
     primary_url: String,
     filelists: Option<RepomdRecord>,
-    body: Vec<u8>,
-    /// modules.yaml: its record, URL and bytes.
-    modules: Option<(RepomdRecord, String, Vec<u8>)>,
+    body: std::fs::File,
+    /// modules.yaml: its record, URL and file.
+    modules: Option<(RepomdRecord, String, std::fs::File)>,
     /// The decompressed size primary.xml may have.
     cap: u64,
     /// The configured cap on any metadata file.
@@ -377,8 +380,8 @@ fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
     };
     let mut builder = IndexBuilder::default();
     let mut bad_href = None;
-    let reader = decompress::open(&i.body[..], &i.primary.href, i.cap)
-        .map_err(|m| meta(&i.primary_url, m))?;
+    let reader =
+        decompress::open(&i.body, &i.primary.href, i.cap).map_err(|m| meta(&i.primary_url, m))?;
     let count = metadata::parse_primary(reader, |p| {
         if let Err(e) = check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors) {
             bad_href = Some(e);
@@ -393,7 +396,7 @@ fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
     let modules = match &i.modules {
         Some((rec, murl, mbody)) => {
             let mut text = String::new();
-            let mut r = decompress::open(&mbody[..], &rec.href, open_cap(rec, i.max))
+            let mut r = decompress::open(mbody, &rec.href, open_cap(rec, i.max))
                 .map_err(|m| meta(murl, m))?;
             std::io::Read::read_to_string(&mut r, &mut text)
                 .map_err(|e| meta(murl, e.to_string()))?;
@@ -523,12 +526,14 @@ impl RepoLoader<'_> {
         with_filelists: bool,
     ) -> Result<(RepoIndex, Option<FileIndex>), RepoError> {
         let mirrors = self.mirrors(src).await?;
-        let mut errors = Vec::new();
+        let (mut errors, mut hint) = (Vec::new(), None);
         for mirror in &mirrors {
             match self.load_from(src, mirror, &mirrors, with_filelists).await {
                 Ok(i) => return Ok(i),
                 // Fetch failures fall through to the next mirror; bad content is final.
                 Err(RepoError::Fetch { source, .. }) => {
+                    use crate::hint::Hint as _;
+                    hint = hint.or_else(|| source.hint());
                     errors.push(format!("  {mirror}: {source}"))
                 }
                 Err(e) => return Err(e),
@@ -537,6 +542,7 @@ impl RepoLoader<'_> {
         Err(RepoError::AllMirrorsFailed {
             repo: src.id.clone(),
             errors,
+            hint,
         })
     }
 
@@ -679,7 +685,7 @@ impl RepoLoader<'_> {
                 url: SafeUrl(url.clone()),
                 message,
             };
-            let reader = decompress::open(&body[..], &href, cap).map_err(meta)?;
+            let reader = decompress::open(&body, &href, cap).map_err(meta)?;
             let (mut blob, mut rows, mut pkgids) =
                 (Vec::<u8>::new(), Vec::new(), Vec::<String>::new());
             metadata::parse_filelists(reader, |pkgid, file| {
@@ -729,31 +735,56 @@ impl RepoLoader<'_> {
         Ok(fi)
     }
 
-    /// Downloads a metadata file and checks its checksum before anything uses it.
+    /// Downloads a metadata file (to disk, never into memory: see
+    /// [`Transport::get_file`]) and checks its checksum before anything uses it.
     async fn fetch_verified(
         &self,
         src: &RepoSource,
         mirror: &str,
         mirrors: &[String],
         rec: &RepomdRecord,
-    ) -> Result<Vec<u8>, RepoError> {
+    ) -> Result<std::fs::File, RepoError> {
         check_href(&src.id, &rec.href, rec.base.as_deref(), mirrors)?;
         let url = record_url(mirror, rec);
-        let body = self
+        let spool = self.bucket(src)?;
+        let mut body = self
             .transport
-            .get_bytes_with(
+            .get_file(
                 &url,
                 download_cap(rec, self.max_metadata_bytes),
                 src.sslverify,
+                &spool,
             )
             .await
-            .map_err(|source| RepoError::Fetch {
-                repo: src.id.clone(),
-                source,
+            .map_err(|source| match source {
+                FetchError::Spool { path, source } => {
+                    RepoError::Cache(CacheError::Io { path, source })
+                }
+                source => RepoError::Fetch {
+                    repo: src.id.clone(),
+                    source,
+                },
             })?;
-        let mut h = Hasher::new(rec.checksum.algo);
-        h.update(&body);
-        let actual = h.finish_hex();
+        let algo = rec.checksum.algo;
+        let (actual, body) = tokio::task::spawn_blocking(move || {
+            use std::io::Seek as _;
+            let h = crate::digest::hash_reader(&mut body, algo)?;
+            body.rewind()?;
+            Ok::<_, std::io::Error>((h.0, body))
+        })
+        .await
+        .map_err(|source| RepoError::Task {
+            repo: src.id.clone(),
+            what: "metadata checksum",
+            source,
+        })?
+        .map_err(|source| RepoError::Fetch {
+            repo: src.id.clone(),
+            source: FetchError::File {
+                url: SafeUrl(url.clone()),
+                source,
+            },
+        })?;
         if actual != rec.checksum.hex {
             return Err(RepoError::Checksum {
                 repo: src.id.clone(),

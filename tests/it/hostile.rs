@@ -361,3 +361,173 @@ fn a_bad_package_is_named_with_its_repository_and_url() {
     );
     assert!(err.contains("lzma"), "{err}");
 }
+
+/// A server that trickles: `[fetch] minrate`/`timeout` (dnf's) give it up after one window
+/// however many bytes still arrive, for metadata and for packages; a server at an
+/// acceptable rate is read to the end.
+#[test]
+fn slow_transfers_are_given_up_after_the_configured_window() {
+    use std::sync::atomic::Ordering;
+    let repo = crate::http::Server::serve(&fixture_repos().join("main"));
+    let slow = "[fetch]\nminrate = 1000\ntimeout = 1\n";
+    let with = |cfg: &Path, extra: &str| {
+        let t = std::fs::read_to_string(cfg).unwrap();
+        std::fs::write(cfg, format!("{t}{extra}")).unwrap();
+    };
+
+    // repomd.xml at 20 bytes/s (it would take over a minute): refused after the window.
+    *repo.faults.target.lock().unwrap() = "repomd.xml".into();
+    repo.faults.trickle.store(1, Ordering::SeqCst);
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at(&repo.url(""), cache.path());
+    with(&cfg, slow);
+    let t = std::time::Instant::now();
+    let err = failing(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "resolve",
+        script.to_str().unwrap(),
+    ]);
+    assert!(t.elapsed().as_secs() < 15, "took {:?}", t.elapsed());
+    assert!(
+        err.contains("repomd.xml") && err.contains("too slow") && err.contains("1000 bytes/s"),
+        "{err}"
+    );
+    assert!(err.contains("[fetch] timeout"), "no hint: {err}");
+
+    // At 2,000 bytes/s, above the floor of 500: read to the end.
+    repo.faults.trickle.store(100, Ordering::SeqCst);
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at(&repo.url(""), cache.path());
+    with(&cfg, "[fetch]\nminrate = 500\ntimeout = 1\n");
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "resolve",
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A package at 20 bytes/s: given up, the error names it.
+    *repo.faults.target.lock().unwrap() = "libstdc++".into();
+    repo.faults.trickle.store(1, Ordering::SeqCst);
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at(&repo.url(""), cache.path());
+    with(&cfg, slow);
+    let t = std::time::Instant::now();
+    let err = failing(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "layers",
+        script.to_str().unwrap(),
+    ]);
+    assert!(t.elapsed().as_secs() < 20, "took {:?}", t.elapsed());
+    assert!(
+        err.contains("libstdc++") && err.contains("too slow"),
+        "{err}"
+    );
+    let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn fetch_settings_are_checked() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at("file:///nonexistent", cache.path());
+    let t = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{t}[fetch]\ntimeout = 0\n")).unwrap();
+    let err = failing(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "resolve",
+        script.to_str().unwrap(),
+    ]);
+    assert!(err.contains("[fetch] timeout = 0"), "{err}");
+}
+
+/// Disk full: a cache on a small tmpfs (in a mount namespace of its own), at eight sizes
+/// between nothing and the whole build, from `file://` and over HTTP. Every failure names a
+/// cache file and says the disk is full, never blames the source; the cache passes
+/// `cache verify` afterwards; with room, the same build succeeds.
+#[test]
+fn a_full_disk_is_the_caches_not_the_sources() {
+    require("unshare", "util-linux");
+    let http = crate::http::Server::serve(&fixture_repos().join("main"));
+    let file = crate::repo::file_url(&fixture_repos().join("main"));
+    // How much a whole build writes.
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job_at(&file, cache.path());
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "build",
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let du = run_ok(Command::new("du").args(["-sk"]).arg(cache.path()));
+    let total_kib: u64 = stdout(&du)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ns = if rustix::process::geteuid().is_root() {
+        "-m"
+    } else {
+        "-Urm"
+    };
+    for (i, percent) in [1u64, 5, 15, 30, 45, 60, 75, 90, 300]
+        .into_iter()
+        .enumerate()
+    {
+        let url = if i % 2 == 0 {
+            file.clone()
+        } else {
+            http.url("")
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let (_d, cfg, script) = fib_job_at(&url, cache.path());
+        let size = format!("{}k", (total_kib * percent / 100).max(16));
+        let o = Command::new("unshare")
+            .arg(ns)
+            .args([
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=$1 tmpfs \"$2\" || exit 90; shift 2; \
+                 \"$@\" build \"$SCRIPT\"; echo \"build-exit=$?\" >&2; \
+                 \"$@\" cache verify >&2; echo \"verify-exit=$?\" >&2",
+                "sh",
+                &size,
+            ])
+            .arg(cache.path())
+            .arg(env!("CARGO_BIN_EXE_pbsimage"))
+            .arg("--config")
+            .arg(&cfg)
+            .env("SCRIPT", &script)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_ne!(o.status.code(), Some(90), "cannot mount a tmpfs: {err}");
+        let case = format!("{percent}% ({size}) from {url}");
+        assert!(
+            err.contains("verify-exit=0"),
+            "{case}: the cache does not verify: {err}"
+        );
+        if percent > 100 {
+            assert!(err.contains("build-exit=0"), "{case}: {err}");
+            continue;
+        }
+        assert!(err.contains("build-exit=1"), "{case}: {err}");
+        assert!(
+            err.contains("No space left on device")
+                && err.contains("hint: the disk holding that file is full")
+                && err.contains(&cache.path().display().to_string()),
+            "{case}: {err}"
+        );
+        assert!(
+            !err.contains("every source failed") && !err.contains("no mirror answered"),
+            "{case}: the source is blamed: {err}"
+        );
+    }
+}

@@ -30,6 +30,8 @@ pub struct Faults {
     /// Answer with an endless body and no Content-Length (stops after 256 MiB, or when the
     /// client hangs up).
     pub endless: AtomicBool,
+    /// Send bodies this many bytes at a time, one piece every 50 ms (0: at once).
+    pub trickle: std::sync::atomic::AtomicUsize,
 }
 
 impl Server {
@@ -159,6 +161,16 @@ fn handle(s: TcpStream, root: &Path, log: &Mutex<Vec<String>>, faults: &Faults) 
                 "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
             );
             if method != "HEAD" {
+                let piece = faults.trickle.load(Ordering::SeqCst);
+                if targeted && piece > 0 {
+                    for c in body.chunks(piece) {
+                        if s.write_all(c).and_then(|_| s.flush()).is_err() {
+                            return;
+                        }
+                        thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    return;
+                }
                 if targeted && take(&faults.truncate) {
                     let _ = s.write_all(&body[..body.len() / 2]);
                     let _ = s.flush();
