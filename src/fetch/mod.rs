@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 pub mod download;
+mod tls;
 
 /// A URL that masks any `user:password@` when displayed.
 #[derive(Clone, PartialEq, Eq)]
@@ -234,20 +235,11 @@ impl Transport {
     pub fn new(ca_bundles: &[PathBuf], low_speed: LowSpeed) -> Result<Transport, FetchError> {
         crypto();
         let wait = low_speed.window;
-        let mut b = reqwest::Client::builder()
+        let b = reqwest::Client::builder()
             .user_agent(concat!("pbsimage/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(wait)
-            .read_timeout(wait);
-        for ca in ca_bundles {
-            let pem = std::fs::read(ca).map_err(|e| {
-                FetchError::Setup(format!("cannot read CA bundle `{}`: {e}", ca.display()))
-            })?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| FetchError::Setup(format!("CA bundle `{}`: {e}", ca.display())))?
-            {
-                b = b.add_root_certificate(cert);
-            }
-        }
+            .read_timeout(wait)
+            .use_preconfigured_tls(tls::client_config(ca_bundles)?);
         let client = b.build().map_err(|e| FetchError::Setup(e.to_string()))?;
         let unverified = reqwest::Client::builder()
             .user_agent(concat!("pbsimage/", env!("CARGO_PKG_VERSION")))

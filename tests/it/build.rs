@@ -363,3 +363,88 @@ fn tls_registry_with_htpasswd_and_a_ca_bundle() {
     let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(info["Digest"], v["manifest_digest"]);
 }
+
+/// A self-signed certificate for 127.0.0.1, its own CA (`openssl req -x509` marks it
+/// `CA:TRUE`), as many private registries run.
+fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    require("openssl", "openssl");
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    (cert, key)
+}
+
+#[test]
+fn a_self_signed_registry_certificate_is_pinned_as_its_own() {
+    require("skopeo", "skopeo");
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path(), "registry");
+    let (other, _) = self_signed(certs.path(), "other");
+    let reg = Registry::start_with(|_| {
+        format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        )
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = job_with_config(cache.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let push = |bundle: &Path| {
+        std::fs::write(
+            &cfg,
+            text.replacen(
+                "[cache]",
+                &format!("[registry]\nca-bundle = \"{}\"\n[cache]", bundle.display()),
+                1,
+            ),
+        )
+        .unwrap();
+        pbsimage(&[
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "build",
+            "--json",
+            "--push",
+            &reg.host,
+            script.to_str().unwrap(),
+        ])
+    };
+    // Another self-signed certificate in the bundle: refused (pinning is byte for byte).
+    let o = push(&other);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+    // The registry's own certificate as the bundle: accepted, as skopeo accepts it.
+    let o = push(&cert);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cert_dir = certs.path().join("skopeo");
+    std::fs::create_dir(&cert_dir).unwrap();
+    std::fs::copy(&cert, cert_dir.join("ca.crt")).unwrap();
+    let o = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--cert-dir"])
+            .arg(&cert_dir)
+            .arg(format!("docker://{}", v["reference"].as_str().unwrap())),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["Digest"], v["manifest_digest"]);
+}
