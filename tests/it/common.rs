@@ -313,6 +313,8 @@ pub fn with_peak_rss(args: &[&str]) -> (std::process::Output, u64) {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("no RSS line in {err}"));
+    // Shown with --nocapture: the figures of the hostile-inputs table.
+    eprintln!("peak RSS {} MiB: pbsimage {}", kib / 1024, args.join(" "));
     (out, kib / 1024)
 }
 

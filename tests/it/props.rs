@@ -188,3 +188,36 @@ proptest! {
         let _ = metadata::parse_filelists(&mutate(filelists, &edits, cut)[..], |_, _| {});
     }
 }
+
+/// A small real package of the fixture repository (rpmbuild's), whole.
+fn real_rpm() -> &'static Vec<u8> {
+    static R: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        let p =
+            crate::common::find_prefixed(&crate::common::fixture_repos().join("main"), "fx-data-");
+        std::fs::read(p).unwrap()
+    })
+}
+
+proptest! {
+    // The RPM reader's bounded corpus run (the cargo-fuzz target is fuzz/rpm_header.rs): byte
+    // edits weighted to the lead, signature and header (the first 4 KiB), and cuts.
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn mutated_rpms_never_panic(
+        edits in proptest::collection::vec((0usize..4096, any::<u8>()), 0..8),
+        cut in any::<usize>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.rpm");
+        std::fs::write(&path, mutate(real_rpm(), &edits, cut)).unwrap();
+        if let Ok(mut r) = pbsimage::rpm::RpmReader::open(&path) {
+            let mut n = 0;
+            while let Ok(Some(_)) = r.next_entry() {
+                n += 1;
+                prop_assert!(n < 100_000, "entries do not end");
+            }
+        }
+    }
+}
