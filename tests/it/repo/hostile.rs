@@ -425,3 +425,46 @@ fn a_cold_resolve_with_file_lists_is_bounded() {
     );
     assert!(rss < 150, "peak RSS {rss} MiB");
 }
+
+/// Over HTTP, percent-encoded parent paths in repomd.xml and primary.xml: refused before any
+/// request leaves the repository (the server's log shows only requests under it).
+#[test]
+fn percent_encoded_parents_fetch_nothing_outside_over_http() {
+    let outer = tempfile::tempdir().unwrap();
+    let repo = outer.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    copy_dir(&fixture_repos().join("main"), &repo);
+    std::fs::write(outer.path().join("secret.xml.gz"), b"not for you").unwrap();
+    let server = crate::http::Server::serve(outer.path());
+    let repomd = repo.join("repodata/repomd.xml");
+    let text = std::fs::read_to_string(&repomd).unwrap();
+    let start = text.find("<location href=\"").unwrap() + "<location href=\"".len();
+    let end = start + text[start..].find('"').unwrap();
+    for href in [
+        "%2e%2e/%2e%2e/secret.xml.gz",
+        "repodata/%2E%2E/%2e%2e/secret.xml.gz",
+    ] {
+        std::fs::write(&repomd, format!("{}{href}{}", &text[..start], &text[end..])).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let o = resolve_cli(
+            &repo_config(&[("r", server.url("repo/"))], cache.path(), ""),
+            cache.path(),
+        );
+        assert!(!o.status.success(), "{href}");
+        assert!(
+            stderr(&o).contains("refusing location"),
+            "{href}: {}",
+            stderr(&o)
+        );
+    }
+    let outside: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("GET /repo/") || r.contains("secret"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "requests outside the repository: {outside:?}"
+    );
+    assert!(!server.requests().is_empty());
+}
