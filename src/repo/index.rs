@@ -1,6 +1,6 @@
 //! The per-repository index, stored so that a warm run touches only what it uses.
 //!
-//! File layout (little-endian): magic `PBSIDX03`, a CRC32 of everything after the first 16
+//! File layout (little-endian): magic `PBSIDX05`, a CRC32 of everything after the first 16
 //! bytes, then length-prefixed sections: the metadata (postcard), the package offsets, the
 //! packages (postcard, one blob each), the provides table and primary's file table (see
 //! `table`). Opening maps the file and checks the CRC; packages are decoded
@@ -17,7 +17,7 @@ use super::metadata::{Dep, Package, RepomdRecord};
 use super::modules::ModuleIndex;
 use super::table::{self, HashTable, Table};
 
-const MAGIC: &[u8; 8] = b"PBSIDX04";
+const MAGIC: &[u8; 8] = b"PBSIDX05";
 const FILES_MAGIC: &[u8; 8] = b"PBSFIL04";
 
 /// Bytes of an index: built in memory or mapped from the cache.

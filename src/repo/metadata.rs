@@ -210,6 +210,13 @@ pub struct Package {
     pub conflicts: Vec<Dep>,
     /// Recommends (weak dependencies).
     pub recommends: Vec<Dep>,
+    /// Suggests: weaker still; never installed for it, but it steers the choice between
+    /// providers (libsolv's policy, as dnf).
+    pub suggests: Vec<Dep>,
+    /// Supplements (reverse Recommends).
+    pub supplements: Vec<Dep>,
+    /// Enhances (reverse Suggests).
+    pub enhances: Vec<Dep>,
     /// The files primary.xml lists (`*/bin/*`, `/etc/*`, ...).
     pub files: Vec<String>,
 }
@@ -228,6 +235,9 @@ enum DepList {
     Obsoletes,
     Conflicts,
     Recommends,
+    Suggests,
+    Supplements,
+    Enhances,
     Ignored,
 }
 
@@ -248,6 +258,9 @@ fn new_package() -> Package {
         obsoletes: Vec::new(),
         conflicts: Vec::new(),
         recommends: Vec::new(),
+        suggests: Vec::new(),
+        supplements: Vec::new(),
+        enhances: Vec::new(),
         files: Vec::new(),
     }
 }
@@ -338,6 +351,9 @@ fn package_element(
                 DepList::Obsoletes => p.obsoletes.push(dep),
                 DepList::Conflicts => p.conflicts.push(dep),
                 DepList::Recommends => p.recommends.push(dep),
+                DepList::Suggests => p.suggests.push(dep),
+                DepList::Supplements => p.supplements.push(dep),
+                DepList::Enhances => p.enhances.push(dep),
                 DepList::Ignored => {}
             }
         }
@@ -387,7 +403,9 @@ pub fn parse_primary<R: BufRead>(
                     b"obsoletes" => list = DepList::Obsoletes,
                     b"conflicts" => list = DepList::Conflicts,
                     b"recommends" => list = DepList::Recommends,
-                    b"suggests" | b"supplements" | b"enhances" => list = DepList::Ignored,
+                    b"suggests" => list = DepList::Suggests,
+                    b"supplements" => list = DepList::Supplements,
+                    b"enhances" => list = DepList::Enhances,
                     _ => {}
                 }
             }

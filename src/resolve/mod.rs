@@ -1,6 +1,13 @@
 //! Resolve: [`Needs`] → the packages that satisfy them, with the full Requires closure.
 //!
-//! [`Resolver::resolve`] works through a queue of requirements. For each it takes the
+//! libsolv decides, as it does for dnf: the pool is fed from pbsimage's own index (`solv`),
+//! the jobs are those `dnf install` makes, and the solver flags are libdnf's (`best`, weak
+//! deps, obsoletes, conflicts, Suggests/Supplements, arch and priority policy, backtracking to
+//! older versions). The answer is then explained by a walk over the requirements restricted
+//! to it (why-chains, what each package satisfies); when libsolv finds no answer, the walk
+//! unrestricted names what cannot be met (the GLIBC explanation), else libsolv's problems do.
+//!
+//! The walk works through a queue of requirements. For each it takes the
 //! visible providers (modularity and architecture filters applied), drops obsoleted ones,
 //! prefers a package already chosen, and otherwise ranks them close to dnf: repository
 //! priority (then order in the config), architecture (exact, then i686 for 32-bit needs, then
@@ -12,12 +19,13 @@
 
 pub mod lock;
 mod rich;
+mod solv;
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
@@ -168,6 +176,9 @@ pub fn soname_family(cap: &str) -> Option<(&str, &str, &str)> {
     }
 }
 
+/// dnf's default repository cost.
+const DEFAULT_COST: u32 = 1000;
+
 fn dep(name: &str) -> Dep {
     Dep {
         name: name.to_owned(),
@@ -185,6 +196,13 @@ pub struct Resolver<'a> {
     weak_deps: bool,
     obsoleted: HashSet<PkgId>,
     missing_filelists: Cell<bool>,
+    /// While explaining the solver's answer: the only packages that may be chosen.
+    allowed: RefCell<Option<HashSet<PkgId>>>,
+    /// While making the solver's jobs: every architecture the pool's may install (libsolv's
+    /// architecture policy decides, as dnf's does).
+    all_arches: Cell<bool>,
+    /// libsolv's pool of every repository, built on the first resolution.
+    pool: OnceCell<solv::Pool>,
 }
 
 struct State {
@@ -208,6 +226,9 @@ impl<'a> Resolver<'a> {
             weak_deps,
             obsoleted: HashSet::new(),
             missing_filelists: Cell::new(false),
+            allowed: RefCell::new(None),
+            all_arches: Cell::new(false),
+            pool: OnceCell::new(),
         };
         r.obsoleted = r.compute_obsoleted();
         r
@@ -223,7 +244,17 @@ impl<'a> Resolver<'a> {
 
     fn visible(&self, id: PkgId) -> bool {
         let repo = &self.repos[id.repo as usize];
-        !repo.hidden.contains(&id.idx) && self.arch_rank(&self.pkg(id).arch).is_some()
+        if repo.hidden.contains(&id.idx) {
+            return false;
+        }
+        match self.allowed.borrow().as_ref() {
+            Some(allowed) => allowed.contains(&id),
+            None => self.all_arches.get() || self.arch_rank(&self.pkg(id).arch).is_some(),
+        }
+    }
+
+    fn replaying(&self) -> bool {
+        self.allowed.borrow().is_some()
     }
 
     fn compute_obsoleted(&self) -> HashSet<PkgId> {
@@ -714,6 +745,13 @@ impl<'a> Resolver<'a> {
                                 .to_string();
                             self.add(st, id, why, by);
                         }
+                        // The solver may meet one soname's versions from several packages.
+                        None if self.replaying() && deps.len() > 1 => {
+                            for d in deps {
+                                st.queue.push_back(Item::Group(vec![d], by.clone()));
+                            }
+                        }
+                        None if self.replaying() => {}
                         None => self.fail_group(st, &deps, &by),
                     }
                 }
@@ -757,9 +795,215 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// Resolves `needs` plus the `[base]` packages.
+    /// Resolves `needs` plus the `[base]` packages, as `dnf install` would: libsolv decides
+    /// (with libdnf's flags and `best`), then the walk over the requirements explains the
+    /// answer (why-chains). When libsolv finds no answer, the walk without the solver's
+    /// answer names what cannot be met (the GLIBC explanation), else libsolv's problems do.
     pub fn resolve(&self, needs: &Needs, base: &[String]) -> Result<Resolution, ResolveError> {
         self.missing_filelists.set(false);
+        *self.allowed.borrow_mut() = None;
+        let pool = self.pool.get_or_init(|| self.pool());
+        self.all_arches.set(true);
+        let (jobs, warnings, unmet) = self.jobs(pool, needs, base);
+        self.all_arches.set(false);
+        if self.missing_filelists.get() {
+            return Err(ResolveError::NeedsFilelists);
+        }
+        let answer = if unmet {
+            Err(Vec::new())
+        } else {
+            pool.solve(&jobs, true, self.weak_deps)
+        };
+        tracing::debug!(jobs = jobs.len(), solved = answer.is_ok(), "libsolv");
+        match answer {
+            Ok(ids) => {
+                let set: HashSet<PkgId> = ids
+                    .iter()
+                    .filter_map(|&i| pool.locate(i))
+                    .map(|(repo, idx)| PkgId {
+                        repo: repo as u16,
+                        idx,
+                    })
+                    .collect();
+                *self.allowed.borrow_mut() = Some(set.clone());
+                let mut st = self.walk(needs, base);
+                self.adopt_rest(&mut st, &set);
+                *self.allowed.borrow_mut() = None;
+                st.failures.clear();
+                st.warnings.extend(warnings);
+                Ok(self.finish(st))
+            }
+            Err(problems) => {
+                let mut st = self.walk(needs, base);
+                if !st.failures.is_empty() {
+                    if self.missing_filelists.get() {
+                        return Err(ResolveError::NeedsFilelists);
+                    }
+                    let mut seen = HashSet::new();
+                    st.failures.retain(|f| seen.insert(f.message.clone()));
+                    return Err(ResolveError::Unsatisfied {
+                        failures: st.failures,
+                    });
+                }
+                self.check_conflicts(&st)?;
+                Err(ResolveError::Unsatisfied {
+                    failures: problems
+                        .into_iter()
+                        .map(|message| Failure {
+                            message,
+                            hint: None,
+                        })
+                        .collect(),
+                })
+            }
+        }
+    }
+
+    /// A libsolv pool of every repository; packages hidden by modular filtering excluded.
+    fn pool(&self) -> solv::Pool {
+        let mut pool = solv::Pool::new(self.arches.first().map_or("noarch", String::as_str));
+        // Files packages require that primary.xml does not list: their owners provide them
+        // (libsolv's addfileprovides over filelists.xml, as dnf loads it).
+        let mut more: HashMap<PkgId, Vec<String>> = HashMap::new();
+        if self.repos.iter().any(|r| r.index.all_files.is_some()) {
+            let mut wanted = BTreeSet::new();
+            for repo in self.repos {
+                for (_, p) in repo.index.packages() {
+                    for d in &p.requires {
+                        if d.name.starts_with('/') && !RepoIndex::primary_lists(&d.name) {
+                            wanted.insert(d.name.as_str());
+                        }
+                    }
+                }
+            }
+            for path in wanted {
+                for (r, repo) in self.repos.iter().enumerate() {
+                    if let Some(all) = &repo.index.all_files {
+                        for idx in all.owners(path) {
+                            let id = PkgId {
+                                repo: r as u16,
+                                idx,
+                            };
+                            more.entry(id).or_default().push(path.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let mut hidden = Vec::new();
+        for (r, repo) in self.repos.iter().enumerate() {
+            pool.add_repo(
+                &repo.source.id,
+                repo.source.priority,
+                DEFAULT_COST,
+                repo.index.packages().map(|(idx, p)| {
+                    let id = PkgId {
+                        repo: r as u16,
+                        idx,
+                    };
+                    (p, more.get(&id).map_or(&[][..], Vec::as_slice))
+                }),
+            );
+            hidden.extend(repo.hidden.iter().map(|&i| pool.id(r, i)));
+        }
+        if !hidden.is_empty() {
+            pool.exclude(&hidden);
+        }
+        pool.ready();
+        pool
+    }
+
+    /// The solver's jobs, as `dnf install` makes them (dnf's Subject: a name selects that
+    /// name's packages and what obsoletes them; anything else, its providers). Files and
+    /// commands select any owner of any of their paths. Also the warnings for optional needs
+    /// nothing provides, and whether a required one has no candidate at all.
+    fn jobs(
+        &self,
+        pool: &solv::Pool,
+        needs: &Needs,
+        base: &[String],
+    ) -> (Vec<solv::Job>, Vec<String>, bool) {
+        let mut jobs = Vec::new();
+        let mut warnings = Vec::new();
+        let mut unmet = false;
+        let ids = |set: &[PkgId]| -> Vec<solv::Id> {
+            set.iter()
+                .map(|p| pool.id(p.repo as usize, p.idx))
+                .collect()
+        };
+        for b in base {
+            jobs.push(self.spec_job(b, &ids));
+        }
+        for n in &needs.needs {
+            match &n.kind {
+                NeedKind::Capability(c) => jobs.push(self.spec_job(c.as_str(), &ids)),
+                NeedKind::File(_) | NeedKind::Command(_) => {
+                    let mut cands: Vec<PkgId> = Vec::new();
+                    for path in n.kind.paths() {
+                        for c in self.providers(&dep(&path)) {
+                            if !cands.contains(&c) {
+                                cands.push(c);
+                            }
+                        }
+                    }
+                    if !cands.is_empty() {
+                        jobs.push(solv::Job::OneOf(ids(&cands)));
+                    } else if n.optional {
+                        let origin = n.origins.first().map(String::as_str).unwrap_or_default();
+                        let what = match &n.kind {
+                            NeedKind::Command(c) => format!("command `{c}`"),
+                            _ => format!("file {}", n.kind.paths()[0]),
+                        };
+                        warnings.push(format!(
+                            "{what} ({}) is in no package of repos {}; assuming the cluster provides it",
+                            origin.rsplit_once(": ").map_or(origin, |x| x.0),
+                            self.repo_ids()
+                        ));
+                    } else {
+                        unmet = true;
+                    }
+                }
+            }
+        }
+        (jobs, warnings, unmet)
+    }
+
+    /// `dnf install <spec>`: the packages named `spec` and those that obsolete them, else
+    /// any provider of `spec`.
+    fn spec_job(&self, spec: &str, ids: &dyn Fn(&[PkgId]) -> Vec<solv::Id>) -> solv::Job {
+        let named: Vec<PkgId> = self
+            .providers(&dep(spec))
+            .into_iter()
+            .filter(|&i| self.pkg(i).name == spec)
+            .collect();
+        if named.is_empty() {
+            return solv::Job::Provides(dep(spec));
+        }
+        let mut set = named.clone();
+        for (r, repo) in self.repos.iter().enumerate() {
+            for (i, o) in repo.index.obsoletes() {
+                let id = PkgId {
+                    repo: r as u16,
+                    idx: *i,
+                };
+                if o.name != spec || set.contains(&id) || !self.visible(id) {
+                    continue;
+                }
+                let hits = named
+                    .iter()
+                    .any(|&n| ranges_overlap(Some((Cmp::Eq, &self.pkg(n).evr)), o.range()));
+                if hits {
+                    set.push(id);
+                }
+            }
+        }
+        solv::Job::OneOf(ids(&set))
+    }
+
+    /// The requirement walk: from the needs and the base packages through every package's
+    /// Requires (and Recommends with weak deps). Unrestricted, it is the explanation of a
+    /// failure; restricted to the solver's answer, the why of every package.
+    fn walk(&self, needs: &Needs, base: &[String]) -> State {
         let mut st = State {
             chosen: Vec::new(),
             set: HashSet::new(),
@@ -832,25 +1076,62 @@ impl<'a> Resolver<'a> {
                 break;
             }
         }
-        if !st.failures.is_empty() {
-            if self.missing_filelists.get() {
-                return Err(ResolveError::NeedsFilelists);
-            }
-            let mut seen = HashSet::new();
-            st.failures.retain(|f| seen.insert(f.message.clone()));
-            return Err(ResolveError::Unsatisfied {
-                failures: st.failures,
+        st
+    }
+
+    /// Packages of the solver's answer the walk did not reach: weak dependencies (a chosen
+    /// package recommends them, or they supplement one) and what they require.
+    fn adopt_rest(&self, st: &mut State, set: &HashSet<PkgId>) {
+        let mut rest: Vec<PkgId> = set
+            .iter()
+            .filter(|i| !st.set.contains(i))
+            .copied()
+            .collect();
+        rest.sort();
+        while !rest.is_empty() {
+            let pos = rest
+                .iter()
+                .position(|&id| self.weak_reason(st, id).is_some())
+                .unwrap_or(0);
+            let id = rest.remove(pos);
+            let (why, by) = self.weak_reason(st, id).unwrap_or_else(|| {
+                (
+                    "libsolv's choice".to_owned(),
+                    By::Origin("the solver".into()),
+                )
             });
+            self.add(st, id, why, by);
+            self.process(st);
+            rest.retain(|i| !st.set.contains(i));
         }
-        self.check_conflicts(&st)?;
+    }
+
+    fn weak_reason(&self, st: &State, id: PkgId) -> Option<(String, By)> {
+        for &c in &st.chosen {
+            let p = self.pkg(c);
+            for d in p.recommends.iter().chain(&p.suggests) {
+                if self.provides(id, d) {
+                    return Some((format!("{d} (weak)"), By::Package(c)));
+                }
+            }
+        }
+        for d in &self.pkg(id).supplements {
+            if let Some(c) = self.satisfied(st, d) {
+                return Some((format!("supplements {d}"), By::Package(c)));
+            }
+        }
+        None
+    }
+
+    fn finish(&self, mut st: State) -> Resolution {
         let mut packages: Vec<Chosen> = st.chosen.iter().map(|&id| self.chosen(&st, id)).collect();
         packages.sort_by(|a, b| a.name.cmp(&b.name).then(a.arch.cmp(&b.arch)));
         st.warnings.sort();
         st.warnings.dedup();
-        Ok(Resolution {
+        Resolution {
             packages,
             warnings: st.warnings,
-        })
+        }
     }
 
     fn check_conflicts(&self, st: &State) -> Result<(), ResolveError> {

@@ -313,24 +313,14 @@ fn tls_registry_with_htpasswd_and_a_ca_bundle() {
     let text = std::fs::read_to_string(&cfg).unwrap();
     let push = |cfg_text: &str| {
         std::fs::write(&cfg, cfg_text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pbsimage"))
-            .args(["-q", "--config", cfg.to_str().unwrap(), "build", "--json"])
-            .args(["--push", &reg.host, "--username", "ci", "--password-stdin"])
-            .arg(&script)
-            .env("HOME", d.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"s3cret-tls\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+                .args(["-q", "--config", cfg.to_str().unwrap(), "build", "--json"])
+                .args(["--push", &reg.host, "--username", "ci", "--password-stdin"])
+                .arg(&script)
+                .env("HOME", d.path()),
+            b"s3cret-tls\n",
+        )
     };
     // Without the CA the registry's certificate is refused, with a hint.
     let o = push(&text);

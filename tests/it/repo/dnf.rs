@@ -202,3 +202,52 @@ fn committed_config_resolves_the_paper_job() {
         "cache/ beside pipeline.toml"
     );
 }
+
+/// One rpmbuild-made package per rule of dnf's policy (scripts/fixture-repos: OUT/policy and
+/// OUT/policy-b), resolved by pbsimage and by python3-dnf in the same run, weak deps off and
+/// on, both repository orders.
+#[test]
+fn each_policy_rule_matches_dnf_on_rpmbuild_fixtures() {
+    use super::realdata::{disagreements, dnf_answers, our_answers};
+    let fx = fixture_repos();
+    let cases: &[&[&str]] = &[
+        &["sg-app"],
+        &["bt-app"],
+        &["ob-old"],
+        &["cf-single", "cmd:cf-tool"],
+        &["cmd:cf-tool"],
+        &["wk-app"],
+        &["sp-base"],
+        &["sr-app"],
+        &["/usr/bin/pk-sh"],
+    ];
+    let a = ("policy", file_url(&fx.join("policy")));
+    let b = ("policy-b", file_url(&fx.join("policy-b")));
+    for repos in [vec![a.clone(), b.clone()], vec![b, a]] {
+        for weak in [false, true] {
+            let dnf = dnf_answers(&repos, weak, cases);
+            let ours = our_answers(&repos, weak, cases);
+            let bad = disagreements(&format!("weak={weak}"), cases, &ours, &dnf);
+            assert!(bad.is_empty(), "{}", bad.join("\n"));
+            // The fixtures do force each rule: dnf's own answers.
+            let has =
+                |case: usize, nevra: &str| dnf[case].as_ref().is_ok_and(|s| s.contains(nevra));
+            assert!(
+                has(0, "sg-lang-minimal-1.0-1.fx.noarch"),
+                "Suggests: {:?}",
+                dnf[0]
+            );
+            assert!(
+                has(1, "bt-lib-1.0-1.fx.noarch"),
+                "an older version: {:?}",
+                dnf[1]
+            );
+            assert!(has(2, "ob-new-1.0-1.fx.noarch"), "obsoletes: {:?}", dnf[2]);
+            assert!(has(3, "cf-single-1.0-1.fx.noarch") && !has(3, "cf-full-1.0-1.fx.noarch"));
+            assert_eq!(has(5, "wk-good-1.0-1.fx.noarch"), weak, "{:?}", dnf[5]);
+            assert!(!has(5, "wk-broken-1.0-1.fx.noarch"), "{:?}", dnf[5]);
+            assert_eq!(has(6, "sp-addon-1.0-1.fx.noarch"), weak, "{:?}", dnf[6]);
+            assert!(has(8, "pk-ksh-1.0-1.fx.noarch"), "{:?}", dnf[8]);
+        }
+    }
+}

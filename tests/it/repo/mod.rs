@@ -6,6 +6,7 @@ mod dnf;
 mod hostile;
 mod load;
 mod lock;
+mod realdata;
 mod tls;
 mod vercmp;
 

@@ -1,0 +1,396 @@
+//! libsolv, as dnf drives it: a pool fed from pbsimage's own index, jobs for the needs, and
+//! the solver flags libdnf sets. The C side is `shim.c` (built by build.rs against the
+//! system libsolv), so that libsolv's structs and constants stay C's business.
+//!
+//! Ids are libsolv's solvable ids; [`Pool::locate`] maps one back to its repository and
+//! package ordinal, which is how the answer returns to [`super::PkgId`]s.
+
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::ptr::NonNull;
+
+use crate::repo::evr::Cmp;
+use crate::repo::metadata::{Dep, Package};
+
+/// libsolv's solvable id.
+pub(crate) type Id = c_int;
+
+#[repr(C)]
+struct RawPool {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+struct RawRepo {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+struct RawResult {
+    install: *mut Id,
+    ninstall: c_int,
+    problems: *mut c_char,
+}
+
+unsafe extern "C" {
+    fn pbs_pool_new(arch: *const c_char) -> *mut RawPool;
+    fn pbs_pool_free(pool: *mut RawPool);
+    fn pbs_repo_new(
+        pool: *mut RawPool,
+        name: *const c_char,
+        priority: c_int,
+        cost: c_int,
+    ) -> *mut RawRepo;
+    fn pbs_repo_start(repo: *mut RawRepo) -> c_int;
+    fn pbs_repo_end(repo: *mut RawRepo) -> c_int;
+    fn pbs_solvable_new(
+        repo: *mut RawRepo,
+        name: *const c_char,
+        evr: *const c_char,
+        arch: *const c_char,
+    ) -> Id;
+    fn pbs_solvable_dep(
+        repo: *mut RawRepo,
+        p: Id,
+        kind: c_int,
+        name: *const c_char,
+        flags: c_int,
+        evr: *const c_char,
+        pre: c_int,
+    ) -> c_int;
+    fn pbs_solvable_self_provide(repo: *mut RawRepo, p: Id);
+    fn pbs_repo_done(repo: *mut RawRepo);
+    fn pbs_pool_exclude(pool: *mut RawPool, ids: *const Id, n: c_int);
+    fn pbs_pool_ready(pool: *mut RawPool);
+    fn pbs_solve(
+        pool: *mut RawPool,
+        n: c_int,
+        kinds: *const c_int,
+        names: *const *const c_char,
+        flags: *const c_int,
+        evrs: *const *const c_char,
+        ids: *const Id,
+        starts: *const c_int,
+        lens: *const c_int,
+        best: c_int,
+        weak: c_int,
+    ) -> *mut RawResult;
+    fn pbs_result_free(r: *mut RawResult);
+}
+
+/// Dependency kinds, numbered as in shim.c.
+#[derive(Clone, Copy)]
+enum Kind {
+    Provides = 0,
+    Requires = 1,
+    Conflicts = 2,
+    Obsoletes = 3,
+    Recommends = 4,
+    Suggests = 5,
+    Supplements = 6,
+    Enhances = 7,
+}
+
+/// libsolv's REL_* bits of a comparison.
+fn rel_flags(cmp: Option<Cmp>) -> c_int {
+    match cmp {
+        None => 0,
+        Some(Cmp::Gt) => 1,
+        Some(Cmp::Eq) => 2,
+        Some(Cmp::Ge) => 3,
+        Some(Cmp::Lt) => 4,
+        Some(Cmp::Le) => 6,
+    }
+}
+
+/// A C string of `s`; metadata strings with a NUL in them (hostile input) are cut there.
+fn cstr(s: &str) -> CString {
+    let cut = s.split('\0').next().unwrap_or_default();
+    CString::new(cut).expect("no NUL left")
+}
+
+/// What a job asks for.
+#[derive(Debug, Clone)]
+pub(crate) enum Job {
+    /// Any provider of a capability or file, versioned or rich (`dnf install 'libc.so.6()(64bit)'`).
+    Provides(Dep),
+    /// Any one of these packages (dnf's selector of a package set).
+    OneOf(Vec<Id>),
+}
+
+/// One loaded repository's solvables.
+struct RepoSpan {
+    start: Id,
+}
+
+/// A libsolv pool. Not `Send`: it lives and dies on one thread.
+pub(crate) struct Pool {
+    raw: NonNull<RawPool>,
+    repos: Vec<RepoSpan>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: the pool was created by pbs_pool_new and is freed once, here.
+        unsafe { pbs_pool_free(self.raw.as_ptr()) }
+    }
+}
+
+impl Pool {
+    /// An empty pool for packages of `arch` (and what libsolv deems compatible: noarch,
+    /// i686 beside x86_64, …).
+    pub(crate) fn new(arch: &str) -> Pool {
+        let a = cstr(arch);
+        // SAFETY: a valid C string; the shim returns a fresh pool.
+        let raw = unsafe { pbs_pool_new(a.as_ptr()) };
+        Pool {
+            raw: NonNull::new(raw).expect("libsolv allocates or aborts"),
+            repos: Vec::new(),
+        }
+    }
+
+    /// Adds a repository of `packages` (in index order: the n-th package gets the n-th id
+    /// of the repository), each with the files it provides beyond primary.xml's list (from
+    /// filelists.xml: those some package requires). `priority` and `cost` are dnf's.
+    pub(crate) fn add_repo<'p>(
+        &mut self,
+        name: &str,
+        priority: u32,
+        cost: u32,
+        packages: impl Iterator<Item = (&'p Package, &'p [String])>,
+    ) {
+        let n = cstr(name);
+        let clamp = |v: u32| c_int::try_from(v).unwrap_or(c_int::MAX);
+        // SAFETY: the pool is live; the name is a valid C string (copied by libsolv).
+        let repo =
+            unsafe { pbs_repo_new(self.raw.as_ptr(), n.as_ptr(), clamp(priority), clamp(cost)) };
+        // SAFETY: a repository just created.
+        let start = unsafe { pbs_repo_end(repo) };
+        for (p, files) in packages {
+            self.add_package(repo, p, files);
+        }
+        // SAFETY: as above.
+        unsafe { pbs_repo_done(repo) };
+        let first = unsafe { pbs_repo_start(repo) };
+        self.repos.push(RepoSpan {
+            start: if first > 0 { first } else { start },
+        });
+    }
+
+    fn add_package(&mut self, repo: *mut RawRepo, p: &Package, more_files: &[String]) {
+        let (name, evr, arch) = (cstr(&p.name), cstr(&p.evr.to_string()), cstr(&p.arch));
+        // SAFETY: a live repository; C strings valid for the call (libsolv interns them).
+        let id = unsafe { pbs_solvable_new(repo, name.as_ptr(), evr.as_ptr(), arch.as_ptr()) };
+        let lists: [(&[Dep], Kind); 8] = [
+            (&p.provides, Kind::Provides),
+            (&p.requires, Kind::Requires),
+            (&p.conflicts, Kind::Conflicts),
+            (&p.obsoletes, Kind::Obsoletes),
+            (&p.recommends, Kind::Recommends),
+            (&p.suggests, Kind::Suggests),
+            (&p.supplements, Kind::Supplements),
+            (&p.enhances, Kind::Enhances),
+        ];
+        for (deps, kind) in lists {
+            // rpm itself provides rpmlib(…); libsolv's own rpm-md reader drops them too.
+            for d in deps.iter().filter(|d| !d.name.starts_with("rpmlib(")) {
+                self.add_dep(repo, id, kind, d);
+            }
+        }
+        for f in p.files.iter().chain(more_files) {
+            self.add_dep(repo, id, Kind::Provides, &plain(f));
+        }
+        // SAFETY: as above.
+        unsafe { pbs_solvable_self_provide(repo, id) };
+    }
+
+    fn add_dep(&mut self, repo: *mut RawRepo, id: Id, kind: Kind, d: &Dep) {
+        let name = cstr(&d.name);
+        let evr = d.evr.as_ref().map(|e| cstr(&e.to_string()));
+        let evr_ptr = evr.as_ref().map_or(std::ptr::null(), |e| e.as_ptr());
+        // SAFETY: a live repository and solvable; strings valid for the call. A rich
+        // dependency that does not parse is dropped (0), as libsolv's own readers do.
+        unsafe {
+            pbs_solvable_dep(
+                repo,
+                id,
+                kind as c_int,
+                name.as_ptr(),
+                rel_flags(d.cmp),
+                evr_ptr,
+                c_int::from(d.pre),
+            )
+        };
+    }
+
+    /// The solvable id of a package.
+    pub(crate) fn id(&self, repo: usize, ordinal: u32) -> Id {
+        self.repos[repo].start + ordinal as Id
+    }
+
+    /// Where a solvable comes from: (repository, package ordinal).
+    pub(crate) fn locate(&self, id: Id) -> Option<(usize, u32)> {
+        self.repos
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, r)| id >= r.start)
+            .map(|(i, r)| (i, (id - r.start) as u32))
+    }
+
+    /// Packages no job may install (modular filtering).
+    pub(crate) fn exclude(&mut self, ids: &[Id]) {
+        let n = c_int::try_from(ids.len()).expect("fewer than 2^31 packages");
+        // SAFETY: the pool is live; `ids` is valid for `n` elements.
+        unsafe { pbs_pool_exclude(self.raw.as_ptr(), ids.as_ptr(), n) }
+    }
+
+    /// Indexes what provides what; call once, after the last repository and exclusion.
+    pub(crate) fn ready(&mut self) {
+        // SAFETY: the pool is live.
+        unsafe { pbs_pool_ready(self.raw.as_ptr()) }
+    }
+
+    /// Solves `jobs` as `dnf install` would (`best`: dnf's `best=True`; `weak`:
+    /// `install_weak_deps`). Returns the solvables to install, or libsolv's problem lines.
+    pub(crate) fn solve(
+        &self,
+        jobs: &[Job],
+        best: bool,
+        weak: bool,
+    ) -> Result<Vec<Id>, Vec<String>> {
+        let mut kinds = Vec::with_capacity(jobs.len());
+        let mut names = Vec::with_capacity(jobs.len());
+        let mut flags = Vec::with_capacity(jobs.len());
+        let mut evrs: Vec<Option<CString>> = Vec::with_capacity(jobs.len());
+        let mut ids: Vec<Id> = Vec::new();
+        let mut starts = Vec::with_capacity(jobs.len());
+        let mut lens = Vec::with_capacity(jobs.len());
+        let count = |n: usize| c_int::try_from(n).expect("fewer than 2^31 packages");
+        for j in jobs {
+            starts.push(count(ids.len()));
+            let (k, name, f, evr) = match j {
+                Job::Provides(d) => (
+                    1,
+                    cstr(&d.name),
+                    rel_flags(d.cmp),
+                    d.evr.as_ref().map(|e| cstr(&e.to_string())),
+                ),
+                Job::OneOf(set) => {
+                    ids.extend_from_slice(set);
+                    (2, cstr(""), 0, None)
+                }
+            };
+            lens.push(count(ids.len()) - starts.last().copied().unwrap_or(0));
+            kinds.push(k);
+            names.push(name);
+            flags.push(f);
+            evrs.push(evr);
+        }
+        let name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let evr_ptrs: Vec<*const c_char> = evrs
+            .iter()
+            .map(|e| e.as_ref().map_or(std::ptr::null(), |e| e.as_ptr()))
+            .collect();
+        let n = c_int::try_from(jobs.len()).expect("fewer than 2^31 jobs");
+        // SAFETY: every array holds `n` elements that outlive the call; the pool is ready.
+        let r = unsafe {
+            pbs_solve(
+                self.raw.as_ptr(),
+                n,
+                kinds.as_ptr(),
+                name_ptrs.as_ptr(),
+                flags.as_ptr(),
+                evr_ptrs.as_ptr(),
+                ids.as_ptr(),
+                starts.as_ptr(),
+                lens.as_ptr(),
+                c_int::from(best),
+                c_int::from(weak),
+            )
+        };
+        // SAFETY: the shim returns a result it allocated; read it, then free it once.
+        unsafe {
+            let res = &*r;
+            let out = if res.problems.is_null() {
+                let n = usize::try_from(res.ninstall).unwrap_or(0);
+                let ids = if n == 0 {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(res.install, n).to_vec()
+                };
+                Ok(ids)
+            } else {
+                let text = CStr::from_ptr(res.problems).to_string_lossy().into_owned();
+                let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+                lines.dedup();
+                Err(lines)
+            };
+            pbs_result_free(r);
+            out
+        }
+    }
+}
+
+/// An unversioned dependency on `name`.
+fn plain(name: &str) -> Dep {
+    Dep {
+        name: name.to_owned(),
+        cmp: None,
+        evr: None,
+        pre: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::evr::Evr;
+
+    fn pkg(name: &str, version: &str, provides: &[&str], requires: &[&str]) -> Package {
+        let mut p: Package = serde_json::from_value(serde_json::json!({
+            "name": name, "arch": "x86_64",
+            "evr": {"epoch": null, "version": version, "release": "1"},
+            "checksum": {"algo": "Sha256", "hex": "0".repeat(64)},
+            "href": format!("{name}.rpm"), "base": null, "size": 1, "installed_size": 1,
+            "license": null, "sourcerpm": null, "provides": [], "requires": [],
+            "obsoletes": [], "conflicts": [], "recommends": [], "suggests": [],
+            "supplements": [], "enhances": [], "files": []
+        }))
+        .expect("a package");
+        p.provides = provides.iter().map(|s| plain(s)).collect();
+        p.requires = requires.iter().map(|s| plain(s)).collect();
+        p
+    }
+
+    #[test]
+    fn solves_and_backtracks_to_an_older_version() {
+        // app needs lib; lib-2 needs what nothing provides, lib-1 is installable: dnf (and
+        // libsolv) take lib-1.
+        let pkgs = [
+            pkg("app", "1", &[], &["lib"]),
+            pkg("lib", "2", &[], &["missing"]),
+            pkg("lib", "1", &[], &[]),
+        ];
+        let mut pool = Pool::new("x86_64");
+        pool.add_repo("r", 99, 1000, pkgs.iter().map(|p| (p, &[][..])));
+        pool.ready();
+        let ids = pool
+            .solve(&[Job::Provides(plain("app"))], true, false)
+            .unwrap();
+        let mut got: Vec<String> = ids
+            .iter()
+            .map(|&i| {
+                let (_, o) = pool.locate(i).unwrap();
+                pkgs[o as usize].nevra()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, ["app-1-1.x86_64", "lib-1-1.x86_64"]);
+        // Nothing provides `nope`: the problem says so.
+        let err = pool
+            .solve(&[Job::Provides(plain("nope"))], true, false)
+            .unwrap_err();
+        assert!(err.iter().any(|l| l.contains("nope")), "{err:?}");
+        let _ = Evr::new(None, "1", None);
+    }
+}
