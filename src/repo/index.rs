@@ -1,6 +1,6 @@
 //! The per-repository index, stored so that a warm run touches only what it uses.
 //!
-//! File layout (little-endian): magic `PBSIDX05`, a CRC32 of everything after the first 16
+//! File layout (little-endian): magic `PBSIDX06`, a CRC32 of everything after the first 16
 //! bytes, then length-prefixed sections: the metadata (postcard), the package offsets, the
 //! packages (postcard, one blob each), the provides table and primary's file table (see
 //! `table`). Opening maps the file and checks the CRC; packages are decoded
@@ -17,7 +17,7 @@ use super::metadata::{Dep, Package, RepomdRecord};
 use super::modules::ModuleIndex;
 use super::table::{self, HashTable, Table};
 
-const MAGIC: &[u8; 8] = b"PBSIDX05";
+const MAGIC: &[u8; 8] = b"PBSIDX06";
 const FILES_MAGIC: &[u8; 8] = b"PBSFIL04";
 
 /// Bytes of an index: built in memory or mapped from the cache.
@@ -63,6 +63,8 @@ struct Meta {
     modules: Option<ModuleIndex>,
     /// (package, obsoletes entry) for the few packages that obsolete anything.
     obsoletes: Vec<(u32, Dep)>,
+    /// (package, supplements entry) for the few packages that supplement anything.
+    supplements: Vec<(u32, Dep)>,
 }
 
 /// What `pbsimage` knows of one repository.
@@ -83,6 +85,7 @@ pub struct RepoIndex {
     /// Module streams, if the repository has modules.yaml.
     pub modules: Option<ModuleIndex>,
     obsoletes: Vec<(u32, Dep)>,
+    supplements: Vec<(u32, Dep)>,
     data: Backing,
     offsets: Range<usize>,
     blobs: Range<usize>,
@@ -166,6 +169,7 @@ pub struct IndexBuilder {
     files: Vec<KeyRow>,
     pkgids: Vec<KeyRow>,
     obsoletes: Vec<(u32, Dep)>,
+    supplements: Vec<(u32, Dep)>,
     count: u32,
 }
 
@@ -198,6 +202,8 @@ impl IndexBuilder {
         self.pkgids.push(row);
         self.obsoletes
             .extend(p.obsoletes.iter().map(|o| (i, o.clone())));
+        self.supplements
+            .extend(p.supplements.iter().map(|o| (i, o.clone())));
         self.count = i.checked_add(1).ok_or("too many packages")?;
         Ok(())
     }
@@ -219,6 +225,7 @@ impl IndexBuilder {
             filelists: h.filelists,
             modules: h.modules,
             obsoletes: std::mem::take(&mut self.obsoletes),
+            supplements: std::mem::take(&mut self.supplements),
         };
         let meta_bytes = postcard::to_stdvec(&meta).map_err(|e| e.to_string())?;
         self.offsets
@@ -311,6 +318,7 @@ impl RepoIndex {
             filelists: meta.filelists,
             modules: meta.modules,
             obsoletes: meta.obsoletes,
+            supplements: meta.supplements,
             offsets: s[1].clone(),
             blobs: s[2].clone(),
             provides: s[3].clone(),
@@ -366,6 +374,18 @@ impl RepoIndex {
             .map(move |(p, d)| (p, &self.package(p).provides[d as usize]))
     }
 
+    /// The packages named `name` (found through their self-provides, as rpm writes them).
+    pub fn named(&self, name: &str) -> Vec<(u32, &Package)> {
+        let mut out: Vec<(u32, &Package)> = Vec::new();
+        for (i, _) in self.whatprovides(name) {
+            let p = self.package(i);
+            if p.name == name && !out.iter().any(|(j, _)| *j == i) {
+                out.push((i, p));
+            }
+        }
+        out
+    }
+
     /// Provide names starting with `prefix`, with their package (for "nearest" hints).
     pub fn provides_with_prefix<'a>(
         &'a self,
@@ -384,6 +404,11 @@ impl RepoIndex {
             .get(hex)
             .next()
             .map(|(i, _)| i)
+    }
+
+    /// Supplements entries: (package, what it supplements).
+    pub fn supplements(&self) -> &[(u32, Dep)] {
+        &self.supplements
     }
 
     /// Obsoletes entries: (package, what it obsoletes).

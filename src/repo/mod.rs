@@ -502,10 +502,7 @@ impl RepoLoader<'_> {
             self.load_index(src, with_filelists).await?
         };
         let hidden = match &index.modules {
-            Some(m) => {
-                let all: Vec<&metadata::Package> = index.packages().map(|(_, p)| p).collect();
-                m.hidden(&all, &src.modules)
-            }
+            Some(m) => m.hidden(|name| index.named(name), &src.modules),
             None => Default::default(),
         };
         let mut repo = Repo {

@@ -68,8 +68,14 @@ impl ModuleIndex {
         Ok(idx)
     }
 
-    /// Indexes of the packages to hide, given the explicitly enabled `name:stream`s.
-    pub(crate) fn hidden(&self, packages: &[&Package], enabled: &[String]) -> BTreeSet<u32> {
+    /// Indexes of the packages to hide, given the explicitly enabled `name:stream`s. Only
+    /// the packages named by some module's artifacts are looked at (`named`: a name's
+    /// packages with their index), so a warm run decodes a few hundred packages, not all.
+    pub(crate) fn hidden<'p>(
+        &self,
+        named: impl Fn(&str) -> Vec<(u32, &'p Package)>,
+        enabled: &[String],
+    ) -> BTreeSet<u32> {
         let mut active: BTreeMap<&str, &str> = self
             .defaults
             .iter()
@@ -82,34 +88,37 @@ impl ModuleIndex {
         }
         let mut modular: BTreeSet<&str> = BTreeSet::new();
         let mut visible: BTreeSet<&str> = BTreeSet::new();
-        let mut enabled_names: BTreeSet<String> = BTreeSet::new();
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut enabled_names: BTreeSet<&str> = BTreeSet::new();
         for ((m, s), arts) in &self.streams {
             let on = active.get(m.as_str()) == Some(&s.as_str());
             for a in arts {
                 modular.insert(a);
+                let name = nevra_name(a);
+                names.extend(name);
                 if on {
                     visible.insert(a);
-                    if let Some(n) = nevra_name(a) {
-                        enabled_names.insert(n.to_owned());
-                    }
+                    enabled_names.extend(name);
                 }
             }
         }
         let mut hidden = BTreeSet::new();
-        for (i, p) in packages.iter().enumerate() {
-            let nevra = format!(
-                "{}-{}:{}-{}.{}",
-                p.name,
-                p.evr.epoch.as_deref().unwrap_or("0"),
-                p.evr.version,
-                p.evr.release.as_deref().unwrap_or(""),
-                p.arch
-            );
-            let is_modular = modular.contains(nevra.as_str());
-            if (is_modular && !visible.contains(nevra.as_str()))
-                || (!is_modular && enabled_names.contains(&p.name))
-            {
-                hidden.insert(i as u32);
+        for name in names {
+            for (i, p) in named(name) {
+                let nevra = format!(
+                    "{}-{}:{}-{}.{}",
+                    p.name,
+                    p.evr.epoch.as_deref().unwrap_or("0"),
+                    p.evr.version,
+                    p.evr.release.as_deref().unwrap_or(""),
+                    p.arch
+                );
+                let is_modular = modular.contains(nevra.as_str());
+                if (is_modular && !visible.contains(nevra.as_str()))
+                    || (!is_modular && enabled_names.contains(p.name.as_str()))
+                {
+                    hidden.insert(i);
+                }
             }
         }
         hidden

@@ -25,7 +25,7 @@ mod tests;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use serde::Serialize;
 
@@ -176,6 +176,50 @@ pub fn soname_family(cap: &str) -> Option<(&str, &str, &str)> {
     }
 }
 
+/// A solver job before the pool exists: a package set, or any provider of a dependency.
+enum Spec {
+    OneOf(Vec<PkgId>),
+    Provides(Dep),
+}
+
+/// What the jobs reach (see [`Resolver::pool`]).
+#[derive(Default)]
+struct Reach {
+    set: BTreeSet<PkgId>,
+    queue: Vec<PkgId>,
+    /// Names whose every package was reached.
+    names: HashSet<String>,
+    /// Dependencies already expanded.
+    deps: HashSet<String>,
+}
+
+impl Reach {
+    fn push(&mut self, id: PkgId) {
+        if self.set.insert(id) {
+            self.queue.push(id);
+        }
+    }
+}
+
+/// The atoms of a rich dependency.
+fn rich_atoms(r: &Rich, out: &mut Vec<Dep>) {
+    match r {
+        Rich::Atom(d) => out.push(d.clone()),
+        Rich::And(v) | Rich::Or(v) | Rich::With(v) => v.iter().for_each(|x| rich_atoms(x, out)),
+        Rich::If(a, c, e) | Rich::Unless(a, c, e) => {
+            rich_atoms(a, out);
+            rich_atoms(c, out);
+            if let Some(e) = e {
+                rich_atoms(e, out);
+            }
+        }
+        Rich::Without(a, b) => {
+            rich_atoms(a, out);
+            rich_atoms(b, out);
+        }
+    }
+}
+
 /// dnf's default repository cost.
 const DEFAULT_COST: u32 = 1000;
 
@@ -194,15 +238,15 @@ pub struct Resolver<'a> {
     /// Allowed package architectures, best first.
     arches: Vec<String>,
     weak_deps: bool,
-    obsoleted: HashSet<PkgId>,
+    /// Packages some visible package obsoletes (for the walk's choice; computed when first
+    /// needed: an explanation of a failure).
+    obsoleted: OnceCell<HashSet<PkgId>>,
     missing_filelists: Cell<bool>,
     /// While explaining the solver's answer: the only packages that may be chosen.
     allowed: RefCell<Option<HashSet<PkgId>>>,
     /// While making the solver's jobs: every architecture the pool's may install (libsolv's
     /// architecture policy decides, as dnf's does).
     all_arches: Cell<bool>,
-    /// libsolv's pool of every repository, built on the first resolution.
-    pool: OnceCell<solv::Pool>,
 }
 
 struct State {
@@ -220,18 +264,15 @@ struct State {
 impl<'a> Resolver<'a> {
     /// A resolver over `repos` for packages of `arches` (best first).
     pub fn new(repos: &'a [Repo], arches: &[&str], weak_deps: bool) -> Resolver<'a> {
-        let mut r = Resolver {
+        Resolver {
             repos,
             arches: arches.iter().map(|s| s.to_string()).collect(),
             weak_deps,
-            obsoleted: HashSet::new(),
+            obsoleted: OnceCell::new(),
             missing_filelists: Cell::new(false),
             allowed: RefCell::new(None),
             all_arches: Cell::new(false),
-            pool: OnceCell::new(),
-        };
-        r.obsoleted = r.compute_obsoleted();
-        r
+        }
     }
 
     fn pkg(&self, id: PkgId) -> &'a Package {
@@ -354,13 +395,17 @@ impl<'a> Resolver<'a> {
 
     /// The best of `cands` for a requirer; `None` if empty.
     fn best(&self, st: &State, mut cands: Vec<PkgId>, by: &By) -> Option<PkgId> {
-        let unobsoleted: Vec<PkgId> = cands
-            .iter()
-            .copied()
-            .filter(|c| !self.obsoleted.contains(c))
-            .collect();
-        if !unobsoleted.is_empty() {
-            cands = unobsoleted;
+        // Explaining libsolv's answer, the candidates are its choice already.
+        if !self.replaying() {
+            let obsoleted = self.obsoleted.get_or_init(|| self.compute_obsoleted());
+            let unobsoleted: Vec<PkgId> = cands
+                .iter()
+                .copied()
+                .filter(|c| !obsoleted.contains(c))
+                .collect();
+            if !unobsoleted.is_empty() {
+                cands = unobsoleted;
+            }
         }
         if let Some(c) = cands.iter().find(|c| st.set.contains(c)) {
             return Some(*c);
@@ -526,10 +571,20 @@ impl<'a> Resolver<'a> {
                         self.repo_ids(),
                         p.nevra()
                     ),
-                    hint: Some(format!(
-                        "rebuild the binary against an older {so}, or add a repository with a newer {}",
-                        p.name
-                    )),
+                    // Only the job's own binary can be rebuilt; a repository package needs
+                    // a repository that matches it.
+                    hint: Some(match by {
+                        By::Package(_) => format!(
+                            "{who} and {} come from repositories of different ages: add a repository with a newer {}, or one with a build of {who} for this {}",
+                            p.nevra(),
+                            p.name,
+                            p.name
+                        ),
+                        _ => format!(
+                            "rebuild the binary against an older {so}, or add a repository with a newer {}",
+                            p.name
+                        ),
+                    }),
                 });
                 return;
             }
@@ -802,19 +857,37 @@ impl<'a> Resolver<'a> {
     pub fn resolve(&self, needs: &Needs, base: &[String]) -> Result<Resolution, ResolveError> {
         self.missing_filelists.set(false);
         *self.allowed.borrow_mut() = None;
-        let pool = self.pool.get_or_init(|| self.pool());
+        let t = std::time::Instant::now();
         self.all_arches.set(true);
-        let (jobs, warnings, unmet) = self.jobs(pool, needs, base);
+        let (specs, warnings, unmet) = self.jobs(needs, base);
+        let pool = self.pool(&specs);
         self.all_arches.set(false);
         if self.missing_filelists.get() {
             return Err(ResolveError::NeedsFilelists);
         }
+        tracing::debug!("libsolv pool ready in {:?}", t.elapsed());
+        let jobs: Vec<solv::Job> = specs
+            .iter()
+            .map(|s| match s {
+                Spec::OneOf(set) => solv::Job::OneOf(
+                    set.iter()
+                        .filter_map(|p| pool.id(p.repo as usize, p.idx))
+                        .collect(),
+                ),
+                Spec::Provides(d) => solv::Job::Provides(d.clone()),
+            })
+            .collect();
         let answer = if unmet {
             Err(Vec::new())
         } else {
             pool.solve(&jobs, true, self.weak_deps)
         };
-        tracing::debug!(jobs = jobs.len(), solved = answer.is_ok(), "libsolv");
+        tracing::debug!(
+            jobs = jobs.len(),
+            solved = answer.is_ok(),
+            "libsolv solved in {:?}",
+            t.elapsed()
+        );
         match answer {
             Ok(ids) => {
                 let set: HashSet<PkgId> = ids
@@ -828,6 +901,7 @@ impl<'a> Resolver<'a> {
                 *self.allowed.borrow_mut() = Some(set.clone());
                 let mut st = self.walk(needs, base);
                 self.adopt_rest(&mut st, &set);
+                tracing::debug!("answer explained in {:?}", t.elapsed());
                 *self.allowed.borrow_mut() = None;
                 st.failures.clear();
                 st.warnings.extend(warnings);
@@ -859,84 +933,152 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// A libsolv pool of every repository; packages hidden by modular filtering excluded.
-    fn pool(&self) -> solv::Pool {
-        let mut pool = solv::Pool::new(self.arches.first().map_or("noarch", String::as_str));
-        // Files packages require that primary.xml does not list: their owners provide them
-        // (libsolv's addfileprovides over filelists.xml, as dnf loads it).
-        let mut more: HashMap<PkgId, Vec<String>> = HashMap::new();
-        if self.repos.iter().any(|r| r.index.all_files.is_some()) {
-            let mut wanted = BTreeSet::new();
-            for repo in self.repos {
-                for (_, p) in repo.index.packages() {
-                    for d in &p.requires {
-                        if d.name.starts_with('/') && !RepoIndex::primary_lists(&d.name) {
-                            wanted.insert(d.name.as_str());
-                        }
-                    }
-                }
+    /// A libsolv pool of what the jobs can reach: their candidates and, transitively, every
+    /// provider of what those require (and recommend, with weak deps), every package of a
+    /// reached name (other versions and architectures: libsolv's arch and best rules), and
+    /// with weak deps what supplements a reached package. Nothing outside it can be installed
+    /// by these jobs, so libsolv's answer is the one it gives on the whole repositories, as dnf
+    /// does, without feeding it every package of every run. Hidden (modular) packages are
+    /// not reached.
+    fn pool(&self, specs: &[Spec]) -> solv::Pool {
+        let mut reach = Reach::default();
+        for s in specs {
+            match s {
+                Spec::OneOf(set) => set.iter().for_each(|&p| reach.push(p)),
+                Spec::Provides(d) => self.expand(&mut reach, d),
             }
-            for path in wanted {
-                for (r, repo) in self.repos.iter().enumerate() {
-                    if let Some(all) = &repo.index.all_files {
-                        for idx in all.owners(path) {
-                            let id = PkgId {
+        }
+        loop {
+            while let Some(id) = reach.queue.pop() {
+                let p = self.pkg(id);
+                if reach.names.insert(p.name.clone()) {
+                    for (r, repo) in self.repos.iter().enumerate() {
+                        for (idx, _) in repo.index.named(&p.name) {
+                            let other = PkgId {
                                 repo: r as u16,
                                 idx,
                             };
-                            more.entry(id).or_default().push(path.to_owned());
+                            if self.visible(other) {
+                                reach.push(other);
+                            }
                         }
                     }
                 }
+                for d in &p.requires {
+                    self.expand(&mut reach, d);
+                }
+                if self.weak_deps {
+                    for d in &p.recommends {
+                        self.expand(&mut reach, d);
+                    }
+                }
+            }
+            if !self.weak_deps || !self.reach_supplements(&mut reach) {
+                break;
             }
         }
-        let mut hidden = Vec::new();
+        let mut pool = solv::Pool::new(self.arches.first().map_or("noarch", String::as_str));
         for (r, repo) in self.repos.iter().enumerate() {
+            let r = r as u16;
+            let in_repo = reach.set.range(
+                PkgId { repo: r, idx: 0 }..=PkgId {
+                    repo: r,
+                    idx: u32::MAX,
+                },
+            );
             pool.add_repo(
                 &repo.source.id,
                 repo.source.priority,
                 DEFAULT_COST,
-                repo.index.packages().map(|(idx, p)| {
-                    let id = PkgId {
-                        repo: r as u16,
-                        idx,
-                    };
-                    (p, more.get(&id).map_or(&[][..], Vec::as_slice))
-                }),
+                in_repo.map(|id| (id.idx, self.pkg(*id))),
             );
-            hidden.extend(repo.hidden.iter().map(|&i| pool.id(r, i)));
         }
-        if !hidden.is_empty() {
-            pool.exclude(&hidden);
+        // Files are not in the pool: the paths its packages require are provided by their
+        // owners (primary.xml's lists, filelists.xml's once loaded), as libsolv's
+        // addfileprovides does for dnf. File needs of the job select owners directly.
+        for path in pool.file_requires() {
+            for (r, repo) in self.repos.iter().enumerate() {
+                for idx in repo.index.owners(&path) {
+                    pool.provide_file(r, idx, &path);
+                }
+            }
         }
         pool.ready();
+        tracing::debug!(packages = reach.set.len(), "libsolv pool");
         pool
+    }
+
+    /// Reaches the providers of `d` (of every atom of a rich dependency).
+    fn expand(&self, reach: &mut Reach, d: &Dep) {
+        if d.name.starts_with("rpmlib(") || !reach.deps.insert(d.to_string()) {
+            return;
+        }
+        if d.is_rich() {
+            if let Ok(r) = rich::parse(&d.name) {
+                let mut atoms = Vec::new();
+                rich_atoms(&r, &mut atoms);
+                for a in atoms {
+                    self.expand(reach, &a);
+                }
+            }
+            return;
+        }
+        for p in self.providers(d) {
+            reach.push(p);
+        }
+    }
+
+    /// Reaches packages that supplement something a reached package provides (any atom
+    /// of their Supplements: a superset of what libsolv may add). Whether any was new.
+    fn reach_supplements(&self, reach: &mut Reach) -> bool {
+        let mut provided: HashSet<&str> = HashSet::new();
+        for &id in &reach.set {
+            let p = self.pkg(id);
+            provided.insert(p.name.as_str());
+            provided.extend(p.provides.iter().map(|d| d.name.as_str()));
+        }
+        let mut new = false;
+        for (r, repo) in self.repos.iter().enumerate() {
+            for (idx, d) in repo.index.supplements() {
+                let id = PkgId {
+                    repo: r as u16,
+                    idx: *idx,
+                };
+                if reach.set.contains(&id) || !self.visible(id) {
+                    continue;
+                }
+                let hit = if d.is_rich() {
+                    let mut atoms = Vec::new();
+                    if let Ok(r) = rich::parse(&d.name) {
+                        rich_atoms(&r, &mut atoms);
+                    }
+                    atoms.iter().any(|a| provided.contains(a.name.as_str()))
+                } else {
+                    provided.contains(d.name.as_str())
+                };
+                if hit {
+                    reach.push(id);
+                    new = true;
+                }
+            }
+        }
+        new
     }
 
     /// The solver's jobs, as `dnf install` makes them (dnf's Subject: a name selects that
     /// name's packages and what obsoletes them; anything else, its providers). Files and
     /// commands select any owner of any of their paths. Also the warnings for optional needs
     /// nothing provides, and whether a required one has no candidate at all.
-    fn jobs(
-        &self,
-        pool: &solv::Pool,
-        needs: &Needs,
-        base: &[String],
-    ) -> (Vec<solv::Job>, Vec<String>, bool) {
+    fn jobs(&self, needs: &Needs, base: &[String]) -> (Vec<Spec>, Vec<String>, bool) {
         let mut jobs = Vec::new();
         let mut warnings = Vec::new();
         let mut unmet = false;
-        let ids = |set: &[PkgId]| -> Vec<solv::Id> {
-            set.iter()
-                .map(|p| pool.id(p.repo as usize, p.idx))
-                .collect()
-        };
         for b in base {
-            jobs.push(self.spec_job(b, &ids));
+            jobs.push(self.spec_job(b));
         }
         for n in &needs.needs {
             match &n.kind {
-                NeedKind::Capability(c) => jobs.push(self.spec_job(c.as_str(), &ids)),
+                NeedKind::Capability(c) => jobs.push(self.spec_job(c.as_str())),
                 NeedKind::File(_) | NeedKind::Command(_) => {
                     let mut cands: Vec<PkgId> = Vec::new();
                     for path in n.kind.paths() {
@@ -947,7 +1089,7 @@ impl<'a> Resolver<'a> {
                         }
                     }
                     if !cands.is_empty() {
-                        jobs.push(solv::Job::OneOf(ids(&cands)));
+                        jobs.push(Spec::OneOf(cands));
                     } else if n.optional {
                         let origin = n.origins.first().map(String::as_str).unwrap_or_default();
                         let what = match &n.kind {
@@ -970,14 +1112,14 @@ impl<'a> Resolver<'a> {
 
     /// `dnf install <spec>`: the packages named `spec` and those that obsolete them, else
     /// any provider of `spec`.
-    fn spec_job(&self, spec: &str, ids: &dyn Fn(&[PkgId]) -> Vec<solv::Id>) -> solv::Job {
+    fn spec_job(&self, spec: &str) -> Spec {
         let named: Vec<PkgId> = self
             .providers(&dep(spec))
             .into_iter()
             .filter(|&i| self.pkg(i).name == spec)
             .collect();
         if named.is_empty() {
-            return solv::Job::Provides(dep(spec));
+            return Spec::Provides(dep(spec));
         }
         let mut set = named.clone();
         for (r, repo) in self.repos.iter().enumerate() {
@@ -997,7 +1139,7 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        solv::Job::OneOf(ids(&set))
+        Spec::OneOf(set)
     }
 
     /// The requirement walk: from the needs and the base packages through every package's

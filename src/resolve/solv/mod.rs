@@ -40,8 +40,6 @@ unsafe extern "C" {
         priority: c_int,
         cost: c_int,
     ) -> *mut RawRepo;
-    fn pbs_repo_start(repo: *mut RawRepo) -> c_int;
-    fn pbs_repo_end(repo: *mut RawRepo) -> c_int;
     fn pbs_solvable_new(
         repo: *mut RawRepo,
         name: *const c_char,
@@ -59,7 +57,6 @@ unsafe extern "C" {
     ) -> c_int;
     fn pbs_solvable_self_provide(repo: *mut RawRepo, p: Id);
     fn pbs_repo_done(repo: *mut RawRepo);
-    fn pbs_pool_exclude(pool: *mut RawPool, ids: *const Id, n: c_int);
     fn pbs_pool_ready(pool: *mut RawPool);
     fn pbs_solve(
         pool: *mut RawPool,
@@ -75,6 +72,9 @@ unsafe extern "C" {
         weak: c_int,
     ) -> *mut RawResult;
     fn pbs_result_free(r: *mut RawResult);
+    fn pbs_pool_file_requires(pool: *mut RawPool) -> *mut c_char;
+    fn pbs_free(p: *mut c_char);
+    fn pbs_solvable_provide_file(pool: *mut RawPool, p: Id, path: *const c_char);
 }
 
 /// Dependency kinds, numbered as in shim.c.
@@ -119,7 +119,10 @@ pub(crate) enum Job {
 
 /// One loaded repository's solvables.
 struct RepoSpan {
+    /// The first solvable's id (they are consecutive).
     start: Id,
+    /// The package ordinal (in its repository's index) of each solvable.
+    ordinals: Vec<u32>,
 }
 
 /// A libsolv pool. Not `Send`: it lives and dies on one thread.
@@ -148,35 +151,66 @@ impl Pool {
         }
     }
 
-    /// Adds a repository of `packages` (in index order: the n-th package gets the n-th id
-    /// of the repository), each with the files it provides beyond primary.xml's list (from
-    /// filelists.xml: those some package requires). `priority` and `cost` are dnf's.
+    /// Adds a repository's `packages` (ordinal in its index, package), in ordinal order.
+    /// `priority` and `cost` are dnf's.
     pub(crate) fn add_repo<'p>(
         &mut self,
         name: &str,
         priority: u32,
         cost: u32,
-        packages: impl Iterator<Item = (&'p Package, &'p [String])>,
+        packages: impl Iterator<Item = (u32, &'p Package)>,
     ) {
         let n = cstr(name);
         let clamp = |v: u32| c_int::try_from(v).unwrap_or(c_int::MAX);
         // SAFETY: the pool is live; the name is a valid C string (copied by libsolv).
         let repo =
             unsafe { pbs_repo_new(self.raw.as_ptr(), n.as_ptr(), clamp(priority), clamp(cost)) };
-        // SAFETY: a repository just created.
-        let start = unsafe { pbs_repo_end(repo) };
-        for (p, files) in packages {
-            self.add_package(repo, p, files);
+        let mut start = None;
+        let mut ordinals = Vec::new();
+        for (ordinal, p) in packages {
+            let id = self.add_package(repo, p);
+            start.get_or_insert(id);
+            ordinals.push(ordinal);
         }
         // SAFETY: as above.
         unsafe { pbs_repo_done(repo) };
-        let first = unsafe { pbs_repo_start(repo) };
+        debug_assert!(ordinals.is_sorted());
         self.repos.push(RepoSpan {
-            start: if first > 0 { first } else { start },
+            start: start.unwrap_or(0),
+            ordinals,
         });
     }
 
-    fn add_package(&mut self, repo: *mut RawRepo, p: &Package, more_files: &[String]) {
+    /// The paths packages require (for their owners to provide, as libsolv's
+    /// addfileprovides does from file lists).
+    pub(crate) fn file_requires(&mut self) -> Vec<String> {
+        // SAFETY: the pool is live; the shim returns NULL or a string it allocated.
+        unsafe {
+            let p = pbs_pool_file_requires(self.raw.as_ptr());
+            if p.is_null() {
+                return Vec::new();
+            }
+            let out = CStr::from_ptr(p)
+                .to_string_lossy()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            pbs_free(p);
+            out
+        }
+    }
+
+    /// Lets the package `ordinal` of repository `repo` provide `path` (if it is in the pool).
+    pub(crate) fn provide_file(&mut self, repo: usize, ordinal: u32, path: &str) {
+        let Some(id) = self.id(repo, ordinal) else {
+            return;
+        };
+        let c = cstr(path);
+        // SAFETY: the pool is live and `id` one of its solvables.
+        unsafe { pbs_solvable_provide_file(self.raw.as_ptr(), id, c.as_ptr()) }
+    }
+
+    fn add_package(&mut self, repo: *mut RawRepo, p: &Package) -> Id {
         let (name, evr, arch) = (cstr(&p.name), cstr(&p.evr.to_string()), cstr(&p.arch));
         // SAFETY: a live repository; C strings valid for the call (libsolv interns them).
         let id = unsafe { pbs_solvable_new(repo, name.as_ptr(), evr.as_ptr(), arch.as_ptr()) };
@@ -196,11 +230,9 @@ impl Pool {
                 self.add_dep(repo, id, kind, d);
             }
         }
-        for f in p.files.iter().chain(more_files) {
-            self.add_dep(repo, id, Kind::Provides, &plain(f));
-        }
         // SAFETY: as above.
         unsafe { pbs_solvable_self_provide(repo, id) };
+        id
     }
 
     fn add_dep(&mut self, repo: *mut RawRepo, id: Id, kind: Kind, d: &Dep) {
@@ -222,26 +254,19 @@ impl Pool {
         };
     }
 
-    /// The solvable id of a package.
-    pub(crate) fn id(&self, repo: usize, ordinal: u32) -> Id {
-        self.repos[repo].start + ordinal as Id
+    /// The solvable id of a package, if it is in the pool.
+    pub(crate) fn id(&self, repo: usize, ordinal: u32) -> Option<Id> {
+        let span = self.repos.get(repo)?;
+        let i = span.ordinals.binary_search(&ordinal).ok()?;
+        Some(span.start + Id::try_from(i).ok()?)
     }
 
     /// Where a solvable comes from: (repository, package ordinal).
     pub(crate) fn locate(&self, id: Id) -> Option<(usize, u32)> {
-        self.repos
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, r)| id >= r.start)
-            .map(|(i, r)| (i, (id - r.start) as u32))
-    }
-
-    /// Packages no job may install (modular filtering).
-    pub(crate) fn exclude(&mut self, ids: &[Id]) {
-        let n = c_int::try_from(ids.len()).expect("fewer than 2^31 packages");
-        // SAFETY: the pool is live; `ids` is valid for `n` elements.
-        unsafe { pbs_pool_exclude(self.raw.as_ptr(), ids.as_ptr(), n) }
+        self.repos.iter().enumerate().find_map(|(r, span)| {
+            let i = usize::try_from(id.checked_sub(span.start)?).ok()?;
+            span.ordinals.get(i).map(|&o| (r, o))
+        })
     }
 
     /// Indexes what provides what; call once, after the last repository and exclusion.
@@ -331,20 +356,20 @@ impl Pool {
     }
 }
 
-/// An unversioned dependency on `name`.
-fn plain(name: &str) -> Dep {
-    Dep {
-        name: name.to_owned(),
-        cmp: None,
-        evr: None,
-        pre: false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::repo::evr::Evr;
+
+    /// An unversioned dependency on `name`.
+    fn plain(name: &str) -> Dep {
+        Dep {
+            name: name.to_owned(),
+            cmp: None,
+            evr: None,
+            pre: false,
+        }
+    }
 
     fn pkg(name: &str, version: &str, provides: &[&str], requires: &[&str]) -> Package {
         let mut p: Package = serde_json::from_value(serde_json::json!({
@@ -372,7 +397,7 @@ mod tests {
             pkg("lib", "1", &[], &[]),
         ];
         let mut pool = Pool::new("x86_64");
-        pool.add_repo("r", 99, 1000, pkgs.iter().map(|p| (p, &[][..])));
+        pool.add_repo("r", 99, 1000, (0..).zip(pkgs.iter()));
         pool.ready();
         let ids = pool
             .solve(&[Job::Provides(plain("app"))], true, false)

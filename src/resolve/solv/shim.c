@@ -13,12 +13,9 @@
 #include <solv/poolarch.h>
 #include <solv/pool_parserpmrichdep.h>
 #include <solv/repo.h>
-#include <solv/repo_solv.h>
-#include <solv/repo_write.h>
 #include <solv/solver.h>
 #include <solv/problems.h>
 #include <solv/transaction.h>
-#include <solv/bitmap.h>
 #include <solv/evr.h>
 
 /* Dependency kinds, as pbsimage numbers them. */
@@ -34,7 +31,7 @@ Pool *pbs_pool_new(const char *arch) {
   Pool *pool = pool_create();
   pool_setdisttype(pool, DISTTYPE_RPM);
   pool_setarch(pool, arch);
-  /* libdnf's sack: excluded packages are not candidates; multilib pairs may coexist. */
+  /* As libdnf sets up its sack. */
   pool_set_flag(pool, POOL_FLAG_WHATPROVIDESWITHDISABLED, 1);
   pool_set_flag(pool, POOL_FLAG_IMPLICITOBSOLETEUSESCOLORS, 1);
   return pool;
@@ -50,8 +47,6 @@ Repo *pbs_repo_new(Pool *pool, const char *name, int priority, int cost) {
   return repo;
 }
 
-int pbs_repo_start(Repo *repo) { return repo->start; }
-int pbs_repo_end(Repo *repo) { return repo->end; }
 
 Id pbs_solvable_new(Repo *repo, const char *name, const char *evr, const char *arch) {
   Pool *pool = repo->pool;
@@ -72,6 +67,19 @@ static Id dep_id(Pool *pool, const char *name, int flags, const char *evr) {
   if (flags && evr)
     id = pool_rel2id(pool, id, pool_str2id(pool, evr, 1), flags, 1);
   return id;
+}
+
+/* Appends `s` and a newline to the growing string *out (length *len, capacity *cap). */
+static void append_line(char **out, size_t *len, size_t *cap, const char *s) {
+  size_t l = strlen(s);
+  if (*len + l + 2 > *cap) {
+    *cap = (*len + l + 2) * 2;
+    *out = solv_realloc(*out, *cap);
+  }
+  memcpy(*out + *len, s, l);
+  *len += l;
+  (*out)[(*len)++] = '\n';
+  (*out)[*len] = 0;
 }
 
 int pbs_solvable_dep(Repo *repo, Id p, int kind, const char *name, int flags, const char *evr, int pre) {
@@ -105,24 +113,9 @@ void pbs_solvable_self_provide(Repo *repo, Id p) {
 
 void pbs_repo_done(Repo *repo) { repo_internalize(repo); }
 
-/* Packages no job may take (modular filtering, excludes): a map over all solvables. */
-void pbs_pool_exclude(Pool *pool, const Id *ids, int n) {
-  if (!pool->considered) {
-    pool->considered = solv_calloc(1, sizeof(Map));
-    map_init(pool->considered, pool->nsolvables);
-    map_setall(pool->considered);
-  } else {
-    map_grow(pool->considered, pool->nsolvables);
-  }
-  for (int i = 0; i < n; i++)
-    if (ids[i] > 0 && ids[i] < pool->nsolvables)
-      MAPCLR(pool->considered, ids[i]);
-}
-
-void pbs_pool_ready(Pool *pool) {
-  pool_addfileprovides(pool);
-  pool_createwhatprovides(pool);
-}
+/* Required files are provides already (their owners, from primary.xml's and filelists.xml's
+ * lists): no repodata file lists for pool_addfileprovides to search. */
+void pbs_pool_ready(Pool *pool) { pool_createwhatprovides(pool); }
 
 /* A solver result: the solvables to install, or problem texts joined by '\n'. */
 typedef struct {
@@ -186,16 +179,7 @@ PbsResult *pbs_solve(Pool *pool, int n, const int *kinds, const char *const *nam
       for (int i = 0; i < rules.count; i++) {
         Id source, target, dep;
         SolverRuleinfo type = solver_ruleinfo(solv, rules.elements[i], &source, &target, &dep);
-        const char *s = solver_problemruleinfo2str(solv, type, source, target, dep);
-        size_t l = strlen(s);
-        if (len + l + 2 > cap) {
-          cap = (len + l + 2) * 2;
-          out = solv_realloc(out, cap);
-        }
-        memcpy(out + len, s, l);
-        len += l;
-        out[len++] = '\n';
-        out[len] = 0;
+        append_line(&out, &len, &cap, solver_problemruleinfo2str(solv, type, source, target, dep));
       }
       queue_free(&rules);
     }
@@ -226,25 +210,44 @@ void pbs_result_free(PbsResult *r) {
   solv_free(r);
 }
 
-/* libsolv's own cache format: written once per repository index, read on warm runs. */
-int pbs_repo_write(Repo *repo, const char *path) {
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return 0;
-  int ok = repo_write(repo, f) == 0;
-  return fclose(f) == 0 && ok;
+/* The distinct file paths solvables require or recommend (unversioned): what libsolv's
+ * addfileprovides looks up in file lists. One string, paths separated by '\n'; NULL if none.
+ * No whatprovides is needed: only the dependency arrays are read. */
+char *pbs_pool_file_requires(Pool *pool) {
+  Map seen;
+  map_init(&seen, pool->ss.nstrings);
+  size_t len = 0, cap = 0;
+  char *out = 0;
+  for (Id p = 2; p < pool->nsolvables; p++) {
+    Solvable *s = pool->solvables + p;
+    if (!s->repo)
+      continue;
+    Offset lists[2] = {s->requires, s->recommends};
+    for (int k = 0; k < 2; k++) {
+      if (!lists[k])
+        continue;
+      for (Id *dp = s->repo->idarraydata + lists[k]; *dp; dp++) {
+        Id d = *dp;
+        if (d == SOLVABLE_PREREQMARKER || ISRELDEP(d) || d >= pool->ss.nstrings || MAPTST(&seen, d))
+          continue;
+        const char *name = pool_id2str(pool, d);
+        if (name[0] != '/')
+          continue;
+        MAPSET(&seen, d);
+        append_line(&out, &len, &cap, name);
+      }
+    }
+  }
+  map_free(&seen);
+  return out;
 }
 
-Repo *pbs_repo_read(Pool *pool, const char *name, const char *path, int priority, int cost) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return 0;
-  Repo *repo = pbs_repo_new(pool, name, priority, cost);
-  int bad = repo_add_solv(repo, f, 0);
-  fclose(f);
-  if (bad) {
-    repo_free(repo, 1);
-    return 0;
-  }
-  return repo;
+void pbs_free(void *p) { solv_free(p); }
+
+/* Lets solvable p provide the file `path` (an owner found in filelists.xml). */
+void pbs_solvable_provide_file(Pool *pool, Id p, const char *path) {
+  if (p <= 1 || p >= pool->nsolvables)
+    return;
+  Solvable *s = pool_id2solvable(pool, p);
+  s->provides = repo_addid_dep(s->repo, s->provides, pool_str2id(pool, path, 1), 0);
 }

@@ -435,3 +435,32 @@ fn appstream_alone_resolves_as_dnf_does() {
 fn repository_order_does_not_choose() {
     agree(&["appstream", "baseos"], false);
 }
+
+/// What cannot be installed is explained: the newest perl-Net-SSLeay needs an OpenSSL the
+/// 2022 BaseOS lacks. The hint does not tell to rebuild a binary the job does not own.
+#[test]
+fn a_repository_package_that_cannot_be_met_is_explained_without_a_rebuild_hint() {
+    let repos = repos_of(&["baseos", "appstream"]);
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(&repos, cache.path(), "", Options::default());
+    let needs = case_needs(&["perl-Net-SSLeay"]);
+    let mut loaded = load_repos(&ctx, &[&needs]).unwrap();
+    let err = resolve(&ctx, &mut loaded, &needs).unwrap_err();
+    let msg = format!("{err}");
+    let hint = err.hint().unwrap_or_default();
+    assert!(
+        msg.contains("perl-Net-SSLeay") && msg.contains("OPENSSL_3.2.0"),
+        "{msg}"
+    );
+    assert!(!hint.contains("rebuild the binary"), "{hint}");
+    assert!(hint.contains("repositories of different ages"), "{hint}");
+    // The job's own binary needing it would be told to rebuild.
+    let needs = case_needs(&["libcrypto.so.3(OPENSSL_3.2.0)(64bit)"]);
+    let err = resolve(&ctx, &mut loaded, &needs).unwrap_err();
+    assert!(
+        err.hint()
+            .unwrap_or_default()
+            .contains("rebuild the binary"),
+        "{err}"
+    );
+}
