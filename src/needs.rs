@@ -63,7 +63,7 @@ pub enum NeedsError {
     #[error("[vars] basearch `{0}` is not an architecture pbsimage knows")]
     UnknownBasearch(String),
     /// A `[needs] extra` entry is not a capability or path.
-    #[error("[needs] extra entry `{0}` is not a capability")]
+    #[error("[needs] extra entry `{0}` is not a capability, a versioned one or a rich dependency")]
     BadExtra(String),
 }
 
@@ -77,6 +77,11 @@ impl crate::hint::Hint for NeedsError {
             NeedsError::UnknownBasearch(_) => {
                 Some("use x86_64, i686, aarch64, ppc64le, ppc64, s390x, riscv64 or armv7hl".into())
             }
+            NeedsError::BadExtra(_) => Some(
+                "write it as dnf install takes it: `bash`, `libc.so.6`, `zlib(x86-32)`, \
+                 `python3 >= 3.9` or `(ksh or mksh)`, or an absolute path"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -179,9 +184,7 @@ impl Needs {
             let kind = if e.starts_with('/') {
                 NeedKind::File(usrmove_alternatives(e))
             } else {
-                NeedKind::Capability(
-                    Capability::new(e).ok_or_else(|| NeedsError::BadExtra(e.clone()))?,
-                )
+                NeedKind::Capability(extra_capability(e)?)
             };
             match self.needs.iter_mut().find(|n| n.kind == kind) {
                 Some(n) => {
@@ -398,6 +401,15 @@ fn command_needs(job: &JobSpec, script_name: &str, c: &mut Collector) {
     }
 }
 
+/// A `[needs] extra` entry that is not a path: a capability (`libc.so.6`, `zlib(x86-32)`,
+/// `perl(DBI)`), a versioned one (`python3 >= 3.9`) or a rich dependency (`(ksh or mksh)`),
+/// as `dnf install` takes them.
+fn extra_capability(e: &str) -> Result<Capability, NeedsError> {
+    crate::repo::metadata::Dep::parse_spec(e)
+        .and_then(|_| Capability::requirement(e))
+        .ok_or_else(|| NeedsError::BadExtra(e.to_owned()))
+}
+
 /// The same path under `/usr` and without it (the EL "UsrMove" symlinks `/bin`, `/sbin`,
 /// `/lib`, `/lib64` → `usr/...`): a file need is satisfied by either.
 pub fn usrmove_alternatives(path: &str) -> Vec<String> {
@@ -581,9 +593,7 @@ impl NeedsAnalyzer<'_> {
             let kind = if extra.starts_with('/') {
                 NeedKind::File(usrmove_alternatives(extra))
             } else {
-                NeedKind::Capability(
-                    Capability::new(extra).ok_or_else(|| NeedsError::BadExtra(extra.clone()))?,
-                )
+                NeedKind::Capability(extra_capability(extra)?)
             };
             c.add(kind, "[needs] extra".into(), false);
         }
@@ -626,5 +636,34 @@ mod tests {
             ]
         );
         assert_eq!(usrmove_alternatives("/opt/x"), ["/opt/x"]);
+    }
+
+    #[test]
+    fn extra_takes_what_dnf_install_takes() {
+        use crate::hint::Hint;
+        for ok in [
+            "bash",
+            "libc.so.6",
+            "zlib(x86-32)",
+            "mvn(org.sonatype.plexus:plexus-cipher)",
+            "python3 >= 3.9",
+            "bash = 5.1.8-2.el9",
+            "(ksh or mksh)",
+            "(python3-numpy if python3)",
+        ] {
+            assert!(extra_capability(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "python3 >=",
+            "python3 ~ 3",
+            "(ksh or mksh",
+            "a b",
+            "x\ty",
+            "",
+        ] {
+            let e = extra_capability(bad).unwrap_err();
+            assert!(e.to_string().contains("is not a capability"), "{bad}: {e}");
+            assert!(e.hint().unwrap().contains("python3 >= 3.9"), "{bad}");
+        }
     }
 }

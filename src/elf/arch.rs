@@ -80,7 +80,8 @@ impl Arch {
     pub fn kube_name(self) -> &'static str {
         match self {
             Arch::X86_64 => "amd64",
-            Arch::I686 => "386",
+            // 32-bit x86 programs run on amd64 nodes (no cluster has 386 nodes to match).
+            Arch::I686 => "amd64",
             Arch::Aarch64 => "arm64",
             Arch::Ppc64le => "ppc64le",
             Arch::Ppc64 => "ppc64",

@@ -256,6 +256,16 @@ impl Capability {
             && !s.chars().any(|c| c.is_whitespace() || c.is_control()))
         .then(|| Capability(s.to_owned()))
     }
+    /// A requirement that may have spaces: `python3 >= 3.9`, `(ksh or mksh)` (the caller
+    /// checks its form); no control characters, no other white space than spaces.
+    pub fn requirement(s: &str) -> Option<Capability> {
+        (!s.trim().is_empty()
+            && s.len() <= limits::MAX_STRING
+            && !s
+                .chars()
+                .any(|c| (c.is_whitespace() && c != ' ') || c.is_control()))
+        .then(|| Capability(s.trim().to_owned()))
+    }
     /// The capability as text.
     pub fn as_str(&self) -> &str {
         &self.0

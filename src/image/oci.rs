@@ -103,7 +103,9 @@ fn oci_arch(a: crate::elf::Arch) -> Arch {
     use crate::elf::Arch as A;
     match a {
         A::X86_64 => Arch::Amd64,
-        A::I686 => Arch::i386,
+        // An i686 job's image runs on amd64 nodes (its packages are of the x86_64
+        // basearch and i686 multilib, as dnf installs them there).
+        A::I686 => Arch::Amd64,
         A::Aarch64 => Arch::ARM64,
         A::Ppc64le => Arch::PowerPC64le,
         A::Ppc64 => Arch::PowerPC64,

@@ -165,6 +165,56 @@ impl Dep {
     pub fn is_rich(&self) -> bool {
         self.name.starts_with('(')
     }
+
+    /// A requirement as `dnf install` and a spec file write it: `name`, `name OP evr` (OP one
+    /// of `< <= = == >= >`), or a rich dependency in parentheses (balanced). `None` otherwise.
+    pub fn parse_spec(s: &str) -> Option<Dep> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().any(char::is_control) {
+            return None;
+        }
+        if s.starts_with('(') {
+            let mut depth = 0i32;
+            for (i, c) in s.char_indices() {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                if depth == 0 && i + 1 != s.len() {
+                    return None;
+                }
+            }
+            return (depth == 0).then(|| Dep {
+                name: s.to_owned(),
+                cmp: None,
+                evr: None,
+                pre: false,
+            });
+        }
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let (name, cmp, evr) = match words[..] {
+            [name] => (name, None, None),
+            [name, op, evr] => {
+                let cmp = match op {
+                    "<" => Cmp::Lt,
+                    "<=" => Cmp::Le,
+                    "=" | "==" => Cmp::Eq,
+                    ">=" => Cmp::Ge,
+                    ">" => Cmp::Gt,
+                    _ => return None,
+                };
+                (name, Some(cmp), Some(Evr::parse(evr)))
+            }
+            _ => return None,
+        };
+        Some(Dep {
+            name: name.to_owned(),
+            cmp,
+            evr,
+            pre: false,
+        })
+    }
 }
 
 impl std::fmt::Display for Dep {

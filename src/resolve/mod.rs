@@ -157,13 +157,22 @@ enum Item {
     Paths(Vec<String>, String, By, bool),
 }
 
-/// The soname family of a capability: (soname, version, marker).
+/// The soname family of a capability: (soname, version, marker). Only the forms rpm's ELF
+/// dependency generator writes are sonames: `libfoo.so.1`, `libfoo.so.1(VER)`, and with the
+/// `(64bit)` marker `libfoo.so.1()(64bit)`, `libfoo.so.1(VER)(64bit)`; the name before the first
+/// parenthesis must be a shared object's (`*.so*`). `mvn(org.x:y.so)` or `perl(Foo::Bar)` are not.
 pub fn soname_family(cap: &str) -> Option<(&str, &str, &str)> {
     let (base, marker) = match cap.strip_suffix("(64bit)") {
         Some(b) => (b, "(64bit)"),
         None => (cap, ""),
     };
-    if !base.contains(".so") {
+    let name = base.split('(').next().unwrap_or(base);
+    let is_so = name.find(".so").is_some_and(|i| {
+        name[i + 3..]
+            .chars()
+            .all(|c| c == '.' || c.is_ascii_digit())
+    });
+    if !is_so || name.contains(char::is_whitespace) {
         return None;
     }
     match base.find('(') {
@@ -1113,13 +1122,18 @@ impl<'a> Resolver<'a> {
     /// `dnf install <spec>`: the packages named `spec` and those that obsolete them, else
     /// any provider of `spec`.
     fn spec_job(&self, spec: &str) -> Spec {
+        let d = Dep::parse_spec(spec).unwrap_or_else(|| dep(spec));
+        if d.cmp.is_some() || d.is_rich() {
+            return Spec::Provides(d);
+        }
+        let spec = d.name.as_str();
         let named: Vec<PkgId> = self
             .providers(&dep(spec))
             .into_iter()
             .filter(|&i| self.pkg(i).name == spec)
             .collect();
         if named.is_empty() {
-            return Spec::Provides(dep(spec));
+            return Spec::Provides(d);
         }
         let mut set = named.clone();
         for (r, repo) in self.repos.iter().enumerate() {
@@ -1170,12 +1184,24 @@ impl<'a> Resolver<'a> {
                 .unwrap_or_default();
             match &n.kind {
                 NeedKind::Capability(c) => {
+                    let d = Dep::parse_spec(c.as_str()).unwrap_or_else(|| dep(c.as_str()));
+                    if d.is_rich() {
+                        match rich::parse(&d.name) {
+                            Ok(r) => st.queue.push_back(Item::Rich(
+                                r,
+                                d.name.clone(),
+                                By::Origin(origin),
+                            )),
+                            Err(e) => st.warnings.push(format!("{}: {e}; ignored", d.name)),
+                        }
+                        continue;
+                    }
                     let key = match soname_family(c.as_str()) {
                         Some((so, _, m)) => (so.to_owned(), m.to_owned()),
                         None => (c.to_string(), "\u{0}".into()),
                     };
                     let e = caps.entry(key).or_default();
-                    e.0.push(dep(c.as_str()));
+                    e.0.push(d);
                     if !e.1.contains(&origin) {
                         e.1.push(origin);
                     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{ResolveError, Resolver, dep};
+use super::{ResolveError, Resolver, dep, soname_family};
 use crate::digest::Checksum;
 use crate::elf::{Arch, Capability};
 use crate::needs::{Need, NeedKind, Needs};
@@ -356,4 +356,34 @@ fn unsatisfied_needs_name_the_capability() {
     let msg = err.to_string();
     assert!(matches!(err, ResolveError::Unsatisfied { .. }), "{msg}");
     assert!(msg.contains("libmissing.so.3()(64bit)"), "{msg}");
+}
+
+#[test]
+fn only_shared_object_names_are_soname_families() {
+    assert_eq!(
+        soname_family("libc.so.6(GLIBC_2.34)(64bit)"),
+        Some(("libc.so.6", "GLIBC_2.34", "(64bit)"))
+    );
+    assert_eq!(
+        soname_family("libc.so.6()(64bit)"),
+        Some(("libc.so.6", "", "(64bit)"))
+    );
+    assert_eq!(soname_family("libc.so.6"), Some(("libc.so.6", "", "")));
+    assert_eq!(
+        soname_family("ld-linux.so.2(GLIBC_2.3)"),
+        Some(("ld-linux.so.2", "GLIBC_2.3", ""))
+    );
+    assert_eq!(
+        soname_family("libtcl8.6.so()(64bit)"),
+        Some(("libtcl8.6.so", "", "(64bit)"))
+    );
+    for not in [
+        "mvn(org.sonatype.plexus:plexus-cipher)",
+        "perl(Net::SSLeay)",
+        "python3.9dist(requests.sorted)",
+        "libfoo.sort",
+        "config(libsomething.so.1)",
+    ] {
+        assert_eq!(soname_family(not), None, "{not}");
+    }
 }

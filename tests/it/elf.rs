@@ -420,7 +420,8 @@ fn thirty_two_bit_binaries_use_i686_packages() {
     let b = build_all();
     let n = analyze(b.dir.path(), "./c_hello32", "c_hello32").unwrap();
     assert_eq!(n.package_arches[0], "i686");
-    assert_eq!(n.kube_arch, "386");
+    // i686 programs run on amd64 nodes.
+    assert_eq!(n.kube_arch, "amd64");
     assert!(caps(&n).contains("libc.so.6(GLIBC_2.34)"));
 }
 

@@ -181,6 +181,12 @@ const CASES: &[&[&str]] = &[
     &["libgcc_s.so.1", "libgcc_s.so.1(GCC_3.0)"],
     &["zlib(x86-32)"],
     &["glibc(x86-32)"],
+    // Versioned and rich requirements, as [needs] extra takes them.
+    &["python3 >= 3.9"],
+    &["bash = 5.1.8-2.el9"],
+    &["python3 < 3"],
+    &["(ksh or mksh)"],
+    &["(curl-minimal or curl)", "cmd:curl"],
     // Capabilities in namespaces.
     &["perl(DBI)"],
     &["perl(Net::SSLeay)"],
@@ -262,7 +268,9 @@ pub(crate) fn case_needs(specs: &[&str]) -> Needs {
         } else if s.starts_with('/') {
             NeedKind::File(vec![s.to_string()])
         } else {
-            NeedKind::Capability(Capability::new(s).unwrap())
+            // As `[needs] extra` has them (versioned, rich, 32-bit, namespaced).
+            needs.add_extra(&[s.to_string()], "a.out").unwrap();
+            continue;
         };
         needs.needs.push(Need {
             kind,
