@@ -22,7 +22,7 @@ use crate::config::Compression;
 use crate::rpm::{Entry, FileInfo, RpmError, RpmReader};
 
 /// Bumped whenever the bytes a layer gets could change; part of every layer cache key.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Why a layer cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -232,8 +232,12 @@ impl<W: Write> Compressor<W> {
 /// How layers are written.
 #[derive(Debug, Clone, Default)]
 pub struct LayerOptions {
-    /// Every file time.
+    /// The time of what pbsimage makes itself (the job's files, directories it adds).
     pub epoch: u64,
+    /// Package files keep the time their RPM header records (timestamp-based `.pyc` files
+    /// stay valid against their `.py`); with `SOURCE_DATE_EPOCH` set, times newer than it are
+    /// clamped to it, as rpmbuild's `clamp_mtime_to_source_date_epoch` does.
+    pub clamp_mtime: Option<u64>,
     /// gzip or zstd.
     pub compression: Compression,
     /// Owner names → ids (from the setup package); `root` is always 0.
@@ -257,8 +261,8 @@ impl LayerOptions {
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
         h.update(format!(
-            "v{FORMAT_VERSION}|{}|{:?}|",
-            self.epoch, self.compression
+            "v{FORMAT_VERSION}|{}|{:?}|{:?}|",
+            self.epoch, self.clamp_mtime, self.compression
         ));
         for (k, v) in &self.users {
             h.update(format!("u:{k}={v}|"));
@@ -489,6 +493,13 @@ impl<W: Write> LayerWriter<W> {
         Ok(h)
     }
 
+    /// A package file's time: its header's, clamped (see [`LayerOptions::clamp_mtime`]).
+    fn package_mtime(&self, info: &FileInfo) -> u64 {
+        self.opts
+            .clamp_mtime
+            .map_or(info.mtime, |c| info.mtime.min(c))
+    }
+
     /// Adds one package's payload, skipping `skip` (paths a later package of this layer
     /// writes).
     pub fn add_package(
@@ -581,6 +592,7 @@ impl<W: Write> LayerWriter<W> {
         let (rel, path, info) = (c.rel.as_str(), c.path.as_str(), &c.info);
         agrees_with_header(e, info).map_err(|m| pc.unsafe_(rel, m))?;
         let mut h = self.header(info.mode, &info.user, &info.group, &pc.pkg)?;
+        h.set_mtime(self.package_mtime(info));
         let special = |h: &mut tar::Header, t: tar::EntryType| {
             h.set_entry_type(t);
             h.set_size(0);
@@ -687,6 +699,7 @@ impl<W: Write> LayerWriter<W> {
         for o in others {
             let oi = pc.infos.get(&o).unwrap_or(info);
             let mut lh = self.header(e.mode, &oi.user, &oi.group, &pc.pkg)?;
+            lh.set_mtime(self.package_mtime(oi));
             lh.set_entry_type(tar::EntryType::Link);
             lh.set_size(0);
             self.tar.append_link(&mut lh, &o, path).map_err(io_err)?;

@@ -198,6 +198,7 @@ pub fn options_for(
     packages: &[&LocalPackage],
     files: &[&[FileInfo]],
     epoch: u64,
+    clamp_mtime: Option<u64>,
     compression: crate::config::Compression,
 ) -> Result<LayerOptions, PlanError> {
     let (mut users, mut groups) = (
@@ -211,6 +212,7 @@ pub fn options_for(
     let all: Vec<&FileInfo> = files.iter().flat_map(|f| f.iter()).collect();
     Ok(LayerOptions {
         epoch,
+        clamp_mtime,
         compression,
         users,
         groups,
@@ -624,6 +626,7 @@ mod tests {
             caps: None,
             ghost: false,
             rdev: 0,
+            mtime: 0,
         }
     }
 

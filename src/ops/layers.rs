@@ -211,6 +211,7 @@ impl<'c> Scheduler<'c> {
                 &lp,
                 &lf,
                 self.ctx.epoch(),
+                self.ctx.clamp_mtime(),
                 self.ctx.config.settings.image.compression,
             )?);
         }
@@ -256,6 +257,7 @@ impl<'c> Scheduler<'c> {
                 &[],
                 &[],
                 self.ctx.epoch(),
+                self.ctx.clamp_mtime(),
                 self.ctx.config.settings.image.compression,
             )?);
         }

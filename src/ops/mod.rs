@@ -252,11 +252,16 @@ impl Context {
         }
     }
 
-    /// `SOURCE_DATE_EPOCH` from the environment, else `[image] source-date-epoch`.
-    pub fn epoch(&self) -> u64 {
+    /// `SOURCE_DATE_EPOCH` when set: package file times newer than it are clamped to it.
+    pub fn clamp_mtime(&self) -> Option<u64> {
         std::env::var("SOURCE_DATE_EPOCH")
             .ok()
             .and_then(|v| v.parse().ok())
+    }
+
+    /// `SOURCE_DATE_EPOCH` from the environment, else `[image] source-date-epoch`.
+    pub fn epoch(&self) -> u64 {
+        self.clamp_mtime()
             .unwrap_or(self.config.settings.image.source_date_epoch)
     }
 }

@@ -200,6 +200,8 @@ pub struct FileInfo {
     pub ghost: bool,
     /// Device number.
     pub rdev: u16,
+    /// Modification time the header records (seconds since the epoch).
+    pub mtime: u64,
 }
 
 /// What an RPM header says of its package (for the image's rpm manifest and SBOM).
@@ -292,6 +294,7 @@ fn file_infos(meta: &rpm::PackageMetadata) -> Result<Vec<FileInfo>, String> {
             caps: f.caps().filter(|c| !c.is_empty()).map(str::to_owned),
             ghost: f.flags().contains(rpm::FileFlags::GHOST),
             rdev: f.rdev(),
+            mtime: u64::from(f.modified_at().0),
         })
         .collect())
 }
@@ -382,11 +385,21 @@ impl RpmReader {
         let cap = declared_payload_size(&meta)
             .map(|d| d + 512)
             .unwrap_or(file_len.saturating_mul(64).max(1 << 30));
-        let compressor = meta
+        let mut compressor = meta
             .header
             .get_entry_data_as_string(rpm::IndexTag::RPMTAG_PAYLOADCOMPRESSOR)
             .unwrap_or("gzip")
             .to_owned();
+        // An uncompressed payload (rpmbuild's `w.ufdio`, rpm's own hlinktest) may still say
+        // gzip, or nothing: rpm reads it, as zlib passes data that is not gzip through. So do
+        // we when the payload starts as a cpio archive does.
+        if compressor == "gzip" {
+            use std::io::BufRead as _;
+            let head = r.fill_buf().map_err(io_err)?;
+            if head.starts_with(b"07070") {
+                compressor = "identity".into();
+            }
+        }
         let payload: Box<dyn Read + Send> = match compressor.as_str() {
             "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
             "xz" => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),

@@ -21,6 +21,7 @@ fn options(compression: Compression) -> LayerOptions {
     let (users, groups) = pbsimage::layer::owners_from_setup(&mut setup).unwrap();
     LayerOptions {
         epoch: 315_532_800,
+        clamp_mtime: None,
         compression,
         users,
         groups,
@@ -92,7 +93,8 @@ fn snapshot(root: &Path) -> (BTreeMap<String, Node>, BTreeSet<BTreeSet<String>>)
 fn layers_match_rpm2cpio_for_every_payload_compression() {
     require("rpm2cpio", "rpm");
     require("cpio", "cpio");
-    for comp in ["gz", "xz", "zst", "bz2"] {
+    // "none": an uncompressed payload (rpmbuild w.ufdio, as rpm's own hlinktest).
+    for comp in ["gz", "xz", "zst", "bz2", "none"] {
         let rpm = rpm_path(&format!("special-{comp}-"));
         let d = tempfile::tempdir().unwrap();
         let blob = d.path().join("layer");
@@ -865,4 +867,68 @@ fn cache_gc_removes_only_unreferenced_blobs() {
     assert!(package_layers_cached(&again), "{again}");
     let o = pbsimage(&["--config", cfg.to_str().unwrap(), "cache", "verify"]);
     assert!(o.status.success(), "{}", stdout(&o));
+}
+
+/// A timestamp-based `.pyc` records its `.py`'s mtime: the layer keeps the RPM's file times,
+/// so Python (checked by Python itself) still takes the bytecode, and with a read-only root
+/// never has to write it again. With SOURCE_DATE_EPOCH set, newer times are clamped to it.
+#[test]
+fn package_file_times_are_kept_so_bytecode_stays_valid() {
+    let rpm = rpm_path("pyc-demo-");
+    let d = tempfile::tempdir().unwrap();
+    let blob = d.path().join("layer");
+    write_layer(
+        std::slice::from_ref(&rpm),
+        options(Compression::Gzip),
+        &blob,
+    );
+    let root = d.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&blob)
+            .arg("-C")
+            .arg(&root),
+    );
+    let dir = root.join("usr/lib/pyc_demo");
+    let py = std::fs::metadata(dir.join("mod.py")).unwrap();
+    assert_eq!(py.mtime(), 300_000_000, "the RPM's time");
+    // Python's own check: the cached bytecode is valid for the source as unpacked.
+    require("python3", "python3");
+    let check = r#"
+import importlib.util, importlib._bootstrap_external as ext, sys, os
+src = sys.argv[1]
+pyc = importlib.util.cache_from_source(src)
+data = open(pyc, "rb").read()
+st = os.stat(src)
+ext._validate_timestamp_pyc(data, int(st.st_mtime), st.st_size, "mod", {})
+print("valid")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", check])
+        .arg(dir.join("mod.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Clamped: times newer than SOURCE_DATE_EPOCH become it; older ones stay.
+    let mut opts = options(Compression::Gzip);
+    opts.clamp_mtime = Some(200_000_000);
+    let blob2 = d.path().join("layer2");
+    write_layer(std::slice::from_ref(&rpm), opts, &blob2);
+    let root2 = d.path().join("root2");
+    std::fs::create_dir_all(&root2).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&blob2)
+            .arg("-C")
+            .arg(&root2),
+    );
+    let py2 = std::fs::metadata(root2.join("usr/lib/pyc_demo/mod.py")).unwrap();
+    assert_eq!(py2.mtime(), 200_000_000);
 }
