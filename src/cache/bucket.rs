@@ -37,6 +37,12 @@ pub enum Bucket {
     /// ldconf-v1/<rpm-sha256>.json        ["/opt/x/lib", ...]
     /// ```
     LdConf,
+    /// The sysusers.d declarations of a package, per RPM digest.
+    ///
+    /// ```text
+    /// sysusers-v1/<rpm-sha256>.json      [{"kind": "u", "name": "tss", "id": 59, ...}, ...]
+    /// ```
+    SysUsers,
     /// The default OCI image layout of `pbsimage build` (blobs hard-linked from `blobs/`).
     ///
     /// ```text
@@ -53,12 +59,13 @@ pub enum Bucket {
 
 impl Bucket {
     /// Every bucket this version knows.
-    pub const ALL: [Bucket; 7] = [
+    pub const ALL: [Bucket; 8] = [
         Bucket::Blobs,
         Bucket::RepoIndex,
         Bucket::Layers,
         Bucket::Pushes,
         Bucket::LdConf,
+        Bucket::SysUsers,
         Bucket::Layout,
         Bucket::Locks,
     ];
@@ -71,6 +78,7 @@ impl Bucket {
             Bucket::Layers => "layers-v1",
             Bucket::Pushes => "pushes-v1",
             Bucket::LdConf => "ldconf-v1",
+            Bucket::SysUsers => "sysusers-v1",
             Bucket::Layout => "oci",
             Bucket::Locks => "locks",
         }

@@ -24,6 +24,8 @@ struct BuildReport<'a> {
     layers: Vec<LayerRow<'a>>,
     layers_reused: usize,
     layers_new: usize,
+    /// Accounts added to the image's /etc/passwd and /etc/group.
+    accounts: &'a [String],
     pushed: Option<&'a crate::registry::PushReport>,
     bytes_pushed: u64,
     timings: BTreeMap<&'static str, f64>,
@@ -58,6 +60,10 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let (_resolved, built) = crate::ops::build_job(&ctx, &job, &layout, locked)?;
     for c in &built.layers.conflicts {
         env.printer.warn(&format!("file conflict: {c}"));
+    }
+    for a in &built.layers.accounts {
+        env.printer
+            .note(&format!("account added (no scriptlet runs): {a}"));
     }
     let mut timings = built.timings.clone();
     let clock = std::time::Instant::now();
@@ -105,6 +111,7 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
             })
             .collect(),
         layers_reused: stack.iter().filter(|l| l.cached).count(),
+        accounts: &built.layers.accounts,
         layers_new: stack.iter().filter(|l| !l.cached).count(),
         pushed: pushed.as_ref().map(|p| &p.report),
         bytes_pushed: pushed.as_ref().map_or(0, |p| p.report.bytes),

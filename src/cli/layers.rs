@@ -9,6 +9,8 @@ use crate::layer::plan::BuiltLayer;
 struct LayersReport<'a> {
     layers: Vec<LayerRow<'a>>,
     conflicts: &'a [String],
+    /// Accounts added to the image's /etc/passwd and /etc/group.
+    accounts: &'a [String],
 }
 
 #[derive(serde::Serialize)]
@@ -49,10 +51,15 @@ pub(super) fn exec(args: &LayersArgs, env: &Env<'_>) -> Result<()> {
     for c in &layers.conflicts {
         env.printer.warn(&format!("file conflict: {c}"));
     }
+    for a in &layers.accounts {
+        env.printer
+            .note(&format!("account added (no scriptlet runs): {a}"));
+    }
     if args.json {
         env.printer.json(&LayersReport {
             layers: layers.stack.iter().map(LayerRow::from).collect(),
             conflicts: &layers.conflicts,
+            accounts: &layers.accounts,
         });
         return Ok(());
     }

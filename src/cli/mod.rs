@@ -76,6 +76,13 @@ impl Printer {
         self.data(&serde_json::to_string_pretty(value).expect("reports serialize"));
     }
 
+    /// A note on stderr (what pbsimage did on the user's behalf), unless quiet.
+    pub(crate) fn note(&self, s: &str) {
+        if !self.quiet {
+            eprintln!("note: {s}");
+        }
+    }
+
     /// A warning on stderr, unless quiet.
     pub(crate) fn warn(&self, s: &str) {
         render::warning(self.quiet, s);

@@ -3,12 +3,11 @@
 //! RPM headers, and the library directories of `/etc/ld.so.conf.d` (no scriptlet runs
 //! `ldconfig`, so they become `LD_LIBRARY_PATH`).
 
-use std::io::Read as _;
 use std::path::Path;
 
 use serde_json::json;
 
-use crate::rpm::{PackageInfo, RpmError, RpmReader};
+use crate::rpm::{PackageInfo, RpmError};
 
 /// One package of an image.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -276,28 +275,8 @@ fn is_ld_conf(path: &str) -> bool {
 /// The directories that `/etc/ld.so.conf.d/*.conf` in the RPM at `path` names (comments and
 /// `include` lines dropped), read from its payload.
 pub fn ld_conf_dirs(path: &Path) -> Result<Vec<String>, RpmError> {
-    let mut r = RpmReader::open(path)?;
-    let files = r.files.clone();
     let mut dirs = Vec::new();
-    while let Some(e) = r.next_entry()? {
-        let name = match e.file_index {
-            Some(i) => files.get(i).map(|f| f.path.clone()).unwrap_or_default(),
-            None => format!(
-                "/{}",
-                e.name.trim_start_matches("./").trim_start_matches('/')
-            ),
-        };
-        if !is_ld_conf(&name) || e.mode & 0o170000 != 0o100000 {
-            continue;
-        }
-        let mut text = String::new();
-        r.data()
-            .take(64 << 10)
-            .read_to_string(&mut text)
-            .map_err(|err| RpmError::Io {
-                path: path.to_owned(),
-                source: err,
-            })?;
+    for text in crate::rpm::read_texts(path, is_ld_conf, 64 << 10)? {
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() || line.starts_with("include") || line.starts_with("hwcap") {

@@ -9,6 +9,7 @@
 //! directory symlinks of the filesystem layout (`/lib64 → usr/lib64`) are written where rpm
 //! would put them.
 
+pub mod accounts;
 mod caps;
 pub mod plan;
 
@@ -240,9 +241,10 @@ pub struct LayerOptions {
     pub clamp_mtime: Option<u64>,
     /// gzip or zstd.
     pub compression: Compression,
-    /// Owner names → ids (from the setup package); `root` is always 0.
+    /// Owner names → ids (the setup package's, then what the base packages' sysusers.d
+    /// numbers); `root` is always 0; other names get [`accounts::fallback_id`].
     pub users: BTreeMap<String, u32>,
-    /// Group names → ids (from the setup package); `root` is always 0.
+    /// Group names → ids, as `users`.
     pub groups: BTreeMap<String, u32>,
     /// Directory symlinks of the layout, relative: `lib64` → `usr/lib64`.
     pub dir_links: BTreeMap<String, String>,
@@ -428,6 +430,8 @@ pub struct LayerWriter<W: Write> {
     /// Symlinks this layer created (a later entry may not go through them).
     symlinks: BTreeSet<String>,
     packages: Vec<String>,
+    /// Users and groups this layer's packages declare in sysusers.d (numeric ids).
+    declared: (IdMap, IdMap),
 }
 
 fn io_err(e: io::Error) -> LayerError {
@@ -455,42 +459,37 @@ impl<W: Write> LayerWriter<W> {
             written: BTreeSet::new(),
             symlinks: BTreeSet::new(),
             packages: Vec::new(),
+            declared: (IdMap::new(), IdMap::new()),
         })
     }
 
-    fn header(
-        &self,
-        mode: u32,
-        user: &str,
-        group: &str,
-        pkg: &str,
-    ) -> Result<tar::Header, LayerError> {
+    fn header(&self, mode: u32, user: &str, group: &str) -> Result<tar::Header, LayerError> {
         let mut h = tar::Header::new_gnu();
         h.set_mode(mode & 0o7777);
         h.set_mtime(self.opts.epoch);
+        // Owners no scriptlet created get the ids the image's account files will list
+        // (accounts.rs): sysusers.d's, else a deterministic one.
         let uid = if user == "root" {
-            Some(0)
+            0
         } else {
-            self.opts.users.get(user).copied()
+            accounts::id_of(&self.declared.0, &self.opts.users, user)
         };
         let gid = if group == "root" {
-            Some(0)
+            0
         } else {
-            self.opts.groups.get(group).copied()
-        };
-        let (Some(uid), Some(gid)) = (uid, gid) else {
-            return Err(LayerError::Bad {
-                package: pkg.to_owned(),
-                message: format!(
-                    "owner `{user}:{group}` is not in the setup package's /etc/passwd and /etc/group"
-                ),
-            });
+            accounts::id_of(&self.declared.1, &self.opts.groups, group)
         };
         h.set_uid(u64::from(uid));
         h.set_gid(u64::from(gid));
         h.set_username(user).map_err(io_err)?;
         h.set_groupname(group).map_err(io_err)?;
         Ok(h)
+    }
+
+    /// Accounts the layer's packages declare in sysusers.d: their numeric ids number the
+    /// files they own (see [`accounts`]).
+    pub fn declare(&mut self, decls: &[accounts::SysUser]) {
+        accounts::declare(&mut self.declared.0, &mut self.declared.1, decls);
     }
 
     /// A package file's time: its header's, clamped (see [`LayerOptions::clamp_mtime`]).
@@ -591,7 +590,7 @@ impl<W: Write> LayerWriter<W> {
     ) -> Result<(), LayerError> {
         let (rel, path, info) = (c.rel.as_str(), c.path.as_str(), &c.info);
         agrees_with_header(e, info).map_err(|m| pc.unsafe_(rel, m))?;
-        let mut h = self.header(info.mode, &info.user, &info.group, &pc.pkg)?;
+        let mut h = self.header(info.mode, &info.user, &info.group)?;
         h.set_mtime(self.package_mtime(info));
         let special = |h: &mut tar::Header, t: tar::EntryType| {
             h.set_entry_type(t);
@@ -698,7 +697,7 @@ impl<W: Write> LayerWriter<W> {
             .map_err(|err| pc.unsafe_(rel, err.to_string()))?;
         for o in others {
             let oi = pc.infos.get(&o).unwrap_or(info);
-            let mut lh = self.header(e.mode, &oi.user, &oi.group, &pc.pkg)?;
+            let mut lh = self.header(e.mode, &oi.user, &oi.group)?;
             lh.set_mtime(self.package_mtime(oi));
             lh.set_entry_type(tar::EntryType::Link);
             lh.set_size(0);
@@ -720,7 +719,7 @@ impl<W: Write> LayerWriter<W> {
             let dir = parts[..i].join("/");
             let dir = through_dir_links(&dir, &self.opts.dir_links);
             if self.written.insert(dir.clone()) {
-                let mut h = self.header(0o755, "root", "root", "job")?;
+                let mut h = self.header(0o755, "root", "root")?;
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
                 self.tar
@@ -729,7 +728,7 @@ impl<W: Write> LayerWriter<W> {
             }
         }
         let path = through_dir_links(&rel, &self.opts.dir_links);
-        let mut h = self.header(mode, "root", "root", "job")?;
+        let mut h = self.header(mode, "root", "root")?;
         h.set_entry_type(tar::EntryType::Regular);
         h.set_size(data.len() as u64);
         self.tar.append_data(&mut h, &path, data).map_err(io_err)?;
@@ -770,33 +769,19 @@ pub type IdMap = BTreeMap<String, u32>;
 
 /// Owners from a setup package's `/etc/passwd` and `/etc/group`.
 pub fn owners_from_setup(rpm: &mut RpmReader) -> Result<(IdMap, IdMap), LayerError> {
-    let (mut users, mut groups) = (BTreeMap::new(), BTreeMap::new());
-    while let Some(e) = rpm.next_entry()? {
-        let target = match e.name.as_str() {
-            "./etc/passwd" => &mut users,
-            "./etc/group" => &mut groups,
-            _ => continue,
-        };
-        let mut text = String::new();
-        rpm.data()
-            .take(1 << 20)
-            .read_to_string(&mut text)
-            .map_err(|e| LayerError::Bad {
-                package: rpm.name.clone(),
-                message: format!("cannot read its passwd/group: {e}"),
-            })?;
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 3
-                && let Ok(id) = f[2].parse()
-            {
-                target.insert(f[0].to_owned(), id);
-            }
-        }
-    }
-    users.insert("root".into(), 0);
-    groups.insert("root".into(), 0);
-    Ok((users, groups))
+    let texts = accounts::Accounts::from_setup(rpm)?;
+    let ids = |text: &str| -> IdMap {
+        let mut map: IdMap = text
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                Some((f.first()?.to_string(), f.get(2)?.parse().ok()?))
+            })
+            .collect();
+        map.insert("root".into(), 0);
+        map
+    };
+    Ok((ids(&texts.passwd), ids(&texts.group)))
 }
 
 /// Directory symlinks among the packages' files: a symlink whose target (resolved against

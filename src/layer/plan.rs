@@ -194,9 +194,11 @@ pub fn plan_ranked(
 /// Layer options for a package set. The filesystem layout (directory links) and owner names
 /// come from the base packages (from all packages when there is no base), so they are known as
 /// soon as the base is downloaded and every other package can be layered as it arrives.
+/// `sysusers`: what the base packages' sysusers.d files declare (their numeric ids are used).
 pub fn options_for(
     packages: &[&LocalPackage],
     files: &[&[FileInfo]],
+    sysusers: &[super::accounts::SysUser],
     epoch: u64,
     clamp_mtime: Option<u64>,
     compression: crate::config::Compression,
@@ -209,6 +211,7 @@ pub fn options_for(
         let mut r = RpmReader::open(&setup.path).map_err(LayerError::from)?;
         (users, groups) = super::owners_from_setup(&mut r)?;
     }
+    super::accounts::declare(&mut users, &mut groups, sysusers);
     let all: Vec<&FileInfo> = files.iter().flat_map(|f| f.iter()).collect();
     Ok(LayerOptions {
         epoch,
@@ -339,6 +342,13 @@ pub fn build_layer(
     }
     let tmp = cache.temp_in(&cache.blobs_dir()?)?;
     let mut w = LayerWriter::new(tmp, opts.clone())?;
+    // The accounts this layer's own packages declare in sysusers.d number their files.
+    for (p, f) in packages.iter().zip(files) {
+        if super::accounts::has_sysusers(f) {
+            let decls = super::accounts::sysusers_of(&p.path).map_err(|e| p.error(e))?;
+            w.declare(&decls);
+        }
+    }
     for (pos, p) in packages.iter().enumerate() {
         // Hashed while read: the package is still the one the repository described. When
         // reading fails, a package changed in the cache is the cause to report.

@@ -30,6 +30,10 @@ pub struct Layers {
     pub packages: Vec<ImagePackage>,
     /// Directories named in the packages' `/etc/ld.so.conf.d/*.conf`, in package order.
     pub library_dirs: Vec<String>,
+    /// Accounts added to the setup package's `/etc/passwd` and `/etc/group` (owners of
+    /// package files and sysusers.d declarations no scriptlet created): `group ssh_keys: gid
+    /// 512 (owns files)`.
+    pub accounts: Vec<String>,
 }
 
 /// The threads that build layers: one per core, its own pool. `rayon::spawn` would use the
@@ -66,6 +70,16 @@ pub fn layers(
     let packages = arrived.image_packages(res);
     let library_dirs = library_dirs(ctx, &arrived)?;
     let mut job_files = job_files(&ctx.config.settings.image.job_dir, job, needs);
+    let accounts = accounts(ctx, &arrived)?;
+    if let Some((passwd, group, _)) = &accounts {
+        for (dest, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
+            job_files.push(JobFile {
+                dest: dest.into(),
+                mode: 0o644,
+                source: JobSource::Bytes(text.clone().into_bytes()),
+            });
+        }
+    }
     let dests: Vec<&str> = job_files.iter().map(|f| f.dest.as_str()).collect();
     arrived.check_job_paths(&dests)?;
     job_files.push(JobFile {
@@ -80,12 +94,14 @@ pub fn layers(
         &arrived.options,
         &job_files,
     )?);
+    let accounts = accounts.map(|a| a.2).unwrap_or_default();
     Ok(Layers {
         stack,
         conflicts: arrived.conflicts,
         options: arrived.options,
         packages,
         library_dirs,
+        accounts,
     })
 }
 
@@ -207,9 +223,18 @@ impl<'c> Scheduler<'c> {
                 .iter()
                 .map(|&j| self.files[j].as_deref().unwrap_or_default())
                 .collect();
+            let mut decls = Vec::new();
+            for &j in &self.layout {
+                if crate::layer::accounts::has_sysusers(
+                    self.files[j].as_deref().unwrap_or_default(),
+                ) {
+                    decls.extend(sysusers(self.ctx, &self.locals[j])?);
+                }
+            }
             self.options = Some(plan::options_for(
                 &lp,
                 &lf,
+                &decls,
                 self.ctx.epoch(),
                 self.ctx.clamp_mtime(),
                 self.ctx.config.settings.image.compression,
@@ -254,6 +279,7 @@ impl<'c> Scheduler<'c> {
         if self.options.is_none() {
             // No packages at all: the options of an empty layout.
             self.options = Some(plan::options_for(
+                &[],
                 &[],
                 &[],
                 self.ctx.epoch(),
@@ -322,22 +348,71 @@ fn library_dirs(ctx: &Context, arrived: &Arrived) -> Result<Vec<String>, OpsErro
     Ok(dirs)
 }
 
+/// The image's `/etc/passwd` and `/etc/group` when packages need accounts the setup package
+/// lacks (see [`crate::layer::accounts`]), with a line per account added.
+fn accounts(
+    ctx: &Context,
+    arrived: &Arrived,
+) -> Result<Option<(String, String, Vec<String>)>, OpsError> {
+    let Some(setup) = arrived.locals.iter().find(|l| l.name == "setup") else {
+        return Ok(None);
+    };
+    let mut decls = Vec::new();
+    let mut owners = std::collections::BTreeSet::new();
+    for (l, f) in arrived.locals.iter().zip(&arrived.files) {
+        if crate::layer::accounts::has_sysusers(f) {
+            decls.extend(sysusers(ctx, l)?);
+        }
+        for fi in f.iter().filter(|fi| !fi.ghost) {
+            if fi.user != "root" || fi.group != "root" {
+                owners.insert((fi.user.clone(), fi.group.clone()));
+            }
+        }
+    }
+    let mut r = crate::rpm::RpmReader::open(&setup.path).map_err(|e| setup.error(e))?;
+    let base = crate::layer::accounts::Accounts::from_setup(&mut r).map_err(|e| setup.error(e))?;
+    let o = &arrived.options;
+    Ok(base.extend(&o.users, &o.groups, &owners, &decls))
+}
+
+/// The sysusers.d declarations of a package, remembered per RPM digest in
+/// [`Bucket::SysUsers`](crate::cache::Bucket::SysUsers).
+fn sysusers(
+    ctx: &Context,
+    p: &LocalPackage,
+) -> Result<Vec<crate::layer::accounts::SysUser>, OpsError> {
+    per_rpm(ctx, crate::cache::Bucket::SysUsers, p, |path| {
+        crate::layer::accounts::sysusers_of(path)
+    })
+}
+
 /// The `/etc/ld.so.conf.d` directories of a package, remembered per RPM digest in
-/// [`Bucket::LdConf`](crate::cache::Bucket::LdConf) (reading them means decompressing the
-/// payload).
+/// [`Bucket::LdConf`](crate::cache::Bucket::LdConf).
 fn ld_conf_dirs(ctx: &Context, p: &LocalPackage) -> Result<Vec<String>, OpsError> {
-    let dir = ctx.cache.bucket(crate::cache::Bucket::LdConf)?;
+    per_rpm(ctx, crate::cache::Bucket::LdConf, p, |path| {
+        crate::image::packages::ld_conf_dirs(path)
+    })
+}
+
+/// What `read` takes from a package's payload (decompressing it), remembered in `bucket` as
+/// `<rpm-sha256>.json`.
+fn per_rpm<T: serde::Serialize + serde::de::DeserializeOwned>(
+    ctx: &Context,
+    bucket: crate::cache::Bucket,
+    p: &LocalPackage,
+    read: impl FnOnce(&Path) -> Result<T, crate::rpm::RpmError>,
+) -> Result<T, OpsError> {
+    let dir = ctx.cache.bucket(bucket)?;
     let name = format!("{}.json", p.sha256);
     if let Ok(b) = std::fs::read(dir.join(&name))
         && let Ok(d) = serde_json::from_slice(&b)
     {
         return Ok(d);
     }
-    let dirs =
-        crate::image::packages::ld_conf_dirs(&p.path).map_err(crate::layer::LayerError::from)?;
-    let bytes = serde_json::to_vec(&dirs).expect("a list of strings serializes");
+    let value = read(&p.path).map_err(crate::layer::LayerError::from)?;
+    let bytes = serde_json::to_vec(&value).expect("plain data serializes");
     ctx.cache.write_atomic(&dir, &name, &bytes)?;
-    Ok(dirs)
+    Ok(value)
 }
 
 /// The job's own files: the wrapper, the script, the binary and its bundled libraries, under

@@ -606,3 +606,37 @@ impl Read for EntryData<'_> {
         Ok(n)
     }
 }
+
+/// The text of the regular files of the RPM at `path` whose header path `wanted` accepts (at
+/// most `limit` bytes each), read from its payload in payload order.
+pub fn read_texts(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+    limit: u64,
+) -> Result<Vec<String>, RpmError> {
+    let mut r = RpmReader::open(path)?;
+    let files = r.files.clone();
+    let mut out = Vec::new();
+    while let Some(e) = r.next_entry()? {
+        let name = match e.file_index {
+            Some(i) => files.get(i).map(|f| f.path.clone()).unwrap_or_default(),
+            None => format!(
+                "/{}",
+                e.name.trim_start_matches("./").trim_start_matches('/')
+            ),
+        };
+        if !wanted(&name) || e.mode & 0o170000 != 0o100000 {
+            continue;
+        }
+        let mut text = String::new();
+        r.data()
+            .take(limit)
+            .read_to_string(&mut text)
+            .map_err(|err| RpmError::Io {
+                path: path.to_owned(),
+                source: err,
+            })?;
+        out.push(text);
+    }
+    Ok(out)
+}

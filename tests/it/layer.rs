@@ -932,3 +932,99 @@ print("valid")
     let py2 = std::fs::metadata(root2.join("usr/lib/pyc_demo/mod.py")).unwrap();
     assert_eq!(py2.mtime(), 200_000_000);
 }
+
+/// (path, uid, gid) of a layer entry.
+type Owned = (String, u64, u64);
+
+/// (path, uid, gid) of every entry of a gzip layer blob, and its regular files' text.
+fn layer_entries(blob: &str) -> (Vec<Owned>, BTreeMap<String, String>) {
+    let f = std::fs::File::open(blob).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
+    let (mut ids, mut texts) = (Vec::new(), BTreeMap::new());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let h = e.header();
+        ids.push((path.clone(), h.uid().unwrap(), h.gid().unwrap()));
+        if h.entry_type().is_file() {
+            let mut s = String::new();
+            if std::io::Read::read_to_string(&mut e, &mut s).is_ok() {
+                texts.insert(path, s);
+            }
+        }
+    }
+    (ids, texts)
+}
+
+/// No scriptlet runs, so the accounts a package's files are owned by come from its
+/// sysusers.d file (with the ids it asks for) or get a deterministic id; the image's
+/// /etc/passwd and /etc/group list them with the ids the files carry, and the build says so.
+#[test]
+fn accounts_scriptlets_would_create_come_from_sysusers_and_stable_ids() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_d, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("[needs]\nextra = [\"fx-accounts\"]\n");
+    std::fs::write(&cfg, text).unwrap();
+    let v = layers_json(&cfg, &script);
+    let layers = v["layers"].as_array().unwrap();
+    let fx = layers
+        .iter()
+        .find(|l| {
+            l["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str().unwrap().starts_with("fx-accounts-"))
+        })
+        .expect("a layer with fx-accounts");
+    let (ids, _) = layer_entries(fx["path"].as_str().unwrap());
+    let id = |p: &str| {
+        ids.iter()
+            .find(|(q, _, _)| q.trim_end_matches('/') == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("{p} in {ids:?}"))
+    };
+    let (_, kuid, kgid) = id("usr/libexec/fx/keysign");
+    assert_eq!(kuid, 0);
+    assert!(
+        (200..=999).contains(&kgid),
+        "ssh_keys gets a system gid: {kgid}"
+    );
+    let (_, tuid, tgid) = id("var/lib/fx-tss");
+    assert_eq!((tuid, tgid), (59, 59), "sysusers.d's uid");
+    // The job layer's account files list them with those ids.
+    let job = layers.last().unwrap();
+    let (_, texts) = layer_entries(job["path"].as_str().unwrap());
+    let passwd = &texts["etc/passwd"];
+    let group = &texts["etc/group"];
+    assert!(
+        passwd.starts_with("root:x:0:0:"),
+        "setup's lines first: {passwd}"
+    );
+    assert!(
+        passwd.contains("fxtss:x:59:59:TPM fixture:/var/lib/fx-tss:/sbin/nologin\n"),
+        "{passwd}"
+    );
+    assert!(group.contains(&format!("ssh_keys:x:{kgid}:\n")), "{group}");
+    assert!(group.contains("fxjournal:x:190:fxtss\n"), "{group}");
+    let accounts: Vec<&str> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        accounts
+            .iter()
+            .any(|a| a.starts_with("group ssh_keys: gid")),
+        "{accounts:?}"
+    );
+    assert!(
+        accounts.contains(&"user fxtss: uid 59 (sysusers.d)"),
+        "{accounts:?}"
+    );
+    // The same inputs give the same ids and digests.
+    let again = layers_json(&cfg, &script);
+    assert_eq!(digests(&again), digests(&v));
+}
