@@ -293,6 +293,16 @@ pub(crate) type Outcome = Result<BTreeSet<String>, String>;
 
 /// dnf's answer for every case, from one python3-dnf process.
 pub(crate) fn dnf_answers(repos: &[(&str, String)], weak: bool, cases: &[&[&str]]) -> Vec<Outcome> {
+    dnf_answers_with(repos, weak, cases, &[])
+}
+
+/// As [`dnf_answers`], with module streams enabled (`dnf module enable`).
+fn dnf_answers_with(
+    repos: &[(&str, String)],
+    weak: bool,
+    cases: &[&[&str]],
+    modules: &[&str],
+) -> Vec<Outcome> {
     require_with(
         "/usr/bin/python3",
         "apt-get install -y dnf (python3-dnf, with Debian's python3)",
@@ -302,6 +312,7 @@ pub(crate) fn dnf_answers(repos: &[(&str, String)], weak: bool, cases: &[&[&str]
         "root": root.path(),
         "repos": repos,
         "weak": weak,
+        "modules": modules,
         "cases": cases.iter().map(|c| c.iter().map(|s| dnf_spec(s)).collect::<Vec<_>>()).collect::<Vec<_>>(),
     });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/repo/dnf_oracle.py");
@@ -336,8 +347,18 @@ pub(crate) fn dnf_answers(repos: &[(&str, String)], weak: bool, cases: &[&[&str]
 
 /// pbsimage's answer for every case: one resolver (one libsolv pool) for all of them.
 pub(crate) fn our_answers(repos: &[(&str, String)], weak: bool, cases: &[&[&str]]) -> Vec<Outcome> {
+    our_answers_with(repos, weak, cases, "")
+}
+
+/// As [`our_answers`], with `extra` configuration after the last `[[repo]]` (its keys).
+fn our_answers_with(
+    repos: &[(&str, String)],
+    weak: bool,
+    cases: &[&[&str]],
+    extra: &str,
+) -> Vec<Outcome> {
     let cache = tempfile::tempdir().unwrap();
-    let ctx = context(repos, cache.path(), "", Options::default());
+    let ctx = context(repos, cache.path(), extra, Options::default());
     // File lists too (dnf loads them): a need for a path primary.xml cannot list.
     let with_files = case_needs(&["/usr/share/zoneinfo/UTC"]);
     let repos = load_repos(&ctx, &[&with_files]).unwrap();
@@ -470,5 +491,44 @@ fn a_repository_package_that_cannot_be_met_is_explained_without_a_rebuild_hint()
             .unwrap_or_default()
             .contains("rebuild the binary"),
         "{err}"
+    );
+}
+
+/// Module streams enabled in the configuration (`modules = [...]` of AppStream) and with
+/// `dnf module enable`: the streams' packages replace the non-modular ones, as dnf has it.
+#[test]
+fn enabled_module_streams_resolve_as_dnf_does() {
+    let cases: &[&[&str]] = &[
+        &["nodejs"],
+        &["npm"],
+        &["cmd:node"],
+        &["php"],
+        &["php-cli"],
+        &["nginx"],
+        &["cmd:nginx"],
+        &["redis"],
+        &["bash", "libstdc++"],
+    ];
+    let streams = ["nodejs:20", "php:8.2", "nginx:1.24"];
+    let repos = repos_of(&["baseos", "appstream"]);
+    let extra = format!(
+        "modules = [{}]\n",
+        streams
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let ours = our_answers_with(&repos, false, cases, &extra);
+    let dnf = dnf_answers_with(&repos, false, cases, &streams);
+    let bad = disagreements("modules", cases, &ours, &dnf);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    // The streams are what was installed.
+    assert!(
+        dnf[0]
+            .as_ref()
+            .is_ok_and(|s| s.iter().any(|p| p.starts_with("nodejs-1:20."))),
+        "{:?}",
+        dnf[0]
     );
 }
