@@ -16,6 +16,7 @@ pub enum Bucket {
     ///
     /// ```text
     /// repo-index-v1/<repo-id>/<repomd-sha256>.idx      memory-mapped index (CRC-checked)
+    /// repo-index-v1/<repo-id>/<repomd-sha256>.idx.stamp  size, mtime, inode its CRC was checked at
     /// repo-index-v1/<repo-id>/<repomd-sha256>.files    file lists, when a job needed them
     /// ```
     RepoIndex,

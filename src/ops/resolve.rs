@@ -83,8 +83,26 @@ pub fn arches(ctx: &Context, needs: &Needs) -> Vec<&'static str> {
 }
 
 /// Resolves needs and the base packages; loads file lists and tries again when a file need
-/// calls for them.
+/// calls for them. An answer read from a cached index found damaged meanwhile is thrown
+/// away: that index is removed, built again, and the resolution made again.
 pub fn resolve(ctx: &Context, repos: &mut [Repo], needs: &Needs) -> Result<Resolution, OpsError> {
+    let answer = resolve_once(ctx, repos, needs);
+    if !repos.iter().any(|r| r.index.is_damaged()) {
+        return answer;
+    }
+    let loader = ctx.loader();
+    for r in repos.iter_mut() {
+        if r.index.is_damaged() {
+            tracing::warn!(repo = %r.source.id, "its cached index was damaged: building it again");
+            loader.forget(r)?;
+            let with_files = r.index.all_files.is_some();
+            *r = ctx.block_on(loader.load(&r.source, with_files))?;
+        }
+    }
+    resolve_once(ctx, repos, needs)
+}
+
+fn resolve_once(ctx: &Context, repos: &mut [Repo], needs: &Needs) -> Result<Resolution, OpsError> {
     let arches = arches(ctx, needs);
     let base = &ctx.config.settings.base.packages;
     let weak = ctx.config.settings.needs.weak_deps;

@@ -272,6 +272,34 @@ pub struct Package {
 }
 
 impl Package {
+    /// The stand-in for a record a damaged index could not decode: no name, no deps.
+    pub(crate) fn damaged() -> Package {
+        Package {
+            name: String::new(),
+            arch: String::new(),
+            evr: Evr::new(None, "0", None),
+            checksum: crate::digest::Checksum {
+                algo: crate::digest::Algo::Sha256,
+                hex: "0".repeat(64),
+            },
+            href: String::new(),
+            base: None,
+            size: 0,
+            installed_size: 0,
+            license: None,
+            sourcerpm: None,
+            provides: Vec::new(),
+            requires: Vec::new(),
+            obsoletes: Vec::new(),
+            conflicts: Vec::new(),
+            recommends: Vec::new(),
+            suggests: Vec::new(),
+            supplements: Vec::new(),
+            enhances: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
     /// `name-[epoch:]version-release.arch`.
     pub fn nevra(&self) -> String {
         format!("{}-{}.{}", self.name, self.evr, self.arch)

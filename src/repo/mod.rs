@@ -490,6 +490,25 @@ impl RepoLoader<'_> {
         Ok(newest.and_then(|(_, p)| RepoIndex::open(&p)))
     }
 
+    /// Removes a repository's cached index (found damaged while in use), so that the next
+    /// load builds it again.
+    pub fn forget(&self, repo: &Repo) -> Result<(), RepoError> {
+        let dir = self.bucket(&repo.source)?;
+        let sha = &repo.index.repomd_sha256;
+        for name in [format!("{sha}.idx"), format!("{sha}.idx.stamp")] {
+            match std::fs::remove_file(dir.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RepoError::from(crate::cache::CacheError::Io {
+                        path: dir.join(name),
+                        source: e,
+                    }));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Loads one repository (from the cache when `repomd.xml` is unchanged). With
     /// `with_filelists`, filelists.xml is read too, concurrently with primary.xml.
     pub async fn load(&self, src: &RepoSource, with_filelists: bool) -> Result<Repo, RepoError> {
@@ -562,7 +581,7 @@ impl RepoLoader<'_> {
             })?;
         let sha = hex::encode(sha2::Sha256::digest(&repomd_bytes));
         let dir = self.bucket(src)?;
-        if let Some(mut idx) = RepoIndex::open(&dir.join(format!("{sha}.idx"))) {
+        if let Some(mut idx) = RepoIndex::open_trusted(&dir.join(format!("{sha}.idx"))) {
             idx.base_url = mirror.to_owned();
             tracing::debug!(repo = %src.id, "index cache hit {sha}");
             return Ok((idx, None));

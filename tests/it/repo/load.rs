@@ -255,3 +255,74 @@ fn signed_repomd_is_verified() {
         stderr(&o)
     );
 }
+
+/// The warm path trusts an index whose size, time and inode are those its CRC was checked
+/// with (it does not read 30 MB again). Damage that keeps all three (written in place, the
+/// time put back) is still caught: the records do not decode, the answer is thrown away,
+/// the index is built again and the resolution made again, with the right packages.
+#[test]
+fn a_damaged_index_with_its_old_stamp_is_rebuilt_not_believed() {
+    use std::io::{Seek, SeekFrom, Write as _};
+    use std::os::unix::fs::MetadataExt;
+    let fx = fixture_repos();
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(
+        &[("main", file_url(&fx.join("main")))],
+        cache.path(),
+        "",
+        Options::default(),
+    );
+    let needs = needs_of(&["bash", "libstdc++.so.6()(64bit)"], Arch::X86_64);
+    let want = ours(&ctx, &needs);
+    let _ = ours(&ctx, &needs); // a warm run: its open checks the CRC and leaves the stamp
+    let dir = cache.path().join("repo-index-v1/main");
+    let idx = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .unwrap();
+    let stamp = idx.with_extension("idx.stamp");
+    assert!(stamp.is_file(), "a verified open leaves a stamp");
+    // Overwrite the package records (third section) in place; put the time back.
+    let before = std::fs::metadata(&idx).unwrap();
+    let bytes = std::fs::read(&idx).unwrap();
+    let len_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let meta = len_at(16);
+    let offsets = len_at(24 + meta);
+    let blobs_at = 32 + meta + offsets + 8;
+    let blobs = len_at(32 + meta + offsets);
+    let mut f = std::fs::OpenOptions::new().write(true).open(&idx).unwrap();
+    f.seek(SeekFrom::Start(blobs_at as u64)).unwrap();
+    f.write_all(&vec![0xff; blobs]).unwrap();
+    f.set_modified(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::new(before.mtime() as u64, before.mtime_nsec() as u32),
+    )
+    .unwrap();
+    drop(f);
+    let after = std::fs::metadata(&idx).unwrap();
+    assert_eq!(
+        (after.len(), after.mtime(), after.mtime_nsec(), after.ino()),
+        (
+            before.len(),
+            before.mtime(),
+            before.mtime_nsec(),
+            before.ino()
+        ),
+        "the damage keeps the stamp"
+    );
+    // Trusted by its stamp, the index opens; its records give themselves away.
+    let trusted = pbsimage::repo::RepoIndex::open_trusted(&idx).expect("opens on its stamp");
+    assert!(!trusted.is_damaged());
+    let _ = trusted.package(0);
+    assert!(trusted.is_damaged());
+    drop(trusted);
+    assert_eq!(ours(&ctx, &needs), want, "the answer of a rebuilt index");
+    assert_ne!(
+        std::fs::metadata(&idx).unwrap().ino(),
+        before.ino(),
+        "built again"
+    );
+    // The index now on disk is whole again.
+    assert!(pbsimage::repo::RepoIndex::open(&idx).is_some());
+}
