@@ -18,6 +18,7 @@ pub enum Bucket {
     /// repo-index-v1/<repo-id>/<repomd-sha256>.idx      memory-mapped index (CRC-checked)
     /// repo-index-v1/<repo-id>/<repomd-sha256>.idx.stamp  size, mtime, inode its CRC was checked at
     /// repo-index-v1/<repo-id>/<repomd-sha256>.files    file lists, when a job needed them
+    /// repo-index-v1/<repo-id>/<repomd-sha256>.hidden-v1-<streams>  packages modules hide
     /// ```
     RepoIndex,
     /// Layer records: which packages, options and format gave which blob.

@@ -51,15 +51,10 @@ pub(crate) fn client_config(bundles: &[PathBuf]) -> Result<rustls::ClientConfig,
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = read_bundles(bundles)?;
     let setup = |e: rustls::Error| FetchError::Setup(format!("TLS: {e}"));
-    let inner = if certs.is_empty() {
-        rustls_platform_verifier::Verifier::new(provider.clone()).map_err(setup)?
-    } else {
-        rustls_platform_verifier::Verifier::new_with_extra_roots(certs.clone(), provider.clone())
-            .map_err(setup)?
-    };
     let verifier = Pinned {
         pinned: certs,
-        inner: Arc::new(inner),
+        provider: provider.clone(),
+        inner: std::sync::OnceLock::new(),
     };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -71,11 +66,31 @@ pub(crate) fn client_config(bundles: &[PathBuf]) -> Result<rustls::ClientConfig,
     Ok(config)
 }
 
-/// Accepts a pinned certificate presented as the server's own; defers everything else.
+/// Accepts a pinned certificate presented as the server's own; defers everything else to
+/// the platform verifier, made on the first certificate to verify (it reads the system's
+/// roots: a run that only reads `file://` repositories never pays for it).
 #[derive(Debug)]
 struct Pinned {
     pinned: Vec<CertificateDer<'static>>,
-    inner: Arc<dyn ServerCertVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    inner: std::sync::OnceLock<Result<Arc<rustls_platform_verifier::Verifier>, rustls::Error>>,
+}
+
+impl Pinned {
+    fn inner(&self) -> Result<&Arc<rustls_platform_verifier::Verifier>, rustls::Error> {
+        self.inner
+            .get_or_init(|| {
+                let p = self.provider.clone();
+                if self.pinned.is_empty() {
+                    rustls_platform_verifier::Verifier::new(p)
+                } else {
+                    rustls_platform_verifier::Verifier::new_with_extra_roots(self.pinned.clone(), p)
+                }
+                .map(Arc::new)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 impl ServerCertVerifier for Pinned {
@@ -97,7 +112,7 @@ impl ServerCertVerifier for Pinned {
             rustls::client::verify_server_name(&parsed, server_name)?;
             return Ok(ServerCertVerified::assertion());
         }
-        self.inner
+        self.inner()?
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
@@ -107,7 +122,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -116,10 +136,17 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -353,9 +353,14 @@ impl RepoIndex {
         if s[1].len() % 8 != 0 {
             return None;
         }
-        Table::new(&data[s[3].clone()])?;
-        Table::new(&data[s[4].clone()])?;
-        Table::new(&data[s[5].clone()])?;
+        let check = if verify_crc {
+            Table::new
+        } else {
+            Table::shallow
+        };
+        check(&data[s[3].clone()])?;
+        check(&data[s[4].clone()])?;
+        check(&data[s[5].clone()])?;
         let mut cells = Vec::with_capacity(count);
         cells.resize_with(count, OnceLock::new);
         Some(RepoIndex {

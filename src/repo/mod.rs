@@ -490,12 +490,49 @@ impl RepoLoader<'_> {
         Ok(newest.and_then(|(_, p)| RepoIndex::open(&p)))
     }
 
+    /// The packages modular filtering hides, remembered beside the index per set of enabled
+    /// streams (`<sha>.hidden-<digest of the streams>`): working it out decodes every
+    /// package a module names, a few thousand on a real AppStream.
+    fn hidden(
+        &self,
+        src: &RepoSource,
+        index: &RepoIndex,
+        modules: &ModuleIndex,
+    ) -> Result<BTreeSet<u32>, RepoError> {
+        let dir = self.bucket(src)?;
+        let streams = hex::encode(sha2::Sha256::digest(src.modules.join("\n").as_bytes()));
+        // v1: the rule of ModuleIndex::hidden; a change of it is a new name.
+        let name = format!("{}.hidden-v1-{}", index.repomd_sha256, &streams[..16]);
+        if let Ok(b) = std::fs::read(dir.join(&name))
+            && let Ok(set) = serde_json::from_slice::<BTreeSet<u32>>(&b)
+            && set.iter().all(|&i| (i as usize) < index.len())
+        {
+            return Ok(set);
+        }
+        let set = modules.hidden(|n| index.named(n), &src.modules);
+        if !index.is_damaged() {
+            let bytes = serde_json::to_vec(&set).expect("a set of numbers serializes");
+            self.cache.write_atomic(&dir, &name, &bytes)?;
+        }
+        Ok(set)
+    }
+
     /// Removes a repository's cached index (found damaged while in use), so that the next
     /// load builds it again.
     pub fn forget(&self, repo: &Repo) -> Result<(), RepoError> {
         let dir = self.bucket(&repo.source)?;
         let sha = &repo.index.repomd_sha256;
-        for name in [format!("{sha}.idx"), format!("{sha}.idx.stamp")] {
+        let hidden = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{sha}.hidden-")));
+        let names: Vec<String> = [format!("{sha}.idx"), format!("{sha}.idx.stamp")]
+            .into_iter()
+            .chain(hidden)
+            .collect();
+        for name in names {
             match std::fs::remove_file(dir.join(&name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(RepoError::from(crate::cache::CacheError::Io {
@@ -521,7 +558,7 @@ impl RepoLoader<'_> {
             self.load_index(src, with_filelists).await?
         };
         let hidden = match &index.modules {
-            Some(m) => m.hidden(|name| index.named(name), &src.modules),
+            Some(m) => self.hidden(src, &index, m)?,
             None => Default::default(),
         };
         let mut repo = Repo {

@@ -60,7 +60,18 @@ impl<'a> Table<'a> {
         Some(t)
     }
 
-    /// A table whose layout [`Table::new`] has already checked.
+    /// A table checked only for its entry area (O(1)): a cache file trusted by its stamp.
+    /// Lookups stay in bounds whatever the bytes (a key out of range reads as empty).
+    pub(crate) fn shallow(bytes: &'a [u8]) -> Option<Table<'a>> {
+        if bytes.len() < 4 {
+            return None;
+        }
+        let count = u32_at(bytes, 0) as usize;
+        let keys_start = 4usize.checked_add(count.checked_mul(16)?)?;
+        (keys_start <= bytes.len()).then_some(Table { bytes, count })
+    }
+
+    /// A table whose layout [`Table::new`] or [`Table::shallow`] has already checked.
     pub(crate) fn trusted(bytes: &'a [u8]) -> Table<'a> {
         Table {
             bytes,
@@ -79,8 +90,8 @@ impl<'a> Table<'a> {
     pub(crate) fn key(&self, i: usize) -> &'a [u8] {
         let off = u32_at(self.bytes, 4 + i * 16) as usize;
         let len = u32_at(self.bytes, 8 + i * 16) as usize;
-        let s = self.keys_start() + off;
-        &self.bytes[s..s + len]
+        let s = self.keys_start().saturating_add(off);
+        self.bytes.get(s..s.saturating_add(len)).unwrap_or_default()
     }
 
     pub(crate) fn row(&self, i: usize) -> (u32, u32) {

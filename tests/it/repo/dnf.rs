@@ -124,6 +124,32 @@ fn modules_follow_default_and_enabled_streams() {
         ours(&ctx, &node),
         BTreeSet::from(["nodejs-20.10.0-1.module+fx.20.x86_64".to_string()])
     );
+    // Warm: what each set of streams hides is remembered apart, and read back the same.
+    assert_eq!(
+        ours(&ctx, &node),
+        BTreeSet::from(["nodejs-20.10.0-1.module+fx.20.x86_64".to_string()])
+    );
+    let ctx = context(
+        &[("modular", url.clone())],
+        cache.path(),
+        "",
+        Options::default(),
+    );
+    assert_eq!(
+        ours(&ctx, &node),
+        BTreeSet::from(["nodejs-18.19.0-1.module+fx.18.x86_64".to_string()])
+    );
+    let remembered = std::fs::read_dir(cache.path().join("repo-index-v1/modular"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".hidden-v1-")
+        })
+        .count();
+    assert_eq!(remembered, 2, "one per set of enabled streams");
 }
 
 #[test]
