@@ -405,13 +405,18 @@ mod invoking {
 
 /// Where PBS output files (`<name>.o<id>`, `-o`, `-e`) are written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "type", deny_unknown_fields)]
+#[serde(
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "type",
+    deny_unknown_fields
+)]
 pub enum OutputVolume {
     /// An NFS export.
     Nfs {
         /// The NFS server.
         server: String,
-        /// The file concerned.
+        /// The exported directory.
         path: String,
         /// Where it is mounted in the container.
         #[serde(default = "default_mount")]
@@ -871,6 +876,65 @@ mod tests {
         let e = parse("[image]\ncompression = \"gzip\"\nmax-layer = 3\n").unwrap_err();
         let msg = format!("{}", std::error::Error::source(&e).unwrap());
         assert!(msg.contains("line 3") && msg.contains("max-layer"), "{msg}");
+    }
+
+    /// Every commented example of the committed pipeline.toml, uncommented block by block
+    /// (a block: consecutive `# key = value` / `# [table]` lines), parses.
+    #[test]
+    fn every_commented_example_parses() {
+        let example = |l: &str| {
+            let body = l.strip_prefix("# ").unwrap_or("");
+            body.starts_with('[')
+                || body.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                })
+        };
+        let lines: Vec<&str> = EMBEDDED_DEFAULT.lines().collect();
+        let mut blocks = Vec::new();
+        let mut i = 0;
+        while i < lines.len() {
+            if example(lines[i]) {
+                let start = i;
+                while i < lines.len() && example(lines[i]) {
+                    i += 1;
+                }
+                blocks.push(start..i);
+            } else {
+                i += 1;
+            }
+        }
+        assert!(blocks.len() >= 8, "{blocks:?}");
+        for b in blocks {
+            let text: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .map(|(n, l)| if b.contains(&n) { &l[2..] } else { l })
+                .collect();
+            let text = text.join("\n");
+            if let Err(e) = Config::from_str(&text, Origin::Embedded, Path::new(".")) {
+                panic!(
+                    "pipeline.toml lines {}-{} uncommented: {e}",
+                    b.start + 1,
+                    b.end
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn output_volume_takes_mount_path() {
+        let c = parse(
+            "[kube]\nrun-as-user = 1000\n[kube.output-volume]\ntype = \"pvc\"\nclaim = \"out\"\nmount-path = \"/results\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.settings.kube.output_volume.unwrap().mount_path(),
+            "/results"
+        );
+        assert!(
+            parse("[kube.output-volume]\ntype = \"pvc\"\nclaim = \"out\"\nmount_path = \"/r\"\n")
+                .is_err()
+        );
     }
 
     #[test]
