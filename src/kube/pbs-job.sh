@@ -94,7 +94,15 @@ if [ -n "${PBSIMAGE_PPN_LIST:-}" ] && [ "$index" != 0 ]; then
     done
 fi
 
-# Output files, as PBS names them.
+# Output files, as PBS names them. A missing directory is made; a path that cannot be
+# written leaves that stream on the container log and the job runs anyway: the problem is
+# reported on the container log's stderr when the job ends, as PBS reports a failed copy-out.
+problems=
+writable() {
+    case $1 in */*) [ -d "${1%/*}" ] || mkdir -p "${1%/*}" 2>/dev/null ;; esac
+    (exec 4>>"$1") 2>/dev/null
+}
+exec 3>&2
 if [ -n "${PBSIMAGE_OUTPUT_DIR:-}" ]; then
     out=${PBSIMAGE_STDOUT:-$PBSIMAGE_OUTPUT_DIR/}
     err=${PBSIMAGE_STDERR:-$PBSIMAGE_OUTPUT_DIR/}
@@ -102,13 +110,41 @@ if [ -n "${PBSIMAGE_OUTPUT_DIR:-}" ]; then
     [ -n "${PBS_ARRAYID:-}" ] && seq=$PBS_JOBID-$PBS_ARRAYID
     case $out in */) out=$out$PBS_JOBNAME.o$seq ;; esac
     case $err in */) err=$err$PBS_JOBNAME.e$seq ;; esac
-    case ${PBSIMAGE_JOIN:-n} in
-        oe) exec >"$out" 2>&1 ;;
-        eo) exec 2>"$err" 1>&2 ;;
-        *) exec >"$out" 2>"$err" ;;
+    join=${PBSIMAGE_JOIN:-n}
+    if [ "$join" != eo ] && ! writable "$out"; then
+        problems="${problems}pbsimage: cannot write the output file $out: standard output went to the container log
+"
+        out=
+    fi
+    if [ "$join" != oe ] && ! writable "$err"; then
+        problems="${problems}pbsimage: cannot write the error file $err: standard error went to the container log
+"
+        err=
+    fi
+    case $join in
+        oe) if [ -n "$out" ]; then exec >"$out" 2>&1; fi ;;
+        eo) if [ -n "$err" ]; then exec 2>"$err" 1>&2; fi ;;
+        *)
+            if [ -n "$out" ]; then exec >"$out"; fi
+            if [ -n "$err" ]; then exec 2>"$err"; fi
+            ;;
     esac
 fi
 
 set -f
-# shellcheck disable=SC2086 # word splitting of the interpreter and arguments is intended
-exec $shell "$script" ${PBSIMAGE_ARGS:-}
+if [ -z "$problems" ]; then
+    # shellcheck disable=SC2086 # word splitting of the interpreter and arguments is intended
+    exec $shell "$script" ${PBSIMAGE_ARGS:-} 3>&-
+fi
+# shellcheck disable=SC2086
+$shell "$script" ${PBSIMAGE_ARGS:-} 3>&- &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+status=0
+wait "$child" || status=$?
+while kill -0 "$child" 2>/dev/null; do
+    status=0
+    wait "$child" || status=$?
+done
+printf '%s' "$problems" >&3
+exit "$status"

@@ -11,6 +11,8 @@ fn run_wrapper(dir: &Path, script: &str, env: &[(&str, &str)]) -> std::process::
     std::fs::write(&wrapper, WRAPPER_SCRIPT).unwrap();
     let job = dir.join("job.sh");
     std::fs::write(&job, script).unwrap();
+    // Its own TMPDIR (an emptyDir in a pod): tests running at once never share a nodefile.
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let mut cmd = Command::new("sh");
     cmd.arg(&wrapper)
         .env_clear()
@@ -132,4 +134,52 @@ fn arguments_and_names_stay_data() {
         "[--x=*]\n[$(id)]\n[;rm]\n$(touch pwned);`x`\n"
     );
     assert!(!Path::new("pwned").exists());
+}
+
+/// `-o out/missing-dir/` still runs (the directory is made); an output path that cannot be
+/// written never stops the job: its stream stays on the container log, the job's own exit
+/// status stands, and the problem is reported on stderr at the end, as PBS does.
+#[test]
+fn output_paths_never_stop_the_job() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let missing = out.join("missing-dir/");
+    let o = run_wrapper(
+        d.path(),
+        "echo hello",
+        &[
+            ("PBSIMAGE_OUTPUT_DIR", out.to_str().unwrap()),
+            ("PBSIMAGE_STDOUT", &format!("{}/", missing.display())),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(missing.join("fib.ofib-abc12")).unwrap(),
+        "hello\n"
+    );
+    // Under a regular file: not writable. The job runs, its status stands.
+    let blocker = out.join("a-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let bad = blocker.join("job.out");
+    let o = run_wrapper(
+        d.path(),
+        "echo still-ran; echo to-err >&2; exit 3",
+        &[
+            ("PBSIMAGE_OUTPUT_DIR", out.to_str().unwrap()),
+            ("PBSIMAGE_STDOUT", bad.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "still-ran\n");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!("cannot write the output file {}", bad.display())),
+        "{stderr}"
+    );
+    // stderr still went to its file.
+    assert_eq!(
+        std::fs::read_to_string(out.join("fib.efib-abc12")).unwrap(),
+        "to-err\n"
+    );
 }
