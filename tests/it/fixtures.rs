@@ -261,3 +261,55 @@ fn root_is_refused_unless_allowed() {
     };
     assert!(e.emit(&job, &image()).is_err());
 }
+
+/// Every Debian package a script or test reads is in scripts/deps, which .ci/run and
+/// scripts/demo install from: the host packages fixture-repos packages (`# from:` lines,
+/// read with dpkg-query, for both lists), and each package a test's `require` names.
+#[test]
+fn every_debian_package_read_is_installed_by_its_script() {
+    let list = |which: &str| -> std::collections::BTreeSet<String> {
+        let o = std::process::Command::new("scripts/deps")
+            .args([which, "--list"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let (demo, ci) = (list("demo"), list("ci"));
+    assert!(demo.is_subset(&ci), "the tests run the demo's steps too");
+    for e in std::fs::read_dir("fixtures/rpms/host").unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for from in text.lines().filter_map(|l| l.strip_prefix("# from: ")) {
+            assert!(
+                demo.contains(from.trim()),
+                "fixture-repos reads {from}; scripts/deps demo lacks it"
+            );
+        }
+    }
+    let mut sources = vec![std::path::PathBuf::from("tests/it")];
+    while let Some(d) = sources.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (i, _) in text.match_indices("require(\"") {
+                let call = &text[i..text[i..].find(')').map_or(text.len(), |j| i + j)];
+                let args: Vec<&str> = call.split('"').collect();
+                if let Some(pkg) = args.get(3) {
+                    assert!(
+                        ci.contains(*pkg),
+                        "{} requires the package {pkg}; scripts/deps ci lacks it",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+}
