@@ -221,3 +221,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// sysusers.d text from a package, and requirement specs from a configuration, are
+    /// untrusted: any text gives an answer, never a panic; a parsed spec keeps its name.
+    #[test]
+    fn sysusers_and_requirement_specs_never_panic(text in "(\\PC|[\"\\t \\n:-])*", spec in "(\\PC|[()<>= ])*") {
+        for d in pbsimage::layer::accounts::parse(&text) {
+            prop_assert!(matches!(d.kind, 'u' | 'g' | 'm'));
+            prop_assert!(!d.name.is_empty());
+        }
+        if let Some(d) = pbsimage::repo::metadata::Dep::parse_spec(&spec) {
+            prop_assert!(!d.name.is_empty());
+            prop_assert!(spec.contains(d.name.as_str()));
+        }
+        let taken: std::collections::BTreeSet<u32> = (200..=999).filter(|i| i % 3 != 0).collect();
+        let id = pbsimage::layer::accounts::fallback_id(&text, &taken);
+        prop_assert!((200..=999).contains(&id) && !taken.contains(&id));
+    }
+}
