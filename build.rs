@@ -5,12 +5,11 @@ fn main() {
     let lib = pkg_config::Config::new()
         .atleast_version("0.7.20")
         .cargo_metadata(false)
-        // libsolvext: the rich-dependency parser (pool_parserpmrichdep); it requires libsolv.
-        .probe("libsolvext")
+        .probe("libsolv")
         .unwrap_or_else(|e| {
             panic!(
                 "pbsimage solves with libsolv (as dnf does) and needs its development files: \
-                 apt-get install libsolv-dev libsolvext-dev (Debian/Ubuntu) or dnf install libsolv-devel \
+                 apt-get install libsolv-dev (Debian/Ubuntu) or dnf install libsolv-devel \
                  (Fedora/EL).\n{e}"
             )
         });

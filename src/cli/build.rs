@@ -57,7 +57,8 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
         false => None,
     };
     let locked = lock.as_ref().map(|l| (lock_path.as_path(), l));
-    let (_resolved, built) = crate::ops::build_job(&ctx, &job, &layout, locked)?;
+    let (resolved, built) = crate::ops::build_job(&ctx, &job, &layout, locked)?;
+    super::resolve::leave_to_exit(resolved);
     for c in &built.layers.conflicts {
         env.printer.warn(&format!("file conflict: {c}"));
     }

@@ -8,6 +8,7 @@
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::ptr::NonNull;
 
+use super::rich::Rich;
 use crate::repo::evr::Cmp;
 use crate::repo::metadata::{Dep, Package};
 
@@ -46,15 +47,14 @@ unsafe extern "C" {
         evr: *const c_char,
         arch: *const c_char,
     ) -> Id;
-    fn pbs_solvable_dep(
-        repo: *mut RawRepo,
-        p: Id,
-        kind: c_int,
+    fn pbs_dep_atom(
+        pool: *mut RawPool,
         name: *const c_char,
         flags: c_int,
         evr: *const c_char,
-        pre: c_int,
-    ) -> c_int;
+    ) -> Id;
+    fn pbs_dep_rel(pool: *mut RawPool, a: Id, b: Id, op: c_int) -> Id;
+    fn pbs_solvable_dep(repo: *mut RawRepo, p: Id, kind: c_int, dep: Id, pre: c_int) -> c_int;
     fn pbs_solvable_self_provide(repo: *mut RawRepo, p: Id);
     fn pbs_repo_done(repo: *mut RawRepo);
     fn pbs_pool_ready(pool: *mut RawPool);
@@ -62,9 +62,7 @@ unsafe extern "C" {
         pool: *mut RawPool,
         n: c_int,
         kinds: *const c_int,
-        names: *const *const c_char,
-        flags: *const c_int,
-        evrs: *const *const c_char,
+        deps: *const Id,
         ids: *const Id,
         starts: *const c_int,
         lens: *const c_int,
@@ -236,22 +234,64 @@ impl Pool {
     }
 
     fn add_dep(&mut self, repo: *mut RawRepo, id: Id, kind: Kind, d: &Dep) {
+        let dep = self.dep_id(d);
+        // SAFETY: a live repository and solvable. A rich dependency that does not parse
+        // (0) is dropped, as libsolv's own readers do.
+        unsafe { pbs_solvable_dep(repo, id, kind as c_int, dep, c_int::from(d.pre)) };
+    }
+
+    /// libsolv's id of a dependency: a name, a versioned one, or a rich expression built
+    /// from pbsimage's own parse of it (0 if it does not parse).
+    fn dep_id(&self, d: &Dep) -> Id {
+        if d.is_rich() {
+            return match super::rich::parse(&d.name) {
+                Ok(r) => self.rich_id(&r),
+                Err(_) => 0,
+            };
+        }
         let name = cstr(&d.name);
         let evr = d.evr.as_ref().map(|e| cstr(&e.to_string()));
         let evr_ptr = evr.as_ref().map_or(std::ptr::null(), |e| e.as_ptr());
-        // SAFETY: a live repository and solvable; strings valid for the call. A rich
-        // dependency that does not parse is dropped (0), as libsolv's own readers do.
-        unsafe {
-            pbs_solvable_dep(
-                repo,
-                id,
-                kind as c_int,
-                name.as_ptr(),
-                rel_flags(d.cmp),
-                evr_ptr,
-                c_int::from(d.pre),
-            )
+        // SAFETY: the pool is live; strings valid for the call (libsolv interns them).
+        unsafe { pbs_dep_atom(self.raw.as_ptr(), name.as_ptr(), rel_flags(d.cmp), evr_ptr) }
+    }
+
+    /// A rich dependency as libsolv's rpm parser builds it: binary operators folded left,
+    /// `(a if b else c)` as IF(a, ELSE(b, c)).
+    fn rich_id(&self, r: &Rich) -> Id {
+        const AND: c_int = 0;
+        const OR: c_int = 1;
+        const WITH: c_int = 2;
+        const WITHOUT: c_int = 3;
+        const IF: c_int = 4;
+        const UNLESS: c_int = 5;
+        const ELSE: c_int = 6;
+        // SAFETY: the pool is live; the shim refuses unknown operators and 0 operands.
+        let rel = |a: Id, b: Id, op: c_int| unsafe { pbs_dep_rel(self.raw.as_ptr(), a, b, op) };
+        let fold = |v: &[Rich], op: c_int| {
+            let mut ids = v.iter().map(|x| self.rich_id(x));
+            let first = ids.next().unwrap_or(0);
+            ids.fold(first, |acc, x| rel(acc, x, op))
         };
+        match r {
+            Rich::Atom(d) => self.dep_id(d),
+            Rich::And(v) => fold(v, AND),
+            Rich::Or(v) => fold(v, OR),
+            Rich::With(v) => fold(v, WITH),
+            Rich::Without(a, b) => rel(self.rich_id(a), self.rich_id(b), WITHOUT),
+            Rich::If(a, c, e) | Rich::Unless(a, c, e) => {
+                let op = if matches!(r, Rich::If(..)) {
+                    IF
+                } else {
+                    UNLESS
+                };
+                let cond = match e {
+                    Some(e) => rel(self.rich_id(c), self.rich_id(e), ELSE),
+                    None => self.rich_id(c),
+                };
+                rel(self.rich_id(a), cond, op)
+            }
+        }
     }
 
     /// The solvable id of a package, if it is in the pool.
@@ -284,38 +324,24 @@ impl Pool {
         weak: bool,
     ) -> Result<Vec<Id>, Vec<String>> {
         let mut kinds = Vec::with_capacity(jobs.len());
-        let mut names = Vec::with_capacity(jobs.len());
-        let mut flags = Vec::with_capacity(jobs.len());
-        let mut evrs: Vec<Option<CString>> = Vec::with_capacity(jobs.len());
+        let mut deps: Vec<Id> = Vec::with_capacity(jobs.len());
         let mut ids: Vec<Id> = Vec::new();
         let mut starts = Vec::with_capacity(jobs.len());
         let mut lens = Vec::with_capacity(jobs.len());
         let count = |n: usize| c_int::try_from(n).expect("fewer than 2^31 packages");
         for j in jobs {
             starts.push(count(ids.len()));
-            let (k, name, f, evr) = match j {
-                Job::Provides(d) => (
-                    1,
-                    cstr(&d.name),
-                    rel_flags(d.cmp),
-                    d.evr.as_ref().map(|e| cstr(&e.to_string())),
-                ),
+            let (k, dep) = match j {
+                Job::Provides(d) => (1, self.dep_id(d)),
                 Job::OneOf(set) => {
                     ids.extend_from_slice(set);
-                    (2, cstr(""), 0, None)
+                    (2, 0)
                 }
             };
             lens.push(count(ids.len()) - starts.last().copied().unwrap_or(0));
             kinds.push(k);
-            names.push(name);
-            flags.push(f);
-            evrs.push(evr);
+            deps.push(dep);
         }
-        let name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-        let evr_ptrs: Vec<*const c_char> = evrs
-            .iter()
-            .map(|e| e.as_ref().map_or(std::ptr::null(), |e| e.as_ptr()))
-            .collect();
         let n = c_int::try_from(jobs.len()).expect("fewer than 2^31 jobs");
         // SAFETY: every array holds `n` elements that outlive the call; the pool is ready.
         let r = unsafe {
@@ -323,9 +349,7 @@ impl Pool {
                 self.raw.as_ptr(),
                 n,
                 kinds.as_ptr(),
-                name_ptrs.as_ptr(),
-                flags.as_ptr(),
-                evr_ptrs.as_ptr(),
+                deps.as_ptr(),
                 ids.as_ptr(),
                 starts.as_ptr(),
                 lens.as_ptr(),

@@ -11,7 +11,6 @@
 
 #include <solv/pool.h>
 #include <solv/poolarch.h>
-#include <solv/pool_parserpmrichdep.h>
 #include <solv/repo.h>
 #include <solv/solver.h>
 #include <solv/problems.h>
@@ -58,15 +57,24 @@ Id pbs_solvable_new(Repo *repo, const char *name, const char *evr, const char *a
   return p;
 }
 
-/* A dependency: `name`, or `name flags evr` (flags: REL_GT 1, REL_EQ 2, REL_LT 4), or a rich
- * dependency `(…)`. Returns 0 if a rich dependency does not parse. */
-static Id dep_id(Pool *pool, const char *name, int flags, const char *evr) {
-  if (name[0] == '(')
-    return pool_parserpmrichdep(pool, name);
+/* A dependency: `name`, or `name flags evr` (flags: REL_GT 1, REL_EQ 2, REL_LT 4). */
+Id pbs_dep_atom(Pool *pool, const char *name, int flags, const char *evr) {
   Id id = pool_str2id(pool, name, 1);
   if (flags && evr)
     id = pool_rel2id(pool, id, pool_str2id(pool, evr, 1), flags, 1);
   return id;
+}
+
+/* The operators of rich dependencies, as pbsimage numbers them. Rust parses `(...)`
+ * (resolve/rich.rs) and builds the expression with these, as libsolv's own rpm rich-dep
+ * parser does: `(a if b else c)` is COND(a, ELSE(b, c)). */
+enum { PBS_AND, PBS_OR, PBS_WITH, PBS_WITHOUT, PBS_IF, PBS_UNLESS, PBS_ELSE };
+
+Id pbs_dep_rel(Pool *pool, Id a, Id b, int op) {
+  static const int rel[] = {REL_AND, REL_OR, REL_WITH, REL_WITHOUT, REL_COND, REL_UNLESS, REL_ELSE};
+  if (op < 0 || op > PBS_ELSE || !a || !b)
+    return 0;
+  return pool_rel2id(pool, a, b, rel[op], 1);
 }
 
 /* Appends `s` and a newline to the growing string *out (length *len, capacity *cap). */
@@ -82,10 +90,10 @@ static void append_line(char **out, size_t *len, size_t *cap, const char *s) {
   (*out)[*len] = 0;
 }
 
-int pbs_solvable_dep(Repo *repo, Id p, int kind, const char *name, int flags, const char *evr, int pre) {
+/* Adds the dependency `id` (from pbs_dep_atom / pbs_dep_rel) of `kind` to solvable p. */
+int pbs_solvable_dep(Repo *repo, Id p, int kind, Id id, int pre) {
   Pool *pool = repo->pool;
   Solvable *s = pool_id2solvable(pool, p);
-  Id id = dep_id(pool, name, flags, evr);
   if (!id)
     return 0;
   switch (kind) {
@@ -124,17 +132,16 @@ typedef struct {
   char *problems;
 } PbsResult;
 
-static void push_job(Pool *pool, Queue *job, int kind, const char *name, int flags, const char *evr,
-                     const Id *ids, int nids, int best) {
+static void push_job(Pool *pool, Queue *job, int kind, Id dep, const Id *ids, int nids, int best) {
   /* libdnf's GoalPrivate::add_install: the chosen package's arch and evr are set, which
    * lifts the infarch rule for it (an i686 package alone on x86_64). */
   Id how = SOLVER_INSTALL | SOLVER_SETARCH | SOLVER_SETEVR | (best ? SOLVER_FORCEBEST : 0);
   switch (kind) {
   case PBS_JOB_NAME:
-    queue_push2(job, how | SOLVER_SOLVABLE_NAME, pool_str2id(pool, name, 1));
+    queue_push2(job, how | SOLVER_SOLVABLE_NAME, dep);
     break;
   case PBS_JOB_PROVIDES:
-    queue_push2(job, how | SOLVER_SOLVABLE_PROVIDES, dep_id(pool, name, flags, evr));
+    queue_push2(job, how | SOLVER_SOLVABLE_PROVIDES, dep);
     break;
   default: {
     /* Any of these packages (dnf's selector of a package set). */
@@ -149,16 +156,15 @@ static void push_job(Pool *pool, Queue *job, int kind, const char *name, int fla
   }
 }
 
-/* Solves for jobs (kinds[i], names[i], flags[i], evrs[i], and for a package set the ids
+/* Solves for jobs (kinds[i], deps[i], and for a package set the ids
  * ids[starts[i]..starts[i]+lens[i]]); weak: take Recommends. */
-PbsResult *pbs_solve(Pool *pool, int n, const int *kinds, const char *const *names, const int *flags,
-                     const char *const *evrs, const Id *ids, const int *starts, const int *lens,
-                     int best, int weak) {
+PbsResult *pbs_solve(Pool *pool, int n, const int *kinds, const Id *deps, const Id *ids,
+                     const int *starts, const int *lens, int best, int weak) {
   PbsResult *r = solv_calloc(1, sizeof(PbsResult));
   Queue job;
   queue_init(&job);
   for (int i = 0; i < n; i++)
-    push_job(pool, &job, kinds[i], names[i], flags[i], evrs[i], ids + starts[i], lens[i], best);
+    push_job(pool, &job, kinds[i], deps[i], ids + starts[i], lens[i], best);
   Solver *solv = solver_create(pool);
   solver_set_flag(solv, SOLVER_FLAG_ALLOW_VENDORCHANGE, 1);
   solver_set_flag(solv, SOLVER_FLAG_DUP_ALLOW_VENDORCHANGE, 1);
