@@ -404,7 +404,14 @@ impl RepoIndex {
     /// Package `i`, decoded on first use. A record that does not decode (a file damaged
     /// after its CRC was checked) gives an empty package and flags the index damaged.
     pub fn package(&self, i: u32) -> &Package {
-        self.cells[i as usize].get_or_init(|| {
+        let Some(cell) = self.cells.get(i as usize) else {
+            // Only a damaged table names a package past the end.
+            self.damaged
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            static NONE: OnceLock<Package> = OnceLock::new();
+            return NONE.get_or_init(Package::damaged);
+        };
+        cell.get_or_init(|| {
             let off = &self.data[self.offsets.clone()];
             let at = |k: usize| u64_at(off, k * 8).unwrap_or(0) as usize;
             let (s, e) = (at(i as usize), at(i as usize + 1));

@@ -325,4 +325,34 @@ fn a_damaged_index_with_its_old_stamp_is_rebuilt_not_believed() {
     );
     // The index now on disk is whole again.
     assert!(pbsimage::repo::RepoIndex::open(&idx).is_some());
+    // A capability table whose rows name packages past the end (stamp kept): no panic,
+    // the same rebuild.
+    let _ = ours(&ctx, &needs); // stamps the rebuilt index
+    let before = std::fs::metadata(&idx).unwrap();
+    let mut bytes = std::fs::read(&idx).unwrap();
+    let len_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let mut at = 16;
+    for _ in 0..3 {
+        at += 8 + len_at(&bytes, at);
+    }
+    let table = at + 8;
+    let rows = u32::from_le_bytes(bytes[table..table + 4].try_into().unwrap()) as usize;
+    for r in 0..rows {
+        let a = table + 4 + r * 16 + 8;
+        bytes[a..a + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).open(&idx).unwrap();
+    f.write_all(&bytes).unwrap();
+    f.set_modified(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::new(before.mtime() as u64, before.mtime_nsec() as u32),
+    )
+    .unwrap();
+    drop(f);
+    assert_eq!(
+        ours(&ctx, &needs),
+        want,
+        "the answer of an index built again"
+    );
 }
