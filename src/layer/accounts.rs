@@ -209,6 +209,22 @@ impl Accounts {
         Ok(a)
     }
 
+    /// User and group names → ids, as the files list them; `root` is always 0.
+    pub fn ids(&self) -> (IdMap, IdMap) {
+        let ids = |text: &str| -> IdMap {
+            let mut map: IdMap = text
+                .lines()
+                .filter_map(|line| {
+                    let f: Vec<&str> = line.split(':').collect();
+                    Some((f.first()?.to_string(), f.get(2)?.parse().ok()?))
+                })
+                .collect();
+            map.insert("root".into(), 0);
+            map
+        };
+        (ids(&self.passwd), ids(&self.group))
+    }
+
     /// The image's `/etc/passwd` and `/etc/group`: setup's, plus a line for every account
     /// that files are owned by (`owners`: user and group names) or sysusers.d declares
     /// (`decls`, every package's) and setup lacks, numbered as the layers numbered them

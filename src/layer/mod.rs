@@ -246,6 +246,9 @@ pub struct LayerOptions {
     pub users: BTreeMap<String, u32>,
     /// Group names → ids, as `users`.
     pub groups: BTreeMap<String, u32>,
+    /// The setup package's `/etc/passwd` and `/etc/group`, which `users` and `groups` were
+    /// read from (the image's account files extend them).
+    pub setup: Option<accounts::Accounts>,
     /// Directory symlinks of the layout, relative: `lib64` → `usr/lib64`.
     pub dir_links: BTreeMap<String, String>,
 }
@@ -769,19 +772,7 @@ pub type IdMap = BTreeMap<String, u32>;
 
 /// Owners from a setup package's `/etc/passwd` and `/etc/group`.
 pub fn owners_from_setup(rpm: &mut RpmReader) -> Result<(IdMap, IdMap), LayerError> {
-    let texts = accounts::Accounts::from_setup(rpm)?;
-    let ids = |text: &str| -> IdMap {
-        let mut map: IdMap = text
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split(':').collect();
-                Some((f.first()?.to_string(), f.get(2)?.parse().ok()?))
-            })
-            .collect();
-        map.insert("root".into(), 0);
-        map
-    };
-    Ok((ids(&texts.passwd), ids(&texts.group)))
+    Ok(accounts::Accounts::from_setup(rpm)?.ids())
 }
 
 /// Directory symlinks among the packages' files: a symlink whose target (resolved against

@@ -203,14 +203,19 @@ pub fn options_for(
     clamp_mtime: Option<u64>,
     compression: crate::config::Compression,
 ) -> Result<LayerOptions, PlanError> {
-    let (mut users, mut groups) = (
-        BTreeMap::from([("root".to_string(), 0)]),
-        BTreeMap::from([("root".to_string(), 0)]),
-    );
-    if let Some(setup) = packages.iter().find(|p| p.name == "setup") {
-        let mut r = RpmReader::open(&setup.path).map_err(LayerError::from)?;
-        (users, groups) = super::owners_from_setup(&mut r)?;
-    }
+    let setup = match packages.iter().find(|p| p.name == "setup") {
+        Some(p) => {
+            let mut r = RpmReader::open(&p.path).map_err(LayerError::from)?;
+            Some(super::accounts::Accounts::from_setup(&mut r).map_err(LayerError::from)?)
+        }
+        None => None,
+    };
+    let (mut users, mut groups) = setup.as_ref().map(|a| a.ids()).unwrap_or_else(|| {
+        (
+            BTreeMap::from([("root".to_string(), 0)]),
+            BTreeMap::from([("root".to_string(), 0)]),
+        )
+    });
     super::accounts::declare(&mut users, &mut groups, sysusers);
     let all: Vec<&FileInfo> = files.iter().flat_map(|f| f.iter()).collect();
     Ok(LayerOptions {
@@ -219,6 +224,7 @@ pub fn options_for(
         compression,
         users,
         groups,
+        setup,
         dir_links: super::dir_links(&all),
     })
 }
@@ -289,11 +295,13 @@ pub fn conflicts(
 
 /// Builds (or finds in the cache) one layer of `packages`, written in order; `files` are
 /// their header file lists.
+/// `sysusers`: what the layer's packages declare in sysusers.d (numbers their accounts).
 pub fn build_layer(
     cache: &Cache,
     label: &str,
     packages: &[&LocalPackage],
     files: &[&[FileInfo]],
+    sysusers: &[super::accounts::SysUser],
     opts: &LayerOptions,
 ) -> Result<BuiltLayer, PlanError> {
     let records = cache.bucket(Bucket::Layers)?;
@@ -343,12 +351,7 @@ pub fn build_layer(
     let tmp = cache.temp_in(&cache.blobs_dir()?)?;
     let mut w = LayerWriter::new(tmp, opts.clone())?;
     // The accounts this layer's own packages declare in sysusers.d number their files.
-    for (p, f) in packages.iter().zip(files) {
-        if super::accounts::has_sysusers(f) {
-            let decls = super::accounts::sysusers_of(&p.path).map_err(|e| p.error(e))?;
-            w.declare(&decls);
-        }
-    }
+    w.declare(sysusers);
     for (pos, p) in packages.iter().enumerate() {
         // Hashed while read: the package is still the one the repository described. When
         // reading fails, a package changed in the cache is the cause to report.

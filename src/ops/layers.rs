@@ -9,6 +9,7 @@ use super::{Context, OpsError};
 use crate::image::packages::ImagePackage;
 use crate::job::JobSpec;
 use crate::layer::LayerOptions;
+use crate::layer::accounts::SysUser;
 use crate::layer::plan::{self, BuiltLayer, JobFile, JobSource, LocalPackage, PlannedLayer};
 use crate::needs::Needs;
 use crate::resolve::Resolution;
@@ -70,7 +71,7 @@ pub fn layers(
     let packages = arrived.image_packages(res);
     let library_dirs = library_dirs(ctx, &arrived)?;
     let mut job_files = job_files(&ctx.config.settings.image.job_dir, job, needs);
-    let accounts = accounts(ctx, &arrived)?;
+    let accounts = accounts(&arrived);
     if let Some((passwd, group, _)) = &accounts {
         for (dest, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
             job_files.push(JobFile {
@@ -111,6 +112,7 @@ struct Arrived {
     planned: Vec<PlannedLayer>,
     files: Vec<Vec<FileInfo>>,
     infos: Vec<Option<PackageInfo>>,
+    sysusers: Vec<Vec<SysUser>>,
     options: LayerOptions,
     conflicts: Vec<String>,
 }
@@ -155,6 +157,8 @@ struct Scheduler<'c> {
     locals: Vec<LocalPackage>,
     files: Vec<Option<Vec<FileInfo>>>,
     infos: Vec<Option<PackageInfo>>,
+    /// What each package's sysusers.d files declare (read once, on arrival).
+    sysusers: Vec<Vec<SysUser>>,
     options: Option<LayerOptions>,
     started: Vec<bool>,
     tx: mpsc::Sender<(usize, Result<BuiltLayer, plan::PlanError>)>,
@@ -198,6 +202,7 @@ impl<'c> Scheduler<'c> {
             locals,
             files: vec![None; n],
             infos: vec![None; n],
+            sysusers: vec![Vec::new(); n],
             options: None,
             tx,
             rx,
@@ -214,6 +219,9 @@ impl<'c> Scheduler<'c> {
         self.locals[i].path = path;
         let reader = crate::rpm::RpmReader::open(&self.locals[i].path)
             .map_err(|e| self.locals[i].error(e))?;
+        if crate::layer::accounts::has_sysusers(&reader.files) {
+            self.sysusers[i] = sysusers(self.ctx, &self.locals[i])?;
+        }
         self.files[i] = Some(reader.files);
         self.infos[i] = Some(reader.info);
         if self.options.is_none() && self.layout.iter().all(|&j| self.files[j].is_some()) {
@@ -223,14 +231,11 @@ impl<'c> Scheduler<'c> {
                 .iter()
                 .map(|&j| self.files[j].as_deref().unwrap_or_default())
                 .collect();
-            let mut decls = Vec::new();
-            for &j in &self.layout {
-                if crate::layer::accounts::has_sysusers(
-                    self.files[j].as_deref().unwrap_or_default(),
-                ) {
-                    decls.extend(sysusers(self.ctx, &self.locals[j])?);
-                }
-            }
+            let decls: Vec<SysUser> = self
+                .layout
+                .iter()
+                .flat_map(|&j| self.sysusers[j].iter().cloned())
+                .collect();
             self.options = Some(plan::options_for(
                 &lp,
                 &lf,
@@ -259,6 +264,11 @@ impl<'c> Scheduler<'c> {
                 .iter()
                 .map(|&j| self.files[j].clone().unwrap_or_default())
                 .collect();
+            let decls: Vec<SysUser> = l
+                .packages
+                .iter()
+                .flat_map(|&j| self.sysusers[j].iter().cloned())
+                .collect();
             let (cache, o, label, tx) = (
                 self.ctx.cache.clone(),
                 opts.clone(),
@@ -268,7 +278,8 @@ impl<'c> Scheduler<'c> {
             layer_pool().spawn(move || {
                 let pr: Vec<&LocalPackage> = pkgs.iter().collect();
                 let fr: Vec<&[FileInfo]> = fs.iter().map(Vec::as_slice).collect();
-                let _ = tx.send((li, plan::build_layer(&cache, &label, &pr, &fr, &o)));
+                let built = plan::build_layer(&cache, &label, &pr, &fr, &decls, &o);
+                let _ = tx.send((li, built));
             });
         }
     }
@@ -299,6 +310,7 @@ impl<'c> Scheduler<'c> {
             locals,
             files,
             infos,
+            sysusers,
             options,
             tx,
             rx,
@@ -329,6 +341,7 @@ impl<'c> Scheduler<'c> {
             locals,
             files,
             infos,
+            sysusers,
             options,
             conflicts,
         };
@@ -350,29 +363,19 @@ fn library_dirs(ctx: &Context, arrived: &Arrived) -> Result<Vec<String>, OpsErro
 
 /// The image's `/etc/passwd` and `/etc/group` when packages need accounts the setup package
 /// lacks (see [`crate::layer::accounts`]), with a line per account added.
-fn accounts(
-    ctx: &Context,
-    arrived: &Arrived,
-) -> Result<Option<(String, String, Vec<String>)>, OpsError> {
-    let Some(setup) = arrived.locals.iter().find(|l| l.name == "setup") else {
-        return Ok(None);
-    };
-    let mut decls = Vec::new();
-    let mut owners = std::collections::BTreeSet::new();
-    for (l, f) in arrived.locals.iter().zip(&arrived.files) {
-        if crate::layer::accounts::has_sysusers(f) {
-            decls.extend(sysusers(ctx, l)?);
-        }
-        for fi in f.iter().filter(|fi| !fi.ghost) {
-            if fi.user != "root" || fi.group != "root" {
-                owners.insert((fi.user.clone(), fi.group.clone()));
-            }
-        }
-    }
-    let mut r = crate::rpm::RpmReader::open(&setup.path).map_err(|e| setup.error(e))?;
-    let base = crate::layer::accounts::Accounts::from_setup(&mut r).map_err(|e| setup.error(e))?;
+fn accounts(arrived: &Arrived) -> Option<(String, String, Vec<String>)> {
     let o = &arrived.options;
-    Ok(base.extend(&o.users, &o.groups, &owners, &decls))
+    // Without a setup package there are no account files to extend.
+    let setup = o.setup.as_ref()?;
+    let decls: Vec<SysUser> = arrived.sysusers.iter().flatten().cloned().collect();
+    let owners: std::collections::BTreeSet<(String, String)> = arrived
+        .files
+        .iter()
+        .flatten()
+        .filter(|fi| !fi.ghost && (fi.user != "root" || fi.group != "root"))
+        .map(|fi| (fi.user.clone(), fi.group.clone()))
+        .collect();
+    setup.extend(&o.users, &o.groups, &owners, &decls)
 }
 
 /// The sysusers.d declarations of a package, remembered per RPM digest in

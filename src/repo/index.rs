@@ -409,7 +409,7 @@ impl RepoIndex {
             self.damaged
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             static NONE: OnceLock<Package> = OnceLock::new();
-            return NONE.get_or_init(Package::damaged);
+            return NONE.get_or_init(Package::empty);
         };
         cell.get_or_init(|| {
             let off = &self.data[self.offsets.clone()];
@@ -422,7 +422,7 @@ impl RepoIndex {
                     self.damaged
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!("the cached index of {} is damaged", self.id);
-                    Box::new(Package::damaged())
+                    Box::new(Package::empty())
                 }
             }
         })

@@ -272,16 +272,14 @@ pub struct Package {
 }
 
 impl Package {
-    /// The stand-in for a record a damaged index could not decode: no name, no deps.
-    pub(crate) fn damaged() -> Package {
+    /// A package with no name, version or dependencies: what the parser fills in, and the
+    /// stand-in for a record a damaged index could not decode.
+    pub(crate) fn empty() -> Package {
         Package {
             name: String::new(),
             arch: String::new(),
-            evr: Evr::new(None, "0", None),
-            checksum: crate::digest::Checksum {
-                algo: crate::digest::Algo::Sha256,
-                hex: "0".repeat(64),
-            },
+            evr: Evr::new(None, "", None),
+            checksum: Checksum::new("sha256", &"0".repeat(64)).expect("valid"),
             href: String::new(),
             base: None,
             size: 0,
@@ -317,30 +315,6 @@ enum DepList {
     Supplements,
     Enhances,
     Ignored,
-}
-
-fn new_package() -> Package {
-    Package {
-        name: String::new(),
-        arch: String::new(),
-        evr: Evr::new(None, "", None),
-        checksum: Checksum::new("sha256", &"0".repeat(64)).expect("valid"),
-        href: String::new(),
-        base: None,
-        size: 0,
-        installed_size: 0,
-        license: None,
-        sourcerpm: None,
-        provides: Vec::new(),
-        requires: Vec::new(),
-        obsoletes: Vec::new(),
-        conflicts: Vec::new(),
-        recommends: Vec::new(),
-        suggests: Vec::new(),
-        supplements: Vec::new(),
-        enhances: Vec::new(),
-        files: Vec::new(),
-    }
 }
 
 fn ctx(name: &str, e: String) -> String {
@@ -472,7 +446,7 @@ pub fn parse_primary<R: BufRead>(
                 match e.local_name().as_ref() {
                     b"metadata" => saw_root = true,
                     b"package" => {
-                        pkg = Some(new_package());
+                        pkg = Some(Package::empty());
                         checksum_type = None;
                     }
                     b"checksum" => checksum_type = attr(&e, b"type")?,

@@ -618,7 +618,14 @@ impl RepoLoader<'_> {
             })?;
         let sha = hex::encode(sha2::Sha256::digest(&repomd_bytes));
         let dir = self.bucket(src)?;
-        if let Some(mut idx) = RepoIndex::open_trusted(&dir.join(format!("{sha}.idx"))) {
+        // Off the async runtime: the first open after a build reads the whole index for its
+        // CRC, and the repositories load concurrently.
+        let path = dir.join(format!("{sha}.idx"));
+        let cached = tokio::task::spawn_blocking(move || RepoIndex::open_trusted(&path))
+            .await
+            .ok()
+            .flatten();
+        if let Some(mut idx) = cached {
             idx.base_url = mirror.to_owned();
             tracing::debug!(repo = %src.id, "index cache hit {sha}");
             return Ok((idx, None));

@@ -58,12 +58,7 @@ fn package(spec: &P, n: usize) -> Package {
         provides,
         requires: spec.requires.iter().map(|d| dep(d)).collect(),
         obsoletes: spec.obsoletes.iter().map(|d| dep(d)).collect(),
-        conflicts: Vec::new(),
-        recommends: Vec::new(),
-        suggests: Vec::new(),
-        supplements: Vec::new(),
-        enhances: Vec::new(),
-        files: Vec::new(),
+        ..Package::empty()
     }
 }
 

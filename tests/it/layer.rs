@@ -22,6 +22,7 @@ fn options(compression: Compression) -> LayerOptions {
     LayerOptions {
         epoch: 315_532_800,
         clamp_mtime: None,
+        setup: None,
         compression,
         users,
         groups,
@@ -876,21 +877,22 @@ fn cache_gc_removes_only_unreferenced_blobs() {
 fn package_file_times_are_kept_so_bytecode_stays_valid() {
     let rpm = rpm_path("pyc-demo-");
     let d = tempfile::tempdir().unwrap();
-    let blob = d.path().join("layer");
-    write_layer(
-        std::slice::from_ref(&rpm),
-        options(Compression::Gzip),
-        &blob,
-    );
-    let root = d.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&blob)
-            .arg("-C")
-            .arg(&root),
-    );
+    // The package's layer written with `opts`, unpacked into its own root.
+    let unpacked = |opts: LayerOptions, name: &str| {
+        let blob = d.path().join(format!("{name}.layer"));
+        write_layer(std::slice::from_ref(&rpm), opts, &blob);
+        let root = d.path().join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        run_ok(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(&blob)
+                .arg("-C")
+                .arg(&root),
+        );
+        root
+    };
+    let root = unpacked(options(Compression::Gzip), "kept");
     let dir = root.join("usr/lib/pyc_demo");
     let py = std::fs::metadata(dir.join("mod.py")).unwrap();
     assert_eq!(py.mtime(), 300_000_000, "the RPM's time");
@@ -918,17 +920,7 @@ print("valid")
     // Clamped: times newer than SOURCE_DATE_EPOCH become it; older ones stay.
     let mut opts = options(Compression::Gzip);
     opts.clamp_mtime = Some(200_000_000);
-    let blob2 = d.path().join("layer2");
-    write_layer(std::slice::from_ref(&rpm), opts, &blob2);
-    let root2 = d.path().join("root2");
-    std::fs::create_dir_all(&root2).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&blob2)
-            .arg("-C")
-            .arg(&root2),
-    );
+    let root2 = unpacked(opts, "clamped");
     let py2 = std::fs::metadata(root2.join("usr/lib/pyc_demo/mod.py")).unwrap();
     assert_eq!(py2.mtime(), 200_000_000);
 }

@@ -24,7 +24,7 @@ enum {
 };
 
 /* Job kinds. */
-enum { PBS_JOB_NAME, PBS_JOB_PROVIDES, PBS_JOB_ONE_OF };
+enum { PBS_JOB_PROVIDES = 1, PBS_JOB_ONE_OF = 2 };
 
 Pool *pbs_pool_new(const char *arch) {
   Pool *pool = pool_create();
@@ -137,9 +137,6 @@ static void push_job(Pool *pool, Queue *job, int kind, Id dep, const Id *ids, in
    * lifts the infarch rule for it (an i686 package alone on x86_64). */
   Id how = SOLVER_INSTALL | SOLVER_SETARCH | SOLVER_SETEVR | (best ? SOLVER_FORCEBEST : 0);
   switch (kind) {
-  case PBS_JOB_NAME:
-    queue_push2(job, how | SOLVER_SOLVABLE_NAME, dep);
-    break;
   case PBS_JOB_PROVIDES:
     queue_push2(job, how | SOLVER_SOLVABLE_PROVIDES, dep);
     break;

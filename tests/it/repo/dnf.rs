@@ -104,14 +104,14 @@ fn modules_follow_default_and_enabled_streams() {
     let cache = tempfile::tempdir().unwrap();
     let url = file_url(&fx.join("modular"));
     let node = needs_of(&["nodejs"], Arch::X86_64);
-    let ctx = context(
+    let defaults = context(
         &[("modular", url.clone())],
         cache.path(),
         "",
         Options::default(),
     );
     assert_eq!(
-        ours(&ctx, &node),
+        ours(&defaults, &node),
         BTreeSet::from(["nodejs-18.19.0-1.module+fx.18.x86_64".to_string()])
     );
     let ctx = context(
@@ -129,14 +129,8 @@ fn modules_follow_default_and_enabled_streams() {
         ours(&ctx, &node),
         BTreeSet::from(["nodejs-20.10.0-1.module+fx.20.x86_64".to_string()])
     );
-    let ctx = context(
-        &[("modular", url.clone())],
-        cache.path(),
-        "",
-        Options::default(),
-    );
     assert_eq!(
-        ours(&ctx, &node),
+        ours(&defaults, &node),
         BTreeSet::from(["nodejs-18.19.0-1.module+fx.18.x86_64".to_string()])
     );
     let remembered = std::fs::read_dir(cache.path().join("repo-index-v1/modular"))
