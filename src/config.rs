@@ -514,6 +514,42 @@ pub struct KubeSettings {
     /// Shell for scripts with neither `-S` nor a shebang.
     #[serde(default = "default_shell")]
     pub default_shell: String,
+    /// The container's root filesystem is read-only (`readOnlyRootFilesystem`); the job
+    /// writes to its working directory, `$HOME` and `/tmp`, which are emptyDirs.
+    #[serde(default = "default_true")]
+    pub read_only_root: bool,
+    /// The job's working directory (`PBS_O_WORKDIR`): an emptyDir the wrapper fills with a
+    /// copy of the image's `[image] job-dir` when the job starts.
+    #[serde(default = "default_work_dir")]
+    pub work_dir: String,
+    /// With an output volume: copy what the job created or changed in its working directory
+    /// to `<output>/<name>.<jobid>/` when it ends (PBS stage-out), with the default `-o`/`-e`
+    /// files.
+    #[serde(default = "default_true")]
+    pub collect: bool,
+    /// The user name of the run-as uid in the image's `/etc/passwd` (`USER`, `LOGNAME`).
+    /// Left out: the build host's name for that uid, else `pbsuser`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_name: Option<String>,
+}
+
+/// The job user's home directory in every pod (`HOME`), an emptyDir.
+pub const JOB_HOME: &str = "/pbs/home";
+
+/// A portable user name (`useradd`'s rule): letters, digits, `_`, `-`, `.`, starting with a
+/// letter or `_`, at most 32 characters.
+pub fn is_user_name(s: &str) -> bool {
+    s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_work_dir() -> String {
+    "/pbs/work".into()
 }
 
 fn default_queue() -> String {
@@ -548,6 +584,10 @@ impl Default for KubeSettings {
             rerun_limit: default_retries(),
             gpu_resource: default_gpu(),
             default_shell: default_shell(),
+            read_only_root: true,
+            work_dir: default_work_dir(),
+            collect: true,
+            run_as_name: None,
         }
     }
 }
@@ -774,6 +814,34 @@ impl Config {
         }
         if k.rerun_limit < 0 {
             return Err(self.invalid("[kube] rerun-limit cannot be negative".into(), None));
+        }
+        let job_dir = self.settings.image.job_dir.trim_end_matches('/');
+        let work = k.work_dir.trim_end_matches('/');
+        if !work.starts_with('/')
+            || work.split('/').any(|c| c == "..")
+            || work == job_dir
+            || work.starts_with(&format!("{job_dir}/"))
+            || job_dir.starts_with(&format!("{work}/"))
+            || ["", "/tmp", JOB_HOME].contains(&work)
+        {
+            return Err(self.invalid(
+                format!(
+                    "[kube] work-dir `{}` must be an absolute path without `..`, apart from \
+                     [image] job-dir `{}`, /tmp and {}",
+                    k.work_dir, self.settings.image.job_dir, JOB_HOME
+                ),
+                Some("the working directory is an emptyDir filled from job-dir at start"),
+            ));
+        }
+        if let Some(n) = &k.run_as_name
+            && !is_user_name(n)
+        {
+            return Err(self.invalid(
+                format!("[kube] run-as-name `{n}` is not a valid user name"),
+                Some(
+                    "letters, digits, `_`, `-` and `.`, starting with a letter or `_`, at most 32",
+                ),
+            ));
         }
         Ok(())
     }

@@ -50,6 +50,7 @@
 //!     job_dir: &config.settings.image.job_dir,
 //!     kind: KubeKind::Job,
 //!     run_as: RunAs { uid: 1000, gid: 1000 },
+//!     naming: Default::default(),
 //! };
 //! let image = ImageRef::parse(&format!("registry.example.org/pbs/fib@sha256:{}", "0".repeat(64)))?;
 //! let yaml = emitter.emit(&job, &image)?.to_yaml()?;

@@ -502,7 +502,7 @@ impl NeedsAnalyzer<'_> {
     }
 
     /// The interpreter that runs the script (the same choice the manifest makes), and the
-    /// wrapper's `/bin/sh`.
+    /// wrapper's `/bin/sh`, `cp` and `mkdir`.
     fn interpreter_needs(&self, job: &JobSpec, script_name: &str, c: &mut Collector) {
         let (interp_line, interp_origin) = match (&job.shell, &job.shebang) {
             (Some(s), _) => (s.clone(), format!("{script_name}: -S")),
@@ -530,6 +530,15 @@ impl NeedsAnalyzer<'_> {
             "pbsimage job wrapper".into(),
             false,
         );
+        // The wrapper copies the job's files into its working directory (an emptyDir) and,
+        // with an output volume, what the job made back out.
+        for cmd in ["cp", "mkdir"] {
+            c.add(
+                NeedKind::Command(cmd.into()),
+                "pbsimage job wrapper".into(),
+                false,
+            );
+        }
     }
 
     /// The binary (`-B`), the libraries it ships in the job directory, and their

@@ -129,6 +129,25 @@ pub(crate) struct ObjectArgs {
     /// User and group the pod runs as [default: `[kube] run-as-*`, else the invoking user]
     #[arg(long, value_name = "UID[:GID]")]
     pub(crate) run_as: Option<String>,
+    /// Append `-SUFFIX` to the object names (`<name>-<script digest>`), to submit the same
+    /// script again with `kubectl create`
+    #[arg(long, value_name = "SUFFIX", conflicts_with = "generate_name")]
+    pub(crate) name_suffix: Option<String>,
+    /// Let the API server name each submission (`generateName`; `kubectl create` makes a new
+    /// Job every time). Not for multi-node jobs
+    #[arg(long)]
+    pub(crate) generate_name: bool,
+}
+
+impl ObjectArgs {
+    /// How the objects are named.
+    pub(crate) fn naming(&self) -> crate::kube::Naming {
+        match (&self.name_suffix, self.generate_name) {
+            (Some(s), _) => crate::kube::Naming::Suffix(s.clone()),
+            (None, true) => crate::kube::Naming::Generate,
+            (None, false) => crate::kube::Naming::Digest,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +184,10 @@ pub(crate) struct LayersArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// The user and group the job layer's `/etc/passwd` names [default: `[kube] run-as-*`,
+    /// else the invoking user]
+    #[arg(long, value_name = "UID[:GID]")]
+    pub(crate) run_as: Option<String>,
     /// Use only cached repository metadata.
     #[arg(long)]
     pub(crate) offline: bool,

@@ -44,12 +44,8 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let started = std::time::Instant::now();
     let job = env.parse_script(&args.script)?;
     let ctx = env.context(args.image.offline)?;
-    let (layout, choice) = layout_and_choice(
-        args.image.output.as_ref(),
-        args.image.object.run_as.as_deref(),
-        args.image.object.kind.map(Into::into),
-        &ctx.config,
-    )?;
+    let (layout, choice) =
+        layout_and_choice(args.image.output.as_ref(), &args.image.object, &ctx.config)?;
     let target = push_target(&args.image.registry, &ctx.config, args.image.offline)?;
     let lock_path = crate::ops::outputs::lock_path(args.lock.as_deref(), &args.script.script);
     let lock = match args.locked {
@@ -57,7 +53,8 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
         false => None,
     };
     let locked = lock.as_ref().map(|l| (lock_path.as_path(), l));
-    let (resolved, built) = crate::ops::build_job(&ctx, &job, &layout, locked)?;
+    let user = crate::kube::JobUser::new(&ctx.config.settings.kube, choice.run_as);
+    let (resolved, built) = crate::ops::build_job(&ctx, &job, &layout, locked, &user)?;
     super::resolve::leave_to_exit(resolved);
     for c in &built.layers.conflicts {
         env.printer.warn(&format!("file conflict: {c}"));
@@ -85,7 +82,7 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
         &job,
         &built,
         reference,
-        choice,
+        &choice,
         &paths,
     )?;
     if !args.json {
@@ -126,20 +123,21 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
 /// made (`--kind`, `--run-as`, else `[kube]`).
 pub(super) fn layout_and_choice(
     output: Option<&PathBuf>,
-    run_as: Option<&str>,
-    kind: Option<crate::config::KubeKind>,
+    object: &super::args::ObjectArgs,
     config: &Config,
 ) -> Result<(PathBuf, ManifestChoice)> {
     let layout = output.cloned().unwrap_or_else(|| {
         crate::cache::Cache::new(config.cache_dir()).bucket_path(crate::cache::Bucket::Layout)
     });
     let k = &config.settings.kube;
-    let run_as = crate::kube::RunAs::resolve(run_as, k.run_as_user, k.run_as_group)?;
+    let run_as =
+        crate::kube::RunAs::resolve(object.run_as.as_deref(), k.run_as_user, k.run_as_group)?;
     Ok((
         layout,
         ManifestChoice {
-            kind: kind.unwrap_or(k.kind),
+            kind: object.kind.map_or(k.kind, Into::into),
             run_as,
+            naming: object.naming(),
         },
     ))
 }

@@ -14,8 +14,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     ctx.reporter = std::sync::Arc::new(crate::progress::Silent);
     let (layout, manifests) = super::build::layout_and_choice(
         args.image.output.as_ref(),
-        args.image.object.run_as.as_deref(),
-        args.image.object.kind.map(Into::into),
+        &args.image.object,
         &ctx.config,
     )?;
     let locked = args
@@ -35,6 +34,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
                 args.catalog.parent().map(PathBuf::from).unwrap_or_default()
             },
             locked,
+            user: crate::kube::JobUser::new(&ctx.config.settings.kube, manifests.run_as),
         },
         push: super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?,
         manifests,

@@ -47,7 +47,12 @@ pub(super) fn exec(args: &LayersArgs, env: &Env<'_>) -> Result<()> {
     for w in &r.resolution.warnings {
         env.printer.warn(w);
     }
-    let layers = crate::ops::layers::layers(&ctx, &job, &r.needs, &r.resolution, None)?;
+    let k = &ctx.config.settings.kube;
+    let run_as =
+        crate::kube::RunAs::resolve(args.run_as.as_deref(), k.run_as_user, k.run_as_group)?;
+    let user = crate::kube::JobUser::new(k, run_as);
+    let layers =
+        crate::ops::layers::layers(&ctx, &job, &r.needs, &r.resolution, None, Some(&user))?;
     for c in &layers.conflicts {
         env.printer.warn(&format!("file conflict: {c}"));
     }

@@ -16,6 +16,7 @@ pub(super) fn exec(args: &ManifestArgs, env: &Env<'_>) -> Result<()> {
         job_dir: &config.settings.image.job_dir,
         kind: args.object.kind.map_or(k.kind, Into::into),
         run_as,
+        naming: args.object.naming(),
     };
     let manifest = emitter.emit(&job, &image).map_err(|e| {
         let hints = crate::hint::Hint::hint(&e).into_iter().collect();

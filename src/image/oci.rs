@@ -55,6 +55,8 @@ pub struct ImageSpec {
     pub entrypoint: Vec<String>,
     /// The working directory (the job directory).
     pub working_dir: String,
+    /// `uid:gid` the job runs as, when known at build time.
+    pub user: Option<String>,
     /// Labels (also written as manifest annotations).
     pub labels: BTreeMap<String, String>,
     /// Seconds since the epoch, for `created` (SOURCE_DATE_EPOCH).
@@ -139,7 +141,11 @@ pub fn assemble(spec_: &ImageSpec, layers: &[BuiltLayer]) -> Result<Image, Image
                 .map_err(spec("history"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let config = ConfigBuilder::default()
+    let mut config = ConfigBuilder::default();
+    if let Some(u) = &spec_.user {
+        config = config.user(u.clone());
+    }
+    let config = config
         .env(spec_.env.clone())
         .entrypoint(spec_.entrypoint.clone())
         .working_dir(spec_.working_dir.clone())

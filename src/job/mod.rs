@@ -202,6 +202,7 @@ impl<'a> ScriptParser<'a> {
             hint: Some("quote values the way the shell does".into()),
         })?;
         let mut b = Builder::new(path, self.env);
+        b.spec.script_sha256 = crate::digest::sha256_hex_of(bytes);
         b.spec.shebang = scan.shebang.clone();
         b.spec.body_line = scan.first_command;
         for d in &scan.directives {
@@ -287,6 +288,7 @@ impl<'a> Builder<'a> {
                 body_line: None,
                 directives: Vec::new(),
                 warnings: Vec::new(),
+                script_sha256: String::new(),
             },
         }
     }

@@ -231,6 +231,10 @@ pub struct JobSpec {
     pub directives: Vec<Directive>,
     /// What was ignored or changed, with line and column.
     pub warnings: Vec<Warning>,
+    /// sha256 of the script's bytes (hex): the image tag's `{script-digest}` and the suffix
+    /// of the Kubernetes object names, so that different scripts never share a name.
+    #[serde(skip)]
+    pub script_sha256: String,
 }
 
 #[cfg(test)]

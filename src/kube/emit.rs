@@ -8,14 +8,15 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec as K8sJobSpec, SuccessPolicy, Suc
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, NFSVolumeSource,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, Service, ServiceSpec, Volume, VolumeMount,
+    ResourceRequirements, SecurityContext, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    ANN, COMMAND, Emitter, INDEXED_NAME_MAX, KubeError, LABEL_JOB, MANAGED_BY, Manifest, Object,
-    Shape, TMP_DIR, env, env_field, join_under, restricted_container, restricted_pod, shape,
+    ANN, COMMAND, Emitter, HOME_DIR, INDEXED_NAME_MAX, JobUser, KubeError, LABEL_JOB, MANAGED_BY,
+    Manifest, NAME_DIGEST_LEN, Naming, Object, Shape, TMP_DIR, env, env_field, join_under,
+    restricted_container, restricted_pod, shape,
 };
 use crate::config::{KubeKind, OutputVolume, QueueMapping};
 use crate::image::ImageRef;
@@ -99,16 +100,43 @@ impl Emitter<'_> {
                 "queue `{queue}` has no [kube.queues] entry; no queue labels applied"
             ));
         }
+        if multi_node && self.naming == Naming::Generate {
+            return Err(KubeError::Generate {
+                job: job.name.to_string(),
+            });
+        }
         Ok(Plan {
-            name: job
-                .name
-                .dns_label(if indexed { INDEXED_NAME_MAX } else { 63 }),
+            name: self.object_name(job, if indexed { INDEXED_NAME_MAX } else { 63 })?,
             queue,
             mapping,
             shape,
             multi_node,
             warnings,
         })
+    }
+
+    /// `<name>-<script digest>[-<suffix>]`, at most `max` characters: different scripts
+    /// never share a name, the same script keeps its name (for `kubectl apply`).
+    fn object_name(&self, job: &JobSpec, max: usize) -> Result<String, KubeError> {
+        let digest: String = job.script_sha256.chars().take(NAME_DIGEST_LEN).collect();
+        let suffix = match &self.naming {
+            Naming::Suffix(s) => {
+                if s.is_empty() || s.len() > 20 || !is_dns_label_part(s) {
+                    return Err(KubeError::Suffix(s.clone()));
+                }
+                format!("-{digest}-{s}")
+            }
+            Naming::Digest | Naming::Generate => format!("-{digest}"),
+        };
+        let suffix = if digest.is_empty() {
+            String::new()
+        } else {
+            suffix
+        };
+        Ok(format!(
+            "{}{suffix}",
+            job.name.dns_label(max.saturating_sub(suffix.len()))
+        ))
     }
 
     /// The object's metadata (name, labels, the PBS attributes as annotations) and the
@@ -121,8 +149,10 @@ impl Emitter<'_> {
         if let Some(m) = plan.mapping {
             labels.extend(m.labels.clone());
         }
+        let generate = self.naming == Naming::Generate;
         let meta = ObjectMeta {
-            name: Some(plan.name.clone()),
+            name: (!generate).then(|| plan.name.clone()),
+            generate_name: generate.then(|| format!("{}-", plan.name)),
             namespace: self.settings.namespace.clone(),
             labels: Some(labels.clone()),
             annotations: Some(annotations(job, &plan.queue)),
@@ -140,10 +170,11 @@ impl Emitter<'_> {
         self.wrapper_env(job, plan, &mut envs);
         user_env(job, &mut envs, &mut plan.warnings);
         let res = resources(&plan.shape, &s.gpu_resource);
+        let work_dir = &s.work_dir;
         let working_dir = match &job.workdir {
             Some(d) if d.starts_with('/') => d.clone(),
-            Some(d) => join_under(self.job_dir, d),
-            None => self.job_dir.to_owned(),
+            Some(d) => join_under(work_dir, d),
+            None => work_dir.clone(),
         };
         let pull = if image.is_pinned() {
             "IfNotPresent"
@@ -162,7 +193,10 @@ impl Emitter<'_> {
                 requests: Some(res),
                 ..Default::default()
             }),
-            security_context: Some(restricted_container(self.run_as)),
+            security_context: Some(SecurityContext {
+                read_only_root_filesystem: Some(s.read_only_root),
+                ..restricted_container(self.run_as)
+            }),
             volume_mounts: Some(mounts),
             ..Default::default()
         };
@@ -200,7 +234,7 @@ impl Emitter<'_> {
             env("PBS_QUEUE", plan.queue.clone()),
             env("PBS_O_QUEUE", plan.queue.clone()),
             env("PBS_ENVIRONMENT", "PBS_BATCH"),
-            env("PBS_O_WORKDIR", self.job_dir),
+            env("PBS_O_WORKDIR", self.settings.work_dir.clone()),
             env("PBS_NP", shape.np.to_string()),
             env("PBS_NUM_NODES", shape.nodes.to_string()),
             env("PBS_NUM_PPN", shape.ppn.to_string()),
@@ -209,6 +243,11 @@ impl Emitter<'_> {
         if let Some(w) = job.resources.walltime {
             envs.push(env("PBS_WALLTIME", w.secs().to_string()));
         }
+        let user = JobUser::new(self.settings, self.run_as);
+        envs.push(env("HOME", user.home));
+        envs.push(env("USER", user.name.clone()));
+        envs.push(env("LOGNAME", user.name));
+        envs.push(env("PBSIMAGE_SEED", self.job_dir));
         let script_name = job
             .script
             .file_name()
@@ -237,16 +276,29 @@ impl Emitter<'_> {
         envs: &mut Vec<EnvVar>,
         warnings: &mut Vec<String>,
     ) -> (Vec<Volume>, Vec<VolumeMount>) {
-        let mut volumes = vec![Volume {
-            name: "pbs-tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        }];
-        let mut mounts = vec![VolumeMount {
-            name: "pbs-tmp".into(),
-            mount_path: TMP_DIR.into(),
-            ..Default::default()
-        }];
+        // Where the job writes, whatever the root filesystem: its working directory (filled
+        // from the image by the wrapper), $HOME and /tmp.
+        let scratch = [
+            ("pbs-work", self.settings.work_dir.as_str()),
+            ("pbs-home", HOME_DIR),
+            ("pbs-tmp", TMP_DIR),
+        ];
+        let mut volumes: Vec<Volume> = scratch
+            .iter()
+            .map(|(name, _)| Volume {
+                name: (*name).into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            })
+            .collect();
+        let mut mounts: Vec<VolumeMount> = scratch
+            .iter()
+            .map(|(name, path)| VolumeMount {
+                name: (*name).into(),
+                mount_path: (*path).into(),
+                ..Default::default()
+            })
+            .collect();
         let Some(vol) = &self.settings.output_volume else {
             if job.stdout_path.is_some() || job.stderr_path.is_some() {
                 warnings.push(
@@ -257,6 +309,9 @@ impl Emitter<'_> {
         };
         let mount = vol.mount_path();
         envs.push(env("PBSIMAGE_OUTPUT_DIR", mount));
+        if self.settings.collect {
+            envs.push(env("PBSIMAGE_COLLECT", "1"));
+        }
         if let Some(p) = &job.stdout_path {
             envs.push(env("PBSIMAGE_STDOUT", output_path(mount, p, warnings)));
         }
@@ -377,6 +432,14 @@ impl Emitter<'_> {
             status: None,
         }))
     }
+}
+
+/// Lowercase letters, digits and inner `-`: what may follow `<name>-` in a DNS label.
+fn is_dns_label_part(s: &str) -> bool {
+    !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// The PBS attributes that have no Kubernetes field, as `pbsimage.io/` annotations.
@@ -538,6 +601,7 @@ mod tests {
                 uid: 1000,
                 gid: 1000,
             },
+            naming: Default::default(),
         }
         .emit(&job(directives), &pinned())
     }
@@ -687,6 +751,7 @@ mod tests {
             job_dir: "/pbs/job",
             kind: KubeKind::Job,
             run_as: RunAs { uid: 0, gid: 0 },
+            naming: Default::default(),
         };
         assert!(matches!(
             root.emit(&job(""), &pinned()),
@@ -697,6 +762,7 @@ mod tests {
                 uid: 1000,
                 gid: 1000,
             },
+            naming: Default::default(),
             ..root
         };
         let floating = ImageRef::parse("registry.example.org/pbs/demo:latest").unwrap();
@@ -708,5 +774,122 @@ mod tests {
             "{:?}",
             m.warnings
         );
+    }
+
+    fn emitter(s: &KubeSettings) -> Emitter<'_> {
+        Emitter {
+            settings: s,
+            job_dir: "/pbs/job",
+            kind: KubeKind::Job,
+            run_as: RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            naming: Naming::Digest,
+        }
+    }
+
+    fn job_bytes(script: &str) -> JobSpec {
+        crate::job::ScriptParser::new(&BTreeMap::<String, String>::new())
+            .parse_bytes(Path::new("job.sh"), script.as_bytes())
+            .expect("a valid script")
+    }
+
+    fn name_of(
+        e: &Emitter<'_>,
+        job: &JobSpec,
+    ) -> Result<(Option<String>, Option<String>), KubeError> {
+        let m = e.emit(job, &pinned())?;
+        let Object::Job(j) = &m.objects[0] else {
+            panic!("a Job")
+        };
+        Ok((j.metadata.name.clone(), j.metadata.generate_name.clone()))
+    }
+
+    #[test]
+    fn names_follow_the_script_not_only_its_name() {
+        let s = settings();
+        let mut e = emitter(&s);
+        // The paper's two listings are both `exampleJob`: two objects.
+        let a = job_bytes("#!/bin/bash\n#PBS -N exampleJob\n./a.out\n");
+        let b = job_bytes("#!/bin/bash\n#PBS -N exampleJob\necho hi\n");
+        let (na, _) = name_of(&e, &a).unwrap();
+        let (nb, _) = name_of(&e, &b).unwrap();
+        let na = na.unwrap();
+        assert_ne!(Some(na.clone()), nb);
+        assert!(na.starts_with("examplejob-") && na.len() <= 63, "{na}");
+        // The same script, the same name (kubectl apply updates it).
+        assert_eq!(name_of(&e, &a).unwrap().0.unwrap(), na);
+        // --name-suffix: a new name, still a DNS label within the limit.
+        e.naming = Naming::Suffix("run2".into());
+        let (n2, _) = name_of(&e, &a).unwrap();
+        assert_eq!(n2.unwrap(), format!("{na}-run2"));
+        let long = job_bytes(&format!(
+            "#!/bin/bash\n#PBS -N {}\n#PBS -t 1-2\necho\n",
+            "x".repeat(200)
+        ));
+        let (nl, _) = name_of(&e, &long).unwrap();
+        let nl = nl.unwrap();
+        assert!(
+            nl.len() <= INDEXED_NAME_MAX && nl.ends_with("-run2"),
+            "{nl}"
+        );
+        for bad in ["Run2", "-x", "a_b", &"x".repeat(21)] {
+            e.naming = Naming::Suffix(bad.to_string());
+            assert!(
+                matches!(name_of(&e, &a), Err(KubeError::Suffix(_))),
+                "{bad}"
+            );
+        }
+        // --generate-name: the server names it; a multi-node job cannot be.
+        e.naming = Naming::Generate;
+        let (n, g) = name_of(&e, &a).unwrap();
+        assert_eq!((n, g), (None, Some(format!("{na}-"))));
+        let mpi = job_bytes("#!/bin/bash\n#PBS -N mpi\n#PBS -l nodes=2:ppn=1\nmpirun ./a\n");
+        assert!(matches!(
+            e.emit(&mpi, &pinned()),
+            Err(KubeError::Generate { .. })
+        ));
+    }
+
+    #[test]
+    fn the_job_writes_only_to_its_volumes() {
+        let m = emit(KubeKind::Job, "").unwrap();
+        let pod = m.pod_spec().unwrap();
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        let mounts: Vec<&str> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|v| v.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/pbs/work", "/pbs/home", "/tmp"]);
+        assert_eq!(c.working_dir.as_deref(), Some("/pbs/work"));
+        for (k, v) in [
+            ("PBS_O_WORKDIR", "/pbs/work"),
+            ("PBSIMAGE_SEED", "/pbs/job"),
+            ("HOME", "/pbs/home"),
+            ("USER", "pbsuser"),
+            ("LOGNAME", "pbsuser"),
+            ("TMPDIR", "/tmp"),
+        ] {
+            assert_eq!(env_of(&m, k).as_deref(), Some(v), "{k}");
+        }
+        let mut s = settings();
+        s.read_only_root = false;
+        s.run_as_name = Some("alice".into());
+        let m = emitter(&s).emit(&job("#PBS -d sub"), &pinned()).unwrap();
+        let c = &m.pod_spec().unwrap().containers[0];
+        assert_eq!(
+            c.security_context
+                .as_ref()
+                .unwrap()
+                .read_only_root_filesystem,
+            Some(false)
+        );
+        assert_eq!(c.working_dir.as_deref(), Some("/pbs/work/sub"));
+        assert_eq!(env_of(&m, "USER").as_deref(), Some("alice"));
     }
 }

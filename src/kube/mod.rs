@@ -27,8 +27,14 @@ pub const WRAPPER_PATH: &str = "/usr/libexec/pbsimage/pbs-job";
 pub const WRAPPER_SCRIPT: &str = include_str!("pbs-job.sh");
 /// The container command: the same for every job.
 pub const COMMAND: [&str; 1] = [WRAPPER_PATH];
-/// Scratch directory (`TMPDIR`), an emptyDir.
-pub const TMP_DIR: &str = "/pbs/tmp";
+/// Scratch directory (`TMPDIR`), an emptyDir over the image's `/tmp`.
+pub const TMP_DIR: &str = "/tmp";
+/// The job user's home directory (`HOME`), an emptyDir.
+pub const HOME_DIR: &str = crate::config::JOB_HOME;
+/// The user name when neither `[kube] run-as-name` nor the build host names the uid.
+pub const DEFAULT_USER: &str = "pbsuser";
+/// Hex digits of the script's sha256 in object names (`hello-world-3f2a9c1e`).
+pub const NAME_DIGEST_LEN: usize = 8;
 /// Job names longer than this cannot be Indexed Jobs (pod hostnames add `-<index>`).
 pub const INDEXED_NAME_MAX: usize = 52;
 
@@ -62,6 +68,15 @@ pub enum KubeError {
         /// The resource and its size.
         what: String,
     },
+    /// `--name-suffix` is not a DNS label.
+    #[error("--name-suffix `{0}` is not a lowercase DNS label of at most 20 characters")]
+    Suffix(String),
+    /// `--generate-name` on a job whose pods must know the name.
+    #[error("job `{job}`: --generate-name cannot name a multi-node job")]
+    Generate {
+        /// The job's name.
+        job: String,
+    },
     /// `--run-as` (or the configured ids) is not a valid uid/gid.
     #[error("--run-as `{given}`: {why}")]
     RunAs {
@@ -89,6 +104,12 @@ impl crate::hint::Hint for KubeError {
                     .into(),
             ),
             KubeError::Serialize(_) => None,
+            KubeError::Suffix(_) => Some("use a-z, 0-9 and `-`, e.g. --name-suffix run2".into()),
+            KubeError::Generate { .. } => Some(
+                "its pods' host names and Service derive from the Job's name; use \
+                 --name-suffix to submit it again"
+                    .into(),
+            ),
         }
     }
 }
@@ -148,6 +169,136 @@ impl RunAs {
         }
         Ok(RunAs { uid, gid })
     }
+}
+
+/// The account a job runs as, as the image's `/etc/passwd` and the pod's environment
+/// (`USER`, `LOGNAME`, `HOME`) give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUser {
+    /// uid and gid.
+    pub run_as: RunAs,
+    /// The user name (also the primary group's name when the image has no group `gid`).
+    pub name: String,
+    /// `HOME`: a writable emptyDir.
+    pub home: &'static str,
+}
+
+impl JobUser {
+    /// The user for `run_as`: named by `[kube] run-as-name`; else, when the job runs as the
+    /// invoking user (`run-as-user = "invoking"`, the submitter, as PBS runs jobs), by the
+    /// build host's `/etc/passwd`; else [`DEFAULT_USER`], so that a configured uid gives the
+    /// same image on every build host.
+    pub fn new(settings: &KubeSettings, run_as: RunAs) -> JobUser {
+        let invoking = settings.run_as_user == crate::config::IdSetting::Invoking
+            && run_as.uid == rustix::process::getuid().as_raw();
+        let name = match &settings.run_as_name {
+            Some(n) => n.clone(),
+            None if run_as.uid == 0 => "root".into(),
+            None if invoking => std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|t| passwd_name(&t, run_as.uid))
+                .filter(|n| is_user_name(n))
+                .unwrap_or_else(|| DEFAULT_USER.into()),
+            None => DEFAULT_USER.into(),
+        };
+        JobUser {
+            run_as,
+            name,
+            home: HOME_DIR,
+        }
+    }
+
+    /// `/etc/passwd` and `/etc/group` with this user's lines: `passwd` and `group` are the
+    /// image's (empty when it has none; then `root` is written first). The user's line
+    /// replaces a line of the same uid (so that `getpwuid` agrees with the pod's `USER` and
+    /// `HOME`); a group of the same gid is kept. A name another id has gives the new line
+    /// `<name>-<id>`. Returns the texts and a line per change.
+    pub fn add_to(&self, passwd: &str, group: &str) -> (String, String, Vec<String>) {
+        let field = |line: &str, i: usize| line.split(':').nth(i).map(str::to_owned);
+        let id_of = |line: &str| field(line, 2).and_then(|f| f.parse::<u32>().ok());
+        let start = |text: &str, root: &str| {
+            let mut t = if text.trim().is_empty() {
+                root.to_owned()
+            } else {
+                text.to_owned()
+            };
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t
+        };
+        let passwd = start(passwd, "root:x:0:0:root:/root:/bin/sh\n");
+        let mut group = start(group, "root:x:0:\n");
+        let mut report = Vec::new();
+        let RunAs { uid, gid } = self.run_as;
+        let unique = |text: &str, id: u32| {
+            let taken = text
+                .lines()
+                .any(|l| field(l, 0).as_deref() == Some(&self.name) && id_of(l) != Some(id));
+            if taken {
+                format!("{}-{id}", self.name)
+            } else {
+                self.name.clone()
+            }
+        };
+        if !group.lines().any(|l| id_of(l) == Some(gid)) {
+            let g = unique(&group, gid);
+            group.push_str(&format!("{g}:x:{gid}:\n"));
+            report.push(format!("group {g}: gid {gid} (the job's run-as group)"));
+        }
+        let u = unique(&passwd, uid);
+        let line = format!("{u}:x:{uid}:{gid}:pbsimage job user:{}:/bin/sh", self.home);
+        let mut out = String::new();
+        let mut replaced = None;
+        for l in passwd.lines() {
+            if id_of(l) == Some(uid) && replaced.is_none() {
+                replaced = field(l, 0);
+                out.push_str(&line);
+            } else if id_of(l) != Some(uid) {
+                out.push_str(l);
+            } else {
+                continue;
+            }
+            out.push('\n');
+        }
+        match replaced {
+            Some(old) if old == u && passwd.contains(&line) => {}
+            Some(old) => report.push(format!(
+                "user {u}: uid {uid} (the job's run-as user, instead of {old})"
+            )),
+            None => {
+                out.push_str(&line);
+                out.push('\n');
+                report.push(format!("user {u}: uid {uid} (the job's run-as user)"));
+            }
+        }
+        (out, group, report)
+    }
+}
+
+/// The name `passwd` gives `uid`.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_owned())
+    })
+}
+
+pub use crate::config::is_user_name;
+
+/// How a job's objects are named: `<name>-<script digest>` (the same for the same script,
+/// so `kubectl apply` updates it), plus a fixed suffix, or left to the API server
+/// (`generateName`, a new object on every `kubectl create`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Naming {
+    /// `<name>-<digest>`.
+    #[default]
+    Digest,
+    /// `<name>-<digest>-<suffix>` (`--name-suffix`).
+    Suffix(String),
+    /// `generateName: <name>-<digest>-` (`--generate-name`; not for multi-node jobs, whose
+    /// Service and host names need the name beforehand).
+    Generate,
 }
 
 /// One emitted object.
@@ -210,6 +361,8 @@ pub struct Emitter<'a> {
     pub kind: KubeKind,
     /// Who the pods run as.
     pub run_as: RunAs,
+    /// How the objects are named.
+    pub naming: Naming,
 }
 
 /// Per-pod resources and the node layout.
@@ -603,4 +756,74 @@ pub fn prepull_daemonset(
     let mut options = serde_saphyr::SerializerOptions::default();
     options.prefer_block_scalars = false;
     serde_saphyr::to_string_with_options(&ds, options).map_err(KubeError::Serialize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> JobUser {
+        JobUser {
+            run_as: RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            name: name.into(),
+            home: HOME_DIR,
+        }
+    }
+
+    #[test]
+    fn the_job_user_is_added_to_the_images_accounts() {
+        let setup_passwd = "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\n";
+        let setup_group = "root:x:0:\nbin:x:1:\n";
+        let (p, g, report) = user("alice").add_to(setup_passwd, setup_group);
+        assert_eq!(
+            p,
+            format!("{setup_passwd}alice:x:1000:1000:pbsimage job user:/pbs/home:/bin/sh\n")
+        );
+        assert_eq!(g, format!("{setup_group}alice:x:1000:\n"));
+        assert_eq!(report.len(), 2, "{report:?}");
+        // No account files at all: root first.
+        let (p, g, _) = user("alice").add_to("", "");
+        assert!(
+            p.starts_with("root:x:0:0:") && p.contains("\nalice:x:1000:"),
+            "{p}"
+        );
+        assert!(g.starts_with("root:x:0:\n"), "{g}");
+        // The uid taken: its line is replaced (getpwuid must agree with USER and HOME); the
+        // gid taken: the group stays.
+        let (p, g, report) = user("alice").add_to(
+            "root:x:0:0::/root:/bin/sh\nhpc:x:1000:1000::/pbs/job:/bin/bash\n",
+            "root:x:0:\nhpc:x:1000:\n",
+        );
+        assert_eq!(
+            p,
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000:pbsimage job user:/pbs/home:/bin/sh\n"
+        );
+        assert_eq!(g, "root:x:0:\nhpc:x:1000:\n");
+        assert!(report[0].contains("instead of hpc"), "{report:?}");
+        // The name taken by another uid: the new line is name-uid.
+        let (p, _, _) = user("bin").add_to(setup_passwd, setup_group);
+        assert!(p.contains("\nbin-1000:x:1000:1000:"), "{p}");
+        // Twice is once.
+        let (p1, g1, _) = user("alice").add_to(setup_passwd, setup_group);
+        let (p2, g2, r2) = user("alice").add_to(&p1, &g1);
+        assert_eq!((p1, g1), (p2, g2));
+        assert!(r2.is_empty(), "{r2:?}");
+    }
+
+    #[test]
+    fn user_names() {
+        for ok in ["alice", "_svc", "a.b-c_1"] {
+            assert!(is_user_name(ok), "{ok}");
+        }
+        for bad in ["", "1abc", "a b", "a:b", &"x".repeat(33)] {
+            assert!(!is_user_name(bad), "{bad}");
+        }
+        assert_eq!(
+            passwd_name("root:x:0:0::/:/bin/sh\nbob:x:1001:1001::/:/bin/sh\n", 1001).as_deref(),
+            Some("bob")
+        );
+    }
 }

@@ -5,6 +5,10 @@
 # are only ever used as data (file names, word lists); nothing here evaluates them as code.
 #
 #   PBSIMAGE_SCRIPT      the job script inside the image (required)
+#   PBSIMAGE_SEED        the job's files in the image, copied into PBS_O_WORKDIR (an emptyDir)
+#                        before the job starts
+#   PBSIMAGE_COLLECT     1: when the job ends, copy what it made or changed in PBS_O_WORKDIR
+#                        to <output>/<name>.<jobid>/, where the default -o/-e files go too
 #   PBSIMAGE_SHELL       interpreter words (-S, the shebang, or the configured default)
 #   PBSIMAGE_ARGS        script arguments (-F), split on white space, never globbed
 #   PBSIMAGE_OUTPUT_DIR  the output volume; without it output goes to the container log
@@ -50,6 +54,19 @@ if [ -n "${PBSIMAGE_ARRAY:-}" ]; then
     : "${PBS_ARRAYID:?completion index $index is outside the job array}"
     PBS_ARRAY_INDEX=$PBS_ARRAYID
     export PBS_ARRAYID PBS_ARRAY_INDEX
+fi
+
+# The working directory: a writable copy of the job's files (the root filesystem may be
+# read-only). cp -p keeps modes and times; owners become the job user's.
+work=${PBS_O_WORKDIR:-}
+seed=${PBSIMAGE_SEED:-}
+if [ -n "$seed" ] && [ -n "$work" ] && [ "$seed" != "$work" ] && [ -d "$seed" ]; then
+    if ! cp -Rp "$seed/." "$work/"; then
+        echo "pbsimage: cannot copy the job's files from $seed into its working directory $work" >&2
+        exit 1
+    fi
+else
+    seed=
 fi
 
 # PBS_NODEFILE: one line per slot. (TMPDIR is an emptyDir; no mkdir needed or assumed.)
@@ -103,11 +120,17 @@ writable() {
     (exec 4>>"$1") 2>/dev/null
 }
 exec 3>&2
+collect=
 if [ -n "${PBSIMAGE_OUTPUT_DIR:-}" ]; then
-    out=${PBSIMAGE_STDOUT:-$PBSIMAGE_OUTPUT_DIR/}
-    err=${PBSIMAGE_STDERR:-$PBSIMAGE_OUTPUT_DIR/}
     seq=$PBS_JOBID
     [ -n "${PBS_ARRAYID:-}" ] && seq=$PBS_JOBID-$PBS_ARRAYID
+    defaults=$PBSIMAGE_OUTPUT_DIR/
+    if [ "${PBSIMAGE_COLLECT:-}" = 1 ] && [ -n "$seed" ]; then
+        collect=$PBSIMAGE_OUTPUT_DIR/$PBS_JOBNAME.$seq
+        defaults=$collect/
+    fi
+    out=${PBSIMAGE_STDOUT:-$defaults}
+    err=${PBSIMAGE_STDERR:-$defaults}
     case $out in */) out=$out$PBS_JOBNAME.o$seq ;; esac
     case $err in */) err=$err$PBS_JOBNAME.e$seq ;; esac
     join=${PBSIMAGE_JOIN:-n}
@@ -131,12 +154,26 @@ if [ -n "${PBSIMAGE_OUTPUT_DIR:-}" ]; then
     esac
 fi
 
+# Stage-out: what the job made or changed in its working directory (not in the image's copy,
+# or newer than it) goes to $collect, directories kept. Never fails the job.
+collect_dir() {
+    for f in "$work/$1"* "$work/$1".[!.]* "$work/$1"..?*; do
+        [ -e "$f" ] || [ -L "$f" ] || continue
+        rel=${f#"$work/"}
+        if [ -d "$f" ] && [ ! -L "$f" ]; then
+            collect_dir "$rel/"
+        elif { [ ! -e "$seed/$rel" ] && [ ! -L "$seed/$rel" ]; } || [ "$f" -nt "$seed/$rel" ]; then
+            case $rel in */*) d=$collect/${rel%/*} ;; *) d=$collect ;; esac
+            if ! { mkdir -p "$d" && cp -P "$f" "$d/"; } 2>/dev/null; then
+                problems="${problems}pbsimage: cannot copy $rel to $collect
+"
+            fi
+        fi
+    done
+}
+
 set -f
-if [ -z "$problems" ]; then
-    # shellcheck disable=SC2086 # word splitting of the interpreter and arguments is intended
-    exec $shell "$script" ${PBSIMAGE_ARGS:-} 3>&-
-fi
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086 # word splitting of the interpreter and arguments is intended
 $shell "$script" ${PBSIMAGE_ARGS:-} 3>&- &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
@@ -146,5 +183,18 @@ while kill -0 "$child" 2>/dev/null; do
     status=0
     wait "$child" || status=$?
 done
+set +f
+if [ -n "$collect" ]; then
+    collect_dir ""
+fi
+if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then
+    why=
+    case $((status - 128)) in
+        9) why=" (SIGKILL: over the memory limit, or stopped at the deadline)" ;;
+        15) why=" (SIGTERM: deleted, or stopped at the deadline)" ;;
+    esac
+    problems="${problems}pbsimage: job $PBS_JOBNAME ($PBS_JOBID) was killed by signal $((status - 128))$why; exit status $status
+"
+fi
 printf '%s' "$problems" >&3
 exit "$status"

@@ -24,6 +24,8 @@ pub struct JobOptions<'a> {
     pub name: Option<&'a str>,
     /// See [`super::layers::layers`].
     pub popularity: Option<&'a Popularity>,
+    /// The account the job runs as, added to the image's `/etc/passwd` and `/etc/group`.
+    pub user: Option<&'a crate::kube::JobUser>,
 }
 
 /// A built image in an OCI layout.
@@ -51,6 +53,7 @@ pub fn build_job(
     job: &JobSpec,
     layout: &Path,
     locked: Option<(&Path, &Lock)>,
+    user: &crate::kube::JobUser,
 ) -> Result<(Resolved, Built), OpsError> {
     let clock = Instant::now();
     let resolved = super::resolve::resolve_job(ctx, job)?;
@@ -65,7 +68,10 @@ pub fn build_job(
         &resolved.repos,
         &resolved.resolution,
         layout,
-        &JobOptions::default(),
+        &JobOptions {
+            user: Some(user),
+            ..Default::default()
+        },
     )?;
     built.timings.insert("resolve", resolve);
     Ok((resolved, built))
@@ -83,10 +89,10 @@ pub fn build_resolved(
 ) -> Result<Built, OpsError> {
     let mut timings = BTreeMap::new();
     let clock = Instant::now();
-    let layers = super::layers::layers(ctx, job, needs, res, opts.popularity)?;
+    let layers = super::layers::layers(ctx, job, needs, res, opts.popularity, opts.user)?;
     timings.insert("layers", clock.elapsed().as_secs_f64());
     let clock = Instant::now();
-    let script_digest = crate::layer::plan::file_sha256(&job.script)?;
+    let script_digest = job.script_sha256.clone();
     let name = super::image::image_name(ctx, job, opts.name, &script_digest);
     let input = ImageInput {
         job,

@@ -88,6 +88,8 @@ pub struct BuildOptions {
     pub root: PathBuf,
     /// With a lock, a job whose resolution differs from its entry fails (stage `lock`).
     pub locked: Option<CatalogLock>,
+    /// Who the jobs run as (their `/etc/passwd` entry).
+    pub user: crate::kube::JobUser,
 }
 
 /// A job parsed and analysed, or why not; with the seconds it took.
@@ -124,6 +126,7 @@ pub fn build_all(
                 let job_opts = JobOptions {
                     name: j.image.as_deref(),
                     popularity: Some(&popularity),
+                    user: Some(&opts.user),
                 };
                 let built = super::build::build_resolved(
                     ctx,
@@ -556,14 +559,14 @@ fn write_job_outputs(
     };
     let choice = ManifestChoice {
         kind: job.kind.unwrap_or(run.manifests.kind),
-        run_as: run.manifests.run_as,
+        ..run.manifests.clone()
     };
     super::outputs::write(
         &ctx.config.settings,
         &jb.spec,
         &jb.built,
         reference,
-        choice,
+        &choice,
         &paths,
     )
     .map_err(|e| JobFailure::new("manifest", &e))?;

@@ -111,6 +111,7 @@ pub fn image(
             .collect(),
         entrypoint: vec![crate::kube::WRAPPER_PATH.into()],
         working_dir: ctx.config.settings.image.job_dir.clone(),
+        user: layers.user.map(|u| format!("{}:{}", u.uid, u.gid)),
         labels: labels(job, repos, script_digest),
         epoch: layers.options.epoch,
     };

@@ -35,6 +35,8 @@ pub struct Layers {
     /// package files and sysusers.d declarations no scriptlet created): `group ssh_keys: gid
     /// 512 (owns files)`.
     pub accounts: Vec<String>,
+    /// The uid and gid the job runs as (the image config's `User`), when known at build time.
+    pub user: Option<crate::kube::RunAs>,
 }
 
 /// The threads that build layers: one per core, its own pool. `rayon::spawn` would use the
@@ -59,6 +61,7 @@ pub fn layers(
     needs: &Needs,
     res: &Resolution,
     popularity: Option<&Popularity>,
+    user: Option<&crate::kube::JobUser>,
 ) -> Result<Layers, OpsError> {
     let items = super::fetch::downloads(res);
     let layout = super::fetch::layout_packages(res);
@@ -71,7 +74,21 @@ pub fn layers(
     let packages = arrived.image_packages(res);
     let library_dirs = library_dirs(ctx, &arrived)?;
     let mut job_files = job_files(&ctx.config.settings.image.job_dir, job, needs);
-    let accounts = accounts(&arrived);
+    let mut accounts = accounts(&arrived);
+    if let Some(user) = user {
+        // The run-as account: the packages' lines (or setup's, or none) plus the user's.
+        let setup = arrived.options.setup.as_ref();
+        let (passwd, group, mut report) = accounts.take().unwrap_or_else(|| {
+            (
+                setup.map(|s| s.passwd.clone()).unwrap_or_default(),
+                setup.map(|s| s.group.clone()).unwrap_or_default(),
+                Vec::new(),
+            )
+        });
+        let (passwd, group, added) = user.add_to(&passwd, &group);
+        report.extend(added);
+        accounts = Some((passwd, group, report));
+    }
     if let Some((passwd, group, _)) = &accounts {
         for (dest, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
             job_files.push(JobFile {
@@ -97,6 +114,7 @@ pub fn layers(
     )?);
     let accounts = accounts.map(|a| a.2).unwrap_or_default();
     Ok(Layers {
+        user: user.map(|u| u.run_as),
         stack,
         conflicts: arrived.conflicts,
         options: arrived.options,

@@ -40,12 +40,14 @@ impl OutputPaths {
 }
 
 /// How the Kubernetes objects are made.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ManifestChoice {
     /// Job or Pod.
     pub kind: KubeKind,
     /// Who the pods run as.
     pub run_as: RunAs,
+    /// How the objects are named.
+    pub naming: crate::kube::Naming,
 }
 
 /// Writes the Kubernetes manifest (running `reference`) and the SPDX SBOM of a built job,
@@ -55,7 +57,7 @@ pub fn write(
     job: &JobSpec,
     built: &Built,
     reference: &str,
-    choice: ManifestChoice,
+    choice: &ManifestChoice,
     paths: &OutputPaths,
 ) -> Result<(), OpsError> {
     let image = ImageRef::parse(reference).map_err(OpsError::Reference)?;
@@ -64,6 +66,7 @@ pub fn write(
         job_dir: &settings.image.job_dir,
         kind: choice.kind,
         run_as: choice.run_as,
+        naming: choice.naming.clone(),
     }
     .emit(job, &image)?;
     write_file(&paths.manifest, manifest.to_yaml()?.as_bytes())?;

@@ -79,6 +79,7 @@ pub fn emit(job: &JobSpec, config: &Config, kind: pbsimage::config::KubeKind) ->
             uid: 1000,
             gid: 1000,
         },
+        naming: Default::default(),
     }
     .emit(job, &image())
     .unwrap()
@@ -340,4 +341,67 @@ pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Outpu
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// The Kubernetes releases manifests are checked against: the oldest the README supports
+/// (Indexed Jobs' successPolicy and backoffLimitPerIndex are on by default from 1.31) and the
+/// newest kubernetes-validate knows.
+pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.31.0", "1.37.0"];
+
+/// Validates Kubernetes manifests offline, strictly (no unknown fields), against the OpenAPI
+/// schemas of every release in [`KUBERNETES_VERSIONS`], with PyPI's kubernetes-validate.
+pub fn validate_kubernetes(files: &[PathBuf]) {
+    require_with(
+        "kubernetes-validate",
+        "pip install kubernetes-validate (scripts/test installs it into target/ci-venv)",
+    );
+    for v in KUBERNETES_VERSIONS {
+        let o = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", v])
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "Kubernetes {v} refuses a manifest:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(&o)
+        );
+    }
+}
+
+/// Validates an OCI image layout (oci-layout, index, manifests, configs) against the OCI
+/// image-spec schemas in ../shared/schemas, with Python's jsonschema (kubernetes-validate's
+/// dependency: the same venv).
+pub fn validate_oci_layout(layout: &Path) {
+    let python = ["target/ci-venv/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import jsonschema, referencing"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("no python3 with jsonschema: pip install jsonschema (scripts/test installs it)")
+        });
+    let schemas = Path::new("../shared/schemas/oci-image-spec-v1.1.1");
+    assert!(
+        schemas.is_dir(),
+        "the OCI schemas are in {}",
+        schemas.display()
+    );
+    let o = Command::new(python)
+        .arg("tests/it/oci_validate.py")
+        .arg(schemas)
+        .arg(layout)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the OCI schemas refuse {}:\n{}{}",
+        layout.display(),
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
 }

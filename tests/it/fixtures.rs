@@ -197,7 +197,13 @@ fn mapping_details() {
         Some("None")
     );
     let pod = m.pod_spec().unwrap();
-    assert_eq!(pod.subdomain.as_deref(), Some("mpi-pi"));
+    // The name carries the script's digest; the Service and subdomain are that name.
+    let name = svc.metadata.name.clone().unwrap();
+    assert!(
+        name.starts_with("mpi-pi-") && name.len() == "mpi-pi-".len() + 8,
+        "{name}"
+    );
+    assert_eq!(pod.subdomain.as_deref(), Some(name.as_str()));
     // pmem × ppn = 4 GiB per pod
     let lim = pod.containers[0]
         .resources
@@ -239,6 +245,7 @@ fn pods_refuse_arrays_and_multi_node() {
                 uid: 1000,
                 gid: 1000,
             },
+            naming: Default::default(),
         }
         .emit(&job, &image())
         .unwrap_err();
@@ -258,6 +265,7 @@ fn root_is_refused_unless_allowed() {
         job_dir: "/pbs/job",
         kind: KubeKind::Job,
         run_as: pbsimage::kube::RunAs { uid: 0, gid: 0 },
+        naming: Default::default(),
     };
     assert!(e.emit(&job, &image()).is_err());
 }
@@ -312,4 +320,82 @@ fn every_debian_package_read_is_installed_by_its_script() {
             }
         }
     }
+}
+
+/// Every manifest pbsimage can make of the fixture jobs — Job and Pod, each output volume
+/// type, `generateName`, a read-write root, the catalog's pre-pull DaemonSet — is what the
+/// API server of the oldest and the newest supported Kubernetes accepts (strict: no unknown
+/// fields).
+#[test]
+fn every_manifest_validates_against_the_kubernetes_schemas() {
+    use pbsimage::kube::{Emitter, Naming, RunAs};
+    let dir = tempfile::tempdir().unwrap();
+    let volumes = [
+        "", // no output volume
+        "[kube.output-volume]\ntype = \"nfs\"\nserver = \"nfs.example.org\"\npath = \"/export\"\n",
+        "[kube.output-volume]\ntype = \"pvc\"\nclaim = \"results\"\n",
+        "[kube.output-volume]\ntype = \"host-path\"\npath = \"/srv/out\"\n",
+    ];
+    let mut files = Vec::new();
+    for (v, volume) in volumes.iter().enumerate() {
+        let text = format!(
+            "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nallow-host-path = true\n\
+             read-only-root = {}\n{volume}",
+            v % 2 == 0
+        );
+        let config = pbsimage::config::Config::from_str(
+            &text,
+            pbsimage::config::Origin::Embedded,
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        for job_dir in fixture_jobs() {
+            let Ok(job) = parse_fixture(&job_dir) else {
+                continue;
+            };
+            for kind in [KubeKind::Job, KubeKind::Pod] {
+                for naming in [
+                    Naming::Digest,
+                    Naming::Suffix("b2".into()),
+                    Naming::Generate,
+                ] {
+                    let e = Emitter {
+                        settings: &config.settings.kube,
+                        job_dir: &config.settings.image.job_dir,
+                        kind,
+                        run_as: RunAs {
+                            uid: 1000,
+                            gid: 1000,
+                        },
+                        naming,
+                    };
+                    // Pods cannot be arrays or multi-node jobs; neither can be generateName.
+                    let Ok(m) = e.emit(&job, &image()) else {
+                        continue;
+                    };
+                    let f = dir.path().join(format!("{}.yaml", files.len()));
+                    std::fs::write(&f, m.to_yaml().unwrap()).unwrap();
+                    files.push(f);
+                }
+            }
+        }
+    }
+    let ds = pbsimage::kube::prepull_daemonset(
+        "pbsimage-prepull",
+        Some("hpc"),
+        &[
+            ("fib".into(), image().to_string()),
+            ("hello".into(), image().to_string()),
+        ],
+        RunAs {
+            uid: 1000,
+            gid: 1000,
+        },
+    )
+    .unwrap();
+    let f = dir.path().join("daemonset.yaml");
+    std::fs::write(&f, ds).unwrap();
+    files.push(f);
+    assert!(files.len() > 100, "{}", files.len());
+    validate_kubernetes(&files);
 }

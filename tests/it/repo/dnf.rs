@@ -211,9 +211,13 @@ fn committed_config_resolves_the_paper_job() {
             "coreutils",
             "filesystem",
             "glibc",
+            "libacl",
+            "libattr",
             "libgcc",
+            "libselinux",
             "libstdc++",
             "ncurses-libs",
+            "pcre2",
             "setup"
         ])
     );
