@@ -1,18 +1,26 @@
-//! End to end through the CLI: `pbsimage build --push` to Debian's docker-registry, `skopeo
-//! copy` back into an OCI layout, `umoci unpack`, and the job run in that root (chroot) with
-//! the image's environment: the paper's C++ and script jobs, an OpenMP job, a `$ORIGIN` job
-//! and a job whose library is found through `/etc/ld.so.conf.d`.
+//! End to end through the CLI and a real container runtime: `pbsimage build --push` to
+//! Debian's docker-registry, then the manifest it wrote played by `podman kube play` (runc):
+//! the image pulled by digest, the job run as uid 1000 with a read-only root, no
+//! capabilities, the restricted seccomp profile and the manifest's limits. The paper's C++ and
+//! script jobs, OpenMP, Fortran, `$ORIGIN`, `/etc/ld.so.conf.d`, an array, the working
+//! directory collected to the output volume, the job's user, a missing output directory and
+//! the memory limit. The image is also copied back (`skopeo copy`, `umoci unpack`) to look
+//! inside it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::build::Registry;
 use crate::common::*;
+use crate::podman::{Played, Podman};
 
 struct E2e {
     reg: Registry,
     dir: tempfile::TempDir,
     cfg: PathBuf,
+    podman: Podman,
+    /// The output volume (a hostPath), world-writable as an NFS export for jobs would be.
+    output: PathBuf,
     _cache: tempfile::TempDir,
 }
 
@@ -20,28 +28,58 @@ fn setup() -> E2e {
     require("skopeo", "skopeo");
     require("umoci", "umoci");
     require("gcc", "gcc");
+    let podman = Podman::new();
     let reg = Registry::start();
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let output = podman.dir().join("output");
+    std::fs::create_dir(&output).unwrap();
+    run_ok(Command::new("chmod").arg("1777").arg(&output));
     let cfg = dir.path().join("pipeline.toml");
     let url = format!("file://{}", fixture_repos().join("main").display());
-    std::fs::write(
-        &cfg,
-        repo_config(
-            &[("fixture", url)],
-            cache.path(),
-            &format!(
-                "{BASE}[registry]\nhost = \"{0}\"\ninsecure = [\"{0}\"]\n",
-                reg.host
-            ),
+    let text = repo_config(
+        &[("fixture", url)],
+        cache.path(),
+        &format!(
+            "[kube.output-volume]\ntype = \"host-path\"\npath = \"{}\"\n\
+             {BASE}[registry]\nhost = \"{1}\"\ninsecure = [\"{1}\"]\n",
+            output.display(),
+            reg.host
         ),
     )
-    .unwrap();
+    .replace("[kube]\n", "[kube]\nallow-host-path = true\n");
+    std::fs::write(&cfg, text).unwrap();
     E2e {
         reg,
         dir,
         cfg,
+        podman,
+        output,
         _cache: cache,
+    }
+}
+
+/// A pod name for a job directory: a DNS label, unique within the test's podman.
+fn pod_name(script: &Path, index: Option<u32>) -> String {
+    let dir = script
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let base: String = dir
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    match index {
+        Some(i) => format!("{base}-{i}"),
+        None => base,
     }
 }
 
@@ -56,20 +94,27 @@ impl E2e {
         d
     }
 
-    /// build --push, skopeo copy back, umoci unpack, run with `env`: (summary, output).
-    fn run(&self, script: &Path, env: &[(&str, &str)]) -> (serde_json::Value, String, PathBuf) {
-        let o = pbsimage(&[
+    /// build --push: the summary.
+    fn build(&self, script: &Path, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
             "-q",
             "--config",
             self.cfg.to_str().unwrap(),
             "build",
             "--json",
-            script.to_str().unwrap(),
-        ]);
+        ];
+        args.extend(extra);
+        args.push(script.to_str().unwrap());
+        let o = pbsimage(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let reference = v["reference"].as_str().unwrap().to_owned();
         assert!(reference.starts_with(&self.reg.host), "{reference}");
+        v
+    }
+
+    /// The pushed image copied back and unpacked: its bundle (rootfs, config.json).
+    fn unpack(&self, script: &Path, reference: &str) -> PathBuf {
         let work = script.parent().unwrap();
         let pulled = work.join("pulled");
         run_ok(
@@ -78,6 +123,7 @@ impl E2e {
                 .arg(format!("docker://{reference}"))
                 .arg(format!("oci:{}:job", pulled.display())),
         );
+        validate_oci_layout(&pulled);
         let bundle = work.join("bundle");
         run_ok(
             Command::new("umoci")
@@ -85,10 +131,59 @@ impl E2e {
                 .arg(format!("{}:job", pulled.display()))
                 .arg(&bundle),
         );
-        let name = script.file_name().unwrap().to_str().unwrap();
-        let out = run_job_with(&bundle.join("rootfs"), name, env);
-        (v, out, bundle)
+        bundle
     }
+
+    /// Plays the manifest the build wrote beside `script` (index `index` of an Indexed Job).
+    fn play(&self, script: &Path, index: Option<u32>, env: &[(&str, &str)]) -> Played {
+        let manifest = script.with_extension("k8s.yaml");
+        self.podman
+            .play(&manifest, &pod_name(script, index), index, env)
+    }
+
+    /// build --push, unpack, play: (summary, the job's standard output, the bundle). The job
+    /// must succeed.
+    fn run(&self, script: &Path, env: &[(&str, &str)]) -> (serde_json::Value, String, PathBuf) {
+        let v = self.build(script, &[]);
+        let bundle = self.unpack(script, v["reference"].as_str().unwrap());
+        let p = self.play(script, None, env);
+        assert_eq!(p.exit, 0, "{p:?}");
+        (v, self.job_output(script, &p), bundle)
+    }
+
+    /// The job's standard output: its `.o` file in the collected directory on the output
+    /// volume (the container log holds only the wrapper's own messages).
+    fn job_output(&self, script: &Path, p: &Played) -> String {
+        let found = self.collected(script, "o");
+        assert!(
+            found.is_some(),
+            "no .o file on {}: {p:?}",
+            self.output.display()
+        );
+        std::fs::read_to_string(found.unwrap()).unwrap()
+    }
+
+    /// The newest `<name>.<o|e><id>` file of the job on the output volume.
+    fn collected(&self, _script: &Path, stream: &str) -> Option<PathBuf> {
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> = walk(&self.output)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .contains(&format!(".{stream}"))
+                    && p.parent() != Some(self.output.as_path())
+            })
+            .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+            .collect();
+        found.sort();
+        found.pop().map(|(_, p)| p)
+    }
+}
+
+/// Every file below `dir` (none if it is not there).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    crate::repo::walk_if_exists(dir)
 }
 
 fn cc(dir: &Path, args: &[&str]) {
@@ -164,9 +259,21 @@ fn script_job_runs() {
         d.join("job.sh"),
     )
     .unwrap();
-    let (_, out, _) = e.run(&d.join("job.sh"), &[]);
+    // The Pod form (the paper's Listing 1), played as it is.
+    let script = d.join("job.sh");
+    let v = e.build(&script, &["--kind", "pod"]);
+    e.unpack(&script, v["reference"].as_str().unwrap());
+    assert!(
+        std::fs::read_to_string(script.with_extension("k8s.yaml"))
+            .unwrap()
+            .starts_with("apiVersion: v1\nkind: Pod\n")
+    );
+    let p = e.play(&script, None, &[]);
+    assert_eq!(p.exit, 0, "{p:?}");
+    let out = e.job_output(&script, &p);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("job fib on "), "{out}");
+    // PBS_JOBNAME is -N; the host name is the pod's.
+    assert_eq!(lines[0], "job hello on hello", "{out}");
     assert_eq!(lines[1], "0 1 1 2 3 5 ");
 }
 
@@ -178,7 +285,7 @@ fn openmp_job_runs_with_libgomp_from_the_repo() {
         std::fs::copy(Path::new("fixtures/jobs/openmp").join(f), d.join(f)).unwrap();
     }
     cc(&d, &["-O2", "-fopenmp", "-o", "omp", "omp.c"]);
-    let (v, out, _) = e.run(&d.join("job.sh"), &[("OMP_NUM_THREADS", "4")]);
+    let (v, out, _) = e.run(&d.join("job.sh"), &[]);
     assert_eq!(out, "threads: 4\n");
     let manifest = std::fs::read_to_string(d.join("job.k8s.yaml")).unwrap();
     assert!(manifest.contains("OMP_NUM_THREADS"), "{manifest}");
@@ -325,20 +432,242 @@ fn an_ordinary_user_builds_and_pushes() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let reference = v["reference"].as_str().unwrap();
     assert!(reference.starts_with(&reg.host), "{reference}");
-    // The job check needs root (chroot): pull and run as the node would.
-    let pulled = top.path().join("pulled");
-    run_ok(
-        Command::new("skopeo")
-            .args(["copy", "--quiet", "--src-tls-verify=false"])
-            .arg(format!("docker://{reference}"))
-            .arg(format!("oci:{}:job", pulled.display())),
+    // Played as the node would: pulled by digest, run as uid 1000. Without an output
+    // volume the job's output is the container log.
+    let podman = Podman::new();
+    let p = podman.play(&script.with_extension("k8s.yaml"), "fib-nobody", None, &[]);
+    assert_eq!((p.exit, p.stdout.as_str()), (0, "0 1 1 2 3 5\n"), "{p:?}");
+}
+
+#[test]
+fn fortran_job_runs_with_libgfortran_from_the_repo() {
+    require("gfortran", "gfortran");
+    let e = setup();
+    let d = e.job(
+        "fortran",
+        &[
+            (
+                "fib.f90",
+                "program fib\n  integer :: a, b, t, i\n  a = 0\n  b = 1\n  do i = 1, 6\n    \
+                 write(*, '(I0,1X)', advance='no') a\n    t = a + b\n    a = b\n    b = t\n  \
+                 end do\n  print *\nend program fib\n",
+            ),
+            (
+                "job.sh",
+                "#!/bin/bash\n#PBS -N ffib\n#PBS -B ffib\n./ffib\n",
+            ),
+        ],
     );
-    let bundle = top.path().join("bundle");
     run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(format!("{}:job", pulled.display()))
-            .arg(&bundle),
+        Command::new("gfortran")
+            .args(["-O2", "-o", "ffib", "fib.f90"])
+            .current_dir(&d),
     );
-    assert_eq!(run_job_in(&bundle.join("rootfs")), "0 1 1 2 3 5\n");
+    let (v, out, _) = e.run(&d.join("job.sh"), &[]);
+    assert_eq!(out.trim_end(), "0 1 1 2 3 5", "{out}");
+    let packages = v["packages"].as_u64().unwrap();
+    assert!(packages > 0);
+}
+
+/// The job as a cluster runs it: its user, a writable working directory and $TMPDIR under
+/// a read-only root, no capabilities, no new privileges, seccomp, the cpu and memory limits;
+/// what it made collected to the output volume.
+#[test]
+fn a_job_runs_as_its_user_and_its_results_are_collected() {
+    let e = setup();
+    let d = e.job(
+        "results",
+        &[
+            (
+                "job.sh",
+                r##"#!/bin/bash
+#PBS -N results
+#PBS -l nodes=1:ppn=2,mem=256mb
+echo "user $(id -u):$(id -g) $(id -un) $(whoami) HOME=$HOME USER=$USER LOGNAME=$LOGNAME"
+echo "cwd $PWD PBS_O_WORKDIR=$PBS_O_WORKDIR"
+echo result > result.txt
+mkdir -p sub && echo deep > sub/deep.txt
+echo more >> input.dat
+[ -f job.sh ] && echo "# ran" >> job.sh
+echo scratch > "$TMPDIR/scratch.txt" && echo "tmp writable $TMPDIR"
+echo dot > "$HOME/.history" && echo "home writable"
+if (echo x > /usr/x) 2>/dev/null; then echo "root writable"; else echo "root read-only"; fi
+while read -r k v; do
+    case $k in Uid:|Gid:|CapPrm:|CapEff:|CapBnd:|NoNewPrivs:|Seccomp:) echo "$k ${v%%[[:space:]]*}" ;; esac
+done < /proc/self/status
+if [ -r /sys/fs/cgroup/cpu.max ]; then
+    echo "cpu $(cat /sys/fs/cgroup/cpu.max)"
+    echo "memory $(cat /sys/fs/cgroup/memory.max)"
+else
+    echo "cpu $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)"
+    echo "memory $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+fi
+"##,
+            ),
+        ],
+    );
+    let v = e.build(&d.join("job.sh"), &[]);
+    let bundle = e.unpack(&d.join("job.sh"), v["reference"].as_str().unwrap());
+    // The image names the user; the job layer's /etc/passwd has it.
+    let config = std::fs::read_to_string(bundle.join("config.json")).unwrap();
+    assert!(
+        config.contains(r#""uid": 1000"#) || config.contains(r#""uid":1000"#),
+        "{config}"
+    );
+    let passwd = std::fs::read_to_string(bundle.join("rootfs/etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("pbsuser:x:1000:1000:pbsimage job user:/pbs/home:/bin/sh"),
+        "{passwd}"
+    );
+    let p = e.play(&d.join("job.sh"), None, &[]);
+    assert_eq!(p.exit, 0, "{p:?}");
+    let out = e.job_output(&d.join("job.sh"), &p);
+    let lines: Vec<&str> = out.lines().collect();
+    let expected = [
+        "user 1000:1000 pbsuser pbsuser HOME=/pbs/home USER=pbsuser LOGNAME=pbsuser",
+        "cwd /pbs/work PBS_O_WORKDIR=/pbs/work",
+        "tmp writable /tmp",
+        "home writable",
+        "root read-only",
+        "Uid: 1000",
+        "Gid: 1000",
+        "NoNewPrivs: 1",
+        "Seccomp: 2",
+        "CapPrm: 0000000000000000",
+        "CapEff: 0000000000000000",
+        "CapBnd: 0000000000000000",
+    ];
+    for x in expected {
+        assert!(lines.contains(&x), "`{x}` not in:\n{out}");
+    }
+    // 2 cpus (ppn=2) and 256 MiB.
+    assert!(
+        lines.contains(&"cpu 200000 100000") || lines.contains(&"cpu 200000 100000"),
+        "{out}"
+    );
+    assert!(lines.contains(&"memory 268435456"), "{out}");
+    // Collected: what the job made or changed in its working directory, directories kept;
+    // not what it left alone, nor $TMPDIR or $HOME.
+    let dir = std::fs::read_dir(&e.output)
+        .unwrap()
+        .map(|x| x.unwrap().path())
+        .find(|x| {
+            x.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("results.")
+        })
+        .expect("a results.<jobid> directory");
+    let mut got: Vec<String> = walk(&dir)
+        .iter()
+        .map(|x| x.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+        .filter(|x| !x.starts_with("results.o") && !x.starts_with("results.e"))
+        .collect();
+    got.sort();
+    // The image's job files are the script, the binary and its libraries; a changed one is
+    // collected too.
+    assert_eq!(
+        got,
+        ["input.dat", "job.sh", "result.txt", "sub/deep.txt"],
+        "{}",
+        dir.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("input.dat")).unwrap(),
+        "more\n"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("job.sh"))
+            .unwrap()
+            .ends_with("\n# ran\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sub/deep.txt")).unwrap(),
+        "deep\n"
+    );
+}
+
+/// An array job's pods, as the Indexed Job runs them: the completion index picks the element.
+#[test]
+fn array_elements_run_at_their_indexes() {
+    let e = setup();
+    let d = e.job(
+        "array",
+        &[(
+            "job.sh",
+            "#!/bin/bash\n#PBS -N arr\n#PBS -t 1-3\necho \"element $PBS_ARRAYID of $PBS_JOBNAME\"\n",
+        )],
+    );
+    e.build(&d.join("job.sh"), &[]);
+    for (index, id) in [(0, 1), (2, 3)] {
+        let p = e.play(&d.join("job.sh"), Some(index), &[]);
+        assert_eq!(p.exit, 0, "{p:?}");
+        let o = walk(&e.output)
+            .into_iter()
+            .find(|x| {
+                let n = x.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("arr.o") && n.ends_with(&format!("-{id}"))
+            })
+            .unwrap_or_else(|| panic!("no arr.o*-{id}: {p:?}"));
+        assert_eq!(
+            std::fs::read_to_string(o).unwrap(),
+            format!("element {id} of arr\n")
+        );
+    }
+}
+
+/// PBS runs the job whatever its output path; a missing directory is made.
+#[test]
+fn a_missing_output_directory_is_made_and_the_job_runs() {
+    let e = setup();
+    let d = e.job(
+        "outdir",
+        &[(
+            "job.sh",
+            "#!/bin/bash\n#PBS -N outdir\n#PBS -o out/missing-dir/\necho ran\n",
+        )],
+    );
+    e.build(&d.join("job.sh"), &[]);
+    let p = e.play(&d.join("job.sh"), None, &[]);
+    assert_eq!(p.exit, 0, "{p:?}");
+    let files: Vec<PathBuf> = walk(&e.output.join("out/missing-dir"));
+    let o = files
+        .iter()
+        .find(|x| {
+            x.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("outdir.o")
+        })
+        .unwrap_or_else(|| panic!("{files:?} {p:?}"));
+    assert_eq!(std::fs::read_to_string(o).unwrap(), "ran\n");
+}
+
+/// `mem=64mb` is the container's limit: a job allocating 300 MB is killed, and the wrapper
+/// says so on the container log.
+#[test]
+fn a_job_over_its_memory_limit_is_killed_and_reported() {
+    let e = setup();
+    let d = e.job(
+        "hog",
+        &[
+            (
+                "hog.c",
+                "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\
+                 int main(void) { size_t n = (size_t)300 << 20; char *p = malloc(n);\n\
+                 if (!p) return 2; memset(p, 1, n); printf(\"%d\\n\", p[n - 1]); return 0; }\n",
+            ),
+            (
+                "job.sh",
+                "#!/bin/bash\n#PBS -N hog\n#PBS -l mem=64mb\n#PBS -B hog\n./hog\n",
+            ),
+        ],
+    );
+    cc(&d, &["-O0", "-o", "hog", "hog.c"]);
+    e.build(&d.join("job.sh"), &[]);
+    let p = e.play(&d.join("job.sh"), None, &[]);
+    assert_eq!(p.exit, 137, "{p:?}");
+    // (podman's OOMKilled stays false: the kernel killed the job's process, not the
+    // container's first one, the wrapper, which reports it.)
+    assert!(p.stderr.contains("killed by signal 9"), "{p:?}");
 }
