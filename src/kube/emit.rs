@@ -168,14 +168,27 @@ impl Emitter<'_> {
         let mut envs = self.pbs_env(job, plan);
         let (volumes, mounts) = self.volumes(job, &mut envs, &mut plan.warnings);
         self.wrapper_env(job, plan, &mut envs);
-        user_env(job, &mut envs, &mut plan.warnings);
-        let res = resources(&plan.shape, &s.gpu_resource);
+        // The container starts in the working directory; a relative -d is made and entered
+        // by the wrapper once the job's files are there (the runtime would make it as root).
         let work_dir = &s.work_dir;
         let working_dir = match &job.workdir {
-            Some(d) if d.starts_with('/') => d.clone(),
-            Some(d) => join_under(work_dir, d),
+            Some(d) if d.starts_with('/') => {
+                if s.read_only_root {
+                    plan.warnings.push(format!(
+                        "-d {d} is outside the job's writable directories ({work_dir}, \
+                         {HOME_DIR}, {TMP_DIR}); the root filesystem is read-only"
+                    ));
+                }
+                d.clone()
+            }
+            Some(d) => {
+                envs.push(env("PBSIMAGE_CHDIR", join_under(work_dir, d)));
+                work_dir.clone()
+            }
             None => work_dir.clone(),
         };
+        user_env(job, &mut envs, &mut plan.warnings);
+        let res = resources(&plan.shape, &s.gpu_resource);
         let pull = if image.is_pinned() {
             "IfNotPresent"
         } else {
@@ -889,7 +902,11 @@ mod tests {
                 .read_only_root_filesystem,
             Some(false)
         );
-        assert_eq!(c.working_dir.as_deref(), Some("/pbs/work/sub"));
+        assert_eq!(c.working_dir.as_deref(), Some("/pbs/work"));
+        assert_eq!(
+            env_of(&m, "PBSIMAGE_CHDIR").as_deref(),
+            Some("/pbs/work/sub")
+        );
         assert_eq!(env_of(&m, "USER").as_deref(), Some("alice"));
     }
 }

@@ -7,6 +7,7 @@
 #   PBSIMAGE_SCRIPT      the job script inside the image (required)
 #   PBSIMAGE_SEED        the job's files in the image, copied into PBS_O_WORKDIR (an emptyDir)
 #                        before the job starts
+#   PBSIMAGE_CHDIR       the directory to start the job in (-d), made below PBS_O_WORKDIR
 #   PBSIMAGE_COLLECT     1: when the job ends, copy what it made or changed in PBS_O_WORKDIR
 #                        to <output>/<name>.<jobid>/, where the default -o/-e files go too
 #   PBSIMAGE_SHELL       interpreter words (-S, the shebang, or the configured default)
@@ -67,6 +68,13 @@ if [ -n "$seed" ] && [ -n "$work" ] && [ "$seed" != "$work" ] && [ -d "$seed" ];
     fi
 else
     seed=
+fi
+# -d relative to the working directory: made, then entered.
+if [ -n "${PBSIMAGE_CHDIR:-}" ]; then
+    mkdir -p "$PBSIMAGE_CHDIR" && cd "$PBSIMAGE_CHDIR" || {
+        echo "pbsimage: cannot enter the job's directory $PBSIMAGE_CHDIR (-d)" >&2
+        exit 1
+    }
 fi
 
 # PBS_NODEFILE: one line per slot. (TMPDIR is an emptyDir; no mkdir needed or assumed.)

@@ -183,3 +183,82 @@ fn output_paths_never_stop_the_job() {
         "to-err\n"
     );
 }
+
+/// The working directory is filled from the image's job files; `-d` is made below it; when
+/// the job ends, what it made or changed (dotfiles, odd names and directories included) is
+/// staged out beside the default output files, and nothing else.
+#[test]
+fn the_working_directory_is_filled_and_staged_out() {
+    let d = tempfile::tempdir().unwrap();
+    let (seed, work, out) = (
+        d.path().join("seed"),
+        d.path().join("work"),
+        d.path().join("out"),
+    );
+    for p in [&seed, &work, &out] {
+        std::fs::create_dir(p).unwrap();
+    }
+    std::fs::create_dir(seed.join("lib")).unwrap();
+    std::fs::write(seed.join("lib/libx.so.1"), "lib").unwrap();
+    std::fs::write(seed.join("input.dat"), "in\n").unwrap();
+    std::fs::write(seed.join("kept.dat"), "same\n").unwrap();
+    // The image's files are old (the layers' clamped mtimes).
+    for f in ["lib/libx.so.1", "input.dat", "kept.dat"] {
+        let t = std::fs::File::options()
+            .write(true)
+            .open(seed.join(f))
+            .unwrap();
+        t.set_modified(
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(315_532_800),
+        )
+        .unwrap();
+    }
+    let o = run_wrapper(
+        d.path(),
+        "pwd; cat ../input.dat; echo more >> ../input.dat; echo r > r.txt; echo h > ../.hidden; \
+         mkdir -p '../a dir'; echo s > '../a dir/b c.txt'",
+        &[
+            ("PBSIMAGE_SEED", seed.to_str().unwrap()),
+            ("PBS_O_WORKDIR", work.to_str().unwrap()),
+            ("PBSIMAGE_CHDIR", work.join("sub").to_str().unwrap()),
+            ("PBSIMAGE_OUTPUT_DIR", out.to_str().unwrap()),
+            ("PBSIMAGE_COLLECT", "1"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dest = out.join("fib.fib-abc12");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("fib.ofib-abc12")).unwrap(),
+        format!("{}\nin\n", work.join("sub").display())
+    );
+    let mut got: Vec<String> = crate::repo::walk_if_exists(&dest)
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&dest)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ".hidden",
+            "a dir/b c.txt",
+            "fib.efib-abc12",
+            "fib.ofib-abc12",
+            "input.dat",
+            "sub/r.txt"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("input.dat")).unwrap(),
+        "in\nmore\n"
+    );
+    // The image's copy is untouched.
+    assert_eq!(
+        std::fs::read_to_string(seed.join("input.dat")).unwrap(),
+        "in\n"
+    );
+}
