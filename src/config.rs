@@ -531,6 +531,17 @@ pub struct KubeSettings {
     /// Left out: the build host's name for that uid, else `pbsuser`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as_name: Option<String>,
+    /// GPU-model resources (`-l select=1:ngpus=1:gpu_model=v100`, `-l gpu_type=a100`) → the
+    /// node label their value must have (`nodeSelector`).
+    #[serde(default = "default_gpu_models")]
+    pub gpu_models: BTreeMap<String, String>,
+}
+
+fn default_gpu_models() -> BTreeMap<String, String> {
+    ["gpu_model", "gpu_type"]
+        .into_iter()
+        .map(|r| (r.to_owned(), "nvidia.com/gpu.product".to_owned()))
+        .collect()
 }
 
 /// The job user's home directory in every pod (`HOME`), an emptyDir.
@@ -588,6 +599,7 @@ impl Default for KubeSettings {
             work_dir: default_work_dir(),
             collect: true,
             run_as_name: None,
+            gpu_models: default_gpu_models(),
         }
     }
 }

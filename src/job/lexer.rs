@@ -144,7 +144,13 @@ pub(crate) fn scan(content: &str, prefix: &str) -> Result<Scan, LexError> {
                 i += 1;
                 continue;
             }
-            if rest.chars().next().is_some_and(|c| !c.is_whitespace()) {
+            // qsub matches the prefix alone: `#PBS-l walltime=1:00:00` is a directive; a word
+            // glued to the prefix (`#PBSfoo`) is not.
+            if rest
+                .chars()
+                .next()
+                .is_some_and(|c| !c.is_whitespace() && c != '-')
+            {
                 scan.malformed_prefix.push(lineno);
                 i += 1;
                 continue;

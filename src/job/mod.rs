@@ -15,6 +15,29 @@ use std::path::{Path, PathBuf};
 
 pub use lexer::{MAX_DIRECTIVE_CHARS, Pos};
 
+/// Variables `-v NAME` (without a value) does not copy from the environment: the submit
+/// host's search paths, identity, session and terminal. The image and the pod set their own.
+pub const HOST_ONLY_VARS: &[&str] = &[
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "PWD",
+    "OLDPWD",
+    "TMPDIR",
+    "HOSTNAME",
+    "TERM",
+    "DISPLAY",
+    "MAIL",
+    "SSH_AUTH_SOCK",
+    "SSH_CLIENT",
+    "SSH_CONNECTION",
+    "SSH_TTY",
+    "XDG_RUNTIME_DIR",
+];
 /// The largest job script read, in bytes. Job scripts are shell text that starts programs;
 /// qsub-era servers hold them in memory and PBS sites keep them far smaller than this.
 pub const MAX_SCRIPT_BYTES: u64 = 8 << 20;
@@ -215,13 +238,27 @@ impl<'a> ScriptParser<'a> {
                 format!("`{}` is not followed by a space; line ignored", self.prefix),
             );
         }
-        for &line in &scan.late_directives {
+        // One warning for all the directives after the first command.
+        if let Some(&first) = scan.late_directives.first() {
+            let lines: Vec<String> = scan.late_directives.iter().map(u32::to_string).collect();
+            let n = lines.len();
+            let shown = if n > 8 {
+                format!("{} … {}", lines[..4].join(", "), lines[n - 1])
+            } else {
+                lines.join(", ")
+            };
             b.warn(
-                Pos { line, col: 1 },
+                Pos {
+                    line: first,
+                    col: 1,
+                },
                 None,
                 format!(
-                    "directive after the first command (line {}) is ignored, as qsub does",
-                    scan.first_command.unwrap_or_default()
+                    "{n} directive{} after the first command (line {}) ignored, as qsub does: \
+                     line{} {shown}",
+                    if n == 1 { "" } else { "s" },
+                    scan.first_command.unwrap_or_default(),
+                    if n == 1 { "" } else { "s" },
                 ),
             );
         }
@@ -321,15 +358,13 @@ impl<'a> Builder<'a> {
 
     fn directive(&mut self, line: u32, words: &[Word]) -> Result<(), JobError> {
         let mut i = 0;
+        // Words that are not options: one warning for the line, naming them.
+        let mut stray: Vec<&Word> = Vec::new();
         while i < words.len() {
             let w = &words[i];
             i += 1;
             let Some(opts) = w.text.strip_prefix('-').filter(|o| !o.is_empty()) else {
-                self.warn(
-                    w.start,
-                    None,
-                    format!("`{}` is not an option; ignored", w.text),
-                );
+                stray.push(w);
                 continue;
             };
             if opts.starts_with('-') {
@@ -378,6 +413,27 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
+        }
+        if let Some(first) = stray.first() {
+            let texts: Vec<String> = stray.iter().map(|w| format!("`{}`", w.text)).collect();
+            let shown = if texts.len() > 4 {
+                format!("{} and {} more", texts[..4].join(" "), texts.len() - 4)
+            } else {
+                texts.join(" ")
+            };
+            self.warn(
+                first.start,
+                None,
+                format!(
+                    "{shown} {} not {}; ignored",
+                    if texts.len() == 1 { "is" } else { "are" },
+                    if texts.len() == 1 {
+                        "an option"
+                    } else {
+                        "options"
+                    }
+                ),
+            );
         }
         Ok(())
     }
@@ -670,11 +726,26 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let Some((name, value)) = item.split_once('=') else {
-                return Err(self.error(
-                    w.pos_at(offset),
-                    format!("resource `{item}` has no value"),
-                    Some("resources are written name=value, e.g. -l walltime=01:00:00".into()),
-                ));
+                // PBS Pro takes valueless resources (NCI's `-l wd`).
+                if !item
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(self.error(
+                        w.pos_at(offset),
+                        format!("resource `{item}` has no value"),
+                        Some("resources are written name=value, e.g. -l walltime=01:00:00".into()),
+                    ));
+                }
+                if let Merge::Unmapped = self.spec.resources.merge_valueless(item) {
+                    self.warn(
+                        w.pos_at(offset),
+                        Some('l'),
+                        format!("resource `{item}` (no value) has no Kubernetes mapping; recorded in annotations"),
+                    );
+                }
+                offset += len + 1;
+                continue;
             };
             if self.spec.resources.nodes.is_some() && name == "select"
                 || self.spec.resources.select.is_some() && name == "nodes"
@@ -708,8 +779,28 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// `-v A,B=value,C='x,y'`.
+    /// `-v A,B=value,C='x,y'`. A name without a value is read from the environment, as qsub
+    /// does, except [`HOST_ONLY_VARS`]: the submit host's paths and identity mean nothing in
+    /// the container (and would make the manifest depend on who runs pbsimage).
     fn env_list(&mut self, w: &Word) -> Result<(), JobError> {
+        let mut host_only: Vec<String> = Vec::new();
+        let result = self.env_items(w, &mut host_only);
+        if !host_only.is_empty() {
+            self.warn(
+                w.start,
+                Some('v'),
+                format!(
+                    "{} {} the submit host's; not copied into the container (give a value, \
+                     -v NAME=value, to set one)",
+                    host_only.join(", "),
+                    if host_only.len() == 1 { "is" } else { "are" }
+                ),
+            );
+        }
+        result
+    }
+
+    fn env_items(&mut self, w: &Word, host_only: &mut Vec<String>) -> Result<(), JobError> {
         for (offset, item) in split_quoted_list(&w.text)
             .map_err(|off| self.error(w.pos_at(off), "unterminated quote in -v".into(), None))?
         {
@@ -729,6 +820,10 @@ impl<'a> Builder<'a> {
             }
             let value = match value {
                 Some(v) => v,
+                None if HOST_ONLY_VARS.contains(&name.as_str()) => {
+                    host_only.push(name);
+                    continue;
+                }
                 None => match self.env.var(&name) {
                     Some(v) => v,
                     None => {
@@ -754,7 +849,12 @@ impl<'a> Builder<'a> {
         for (offset, item) in split_quoted_list(&w.text)
             .map_err(|off| self.error(w.pos_at(off), "unterminated quote in -W".into(), None))?
         {
-            let Some((name, value)) = item.split_once('=') else {
+            // TORQUE's resource-manager extension also comes as `x:policy:value`
+            // (`-W x:nmatchpolicy:exactnode`), recorded as x=nmatchpolicy:exactnode.
+            let split = item
+                .split_once('=')
+                .or_else(|| item.strip_prefix("x:").map(|rest| ("x", rest)));
+            let Some((name, value)) = split else {
                 return Err(self.error(
                     w.pos_at(offset),
                     format!("attribute `{item}` has no value"),

@@ -56,47 +56,51 @@ impl Size {
         self.0
     }
 
-    /// Parses `N[b|kb|mb|gb|tb|pb|w|kw|mw|gw|tw|pw]` (case-insensitive).
+    /// Parses a size as both qsubs do (`to_size` in TORQUE's and OpenPBS's `attr_fn_size.c`):
+    /// a whole number, then an optional multiplier `k m g t p` (binary: 2^10 … 2^50), then an
+    /// optional `b` (bytes, the default) or `w` (words, 8 bytes), any case: `10G`, `500m`,
+    /// `7500MB`, `1t`, `4gb`, `100kw`, `4096`.
     pub fn parse(s: &str) -> Result<Size, ValueError> {
+        const UNITS: &str = "qsub sizes are a whole number, then k, m, g, t or p (powers of 1024), then an \
+             optional b (bytes) or w (words): 500mb, 10G, 1t, 100kw";
         let digits = s.chars().take_while(char::is_ascii_digit).count();
         if digits == 0 {
-            return Err(ValueError::new(0, format!("`{s}` is not a size"))
-                .with_hint("sizes are a whole number with a unit: 500mb, 4gb, 100kw"));
+            return Err(ValueError::new(0, format!("`{s}` is not a size")).with_hint(UNITS));
         }
         let number: u64 = s[..digits]
             .parse()
             .map_err(|_| ValueError::new(0, format!("`{s}` is too large")))?;
-        let unit = s[digits..].to_ascii_lowercase();
-        let (power, word) = match unit.as_str() {
-            "" | "b" => (0, false),
-            "kb" => (1, false),
-            "mb" => (2, false),
-            "gb" => (3, false),
-            "tb" => (4, false),
-            "pb" => (5, false),
-            "w" => (0, true),
-            "kw" => (1, true),
-            "mw" => (2, true),
-            "gw" => (3, true),
-            "tw" => (4, true),
-            "pw" => (5, true),
-            _ => {
-                let mut err =
-                    ValueError::new(digits, format!("unknown size unit `{}`", &s[digits..]));
-                let guess = match unit.as_str() {
-                    "k" | "kib" => Some("kb"),
-                    "m" | "mib" => Some("mb"),
-                    "g" | "gib" => Some("gb"),
-                    "t" | "tib" => Some("tb"),
-                    _ => None,
-                };
-                err = err.with_hint(match guess {
-                    Some(g) => format!("did you mean `{number}{g}`? TORQUE units are b, kb, mb, gb, tb, pb (binary) or w, kw, mw, gw, tw, pw (words)"),
-                    None => "TORQUE units are b, kb, mb, gb, tb, pb (binary) or w, kw, mw, gw, tw, pw (words)".into(),
-                });
-                return Err(err);
+        let mut rest = s[digits..]
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .peekable();
+        let power = match rest.peek() {
+            Some(&c) => match "kmgtp".find(c) {
+                Some(i) => {
+                    rest.next();
+                    i as u32 + 1
+                }
+                None => 0,
+            },
+            None => 0,
+        };
+        let word = match rest.next() {
+            None | Some('b') => false,
+            Some('w') => true,
+            Some(_) => {
+                return Err(ValueError::new(
+                    digits,
+                    format!("unknown size unit `{}`", &s[digits..]),
+                )
+                .with_hint(UNITS));
             }
         };
+        if rest.next().is_some() {
+            return Err(
+                ValueError::new(digits, format!("unknown size unit `{}`", &s[digits..]))
+                    .with_hint(UNITS),
+            );
+        }
         let mult = 1024u64.pow(power) * if word { WORD_BYTES } else { 1 };
         number
             .checked_mul(mult)
@@ -609,10 +613,27 @@ pub struct Resources {
     /// `cput=`: CPU time (recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cput: Option<Duration>,
-    /// Resources with no Kubernetes mapping, kept verbatim (`gres`, `feature`, `place`, ...).
+    /// Cray ALPS `mppwidth=`: processing elements (MPI ranks) in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mppwidth: Option<u32>,
+    /// Cray `mppnppn=`: ranks per node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mppnppn: Option<u32>,
+    /// Cray `mppdepth=`: threads (cpus) per rank.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mppdepth: Option<u32>,
+    /// Cray `size=`: cores in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// Resources with no Kubernetes mapping, kept verbatim (`gres`, `feature`, `place`, ...;
+    /// valueless ones such as NCI's `wd` with an empty value).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub other: BTreeMap<String, String>,
 }
+
+/// Valueless resources that need no mapping: `wd` (NCI Gadi: start in the submission
+/// directory; a pbsimage job starts in its working directory, the job's files, anyway).
+pub const VALUELESS_MAPPED: &[&str] = &["wd"];
 
 /// Resource names TORQUE, Moab and PBS Pro define that pbsimage keeps but does not map.
 pub const KNOWN_UNMAPPED: &[&str] = &[
@@ -670,6 +691,17 @@ pub enum Merge {
 }
 
 impl Resources {
+    /// A resource given without a value (`-l wd`), as PBS Pro takes it: recorded with an
+    /// empty value.
+    pub fn merge_valueless(&mut self, name: &str) -> Merge {
+        self.other.insert(name.to_owned(), String::new());
+        if VALUELESS_MAPPED.contains(&name) {
+            Merge::Mapped
+        } else {
+            Merge::Unmapped
+        }
+    }
+
     /// Merges one `name=value`; later values replace earlier ones, as with repeated `-l`.
     pub fn merge(&mut self, name: &str, value: &str) -> Result<Merge, ValueError> {
         let at = name.chars().count() + 1;
@@ -686,6 +718,10 @@ impl Resources {
             "pvmem" => self.pvmem = Some(Size::parse(value).map_err(shift)?),
             "walltime" => self.walltime = Some(Duration::parse(value).map_err(shift)?),
             "cput" => self.cput = Some(Duration::parse(value).map_err(shift)?),
+            "mppwidth" => self.mppwidth = Some(parse_count(value, name, at)?),
+            "mppnppn" => self.mppnppn = Some(parse_count(value, name, at)?),
+            "mppdepth" => self.mppdepth = Some(parse_count(value, name, at)?),
+            "size" => self.size = Some(parse_count(value, name, at)?),
             _ => {
                 self.other.insert(name.to_owned(), value.to_owned());
                 return Ok(if KNOWN_UNMAPPED.contains(&name) {
@@ -703,22 +739,72 @@ impl Resources {
 mod tests {
     use super::*;
 
+    /// Sizes as `to_size` (TORQUE and OpenPBS `attr_fn_size.c`) reads them: number, an
+    /// optional k/m/g/t/p (any case, powers of 1024), an optional b or w (8-byte words).
     #[test]
-    fn sizes_use_binary_units() {
-        assert_eq!(Size::parse("4gb").unwrap().bytes(), 4 << 30);
-        assert_eq!(Size::parse("500MB").unwrap().bytes(), 500 << 20);
-        assert_eq!(Size::parse("2w").unwrap().bytes(), 16);
-        assert_eq!(Size::parse("1kw").unwrap().bytes(), 8192);
-        assert_eq!(Size::parse("123").unwrap().bytes(), 123);
+    fn sizes_are_read_as_qsub_reads_them() {
+        let cases: &[(&str, u64)] = &[
+            ("4gb", 4 << 30),
+            ("500MB", 500 << 20),
+            ("10G", 10 << 30),   // PBS Pro select mem=10G: the b is optional
+            ("500m", 500 << 20), // mem=500m
+            ("7500M", 7500 << 20),
+            ("1t", 1 << 40),
+            ("2P", 2 << 50),
+            ("123", 123), // no unit: bytes
+            ("1000b", 1000),
+            ("2w", 16), // words are 8 bytes
+            ("1kw", 8192),
+            ("3Gw", 3 << 33),
+        ];
+        for &(s, bytes) in cases {
+            assert_eq!(Size::parse(s).map(Size::bytes), Ok(bytes), "{s}");
+        }
         assert_eq!(Size::parse("4gb").unwrap().to_quantity(), "4Gi");
         assert_eq!(Size::parse("1536mb").unwrap().to_quantity(), "1536Mi");
         assert_eq!(Size::parse("1000b").unwrap().to_quantity(), "1000");
         assert_eq!(Size::parse("4gb").unwrap().to_string(), "4gb");
-        let e = Size::parse("4g").unwrap_err();
+        // What to_size refuses: no number, an unknown unit, two units, trailing text.
+        for bad in [
+            "gb",
+            "4x",
+            "4gib",
+            "4bb",
+            "4bw",
+            "4gbx",
+            "4 gb",
+            "-4gb",
+            "99999999999pb",
+        ] {
+            assert!(Size::parse(bad).is_err(), "{bad}");
+        }
+        let e = Size::parse("4gib").unwrap_err();
         assert_eq!(e.offset, 1);
-        assert!(e.hint.unwrap().contains("4gb"));
-        assert!(Size::parse("gb").is_err());
-        assert!(Size::parse("99999999999pb").is_err());
+        assert!(e.hint.unwrap().contains("10G"));
+    }
+
+    proptest::proptest! {
+        /// Every size to_size accepts is the byte count TORQUE's conversion gives:
+        /// number << shift, times 8 for words.
+        #[test]
+        fn every_qsub_size_round_trips(n in 0u64..1 << 20, unit in 0usize..6, bw in 0usize..3, upper: bool) {
+            let mult = ["", "k", "m", "g", "t", "p"][unit];
+            let suffix = ["", "b", "w"][bw];
+            let mut text = format!("{n}{mult}{suffix}");
+            if upper {
+                text = text.to_ascii_uppercase();
+            }
+            let expected = (u128::from(n) << (10 * unit)) * if bw == 2 { 8 } else { 1 };
+            let Ok(expected) = u64::try_from(expected) else {
+                // Past 2^64 bytes: refused, never wrapped.
+                proptest::prop_assert!(Size::parse(&text).is_err(), "{}", text);
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(Size::parse(&text).map(Size::bytes), Ok(expected), "{}", text);
+            // And back: the canonical form reads as the same size.
+            let size = Size::parse(&text).unwrap();
+            proptest::prop_assert_eq!(Size::parse(&size.to_string()).unwrap(), size);
+        }
     }
 
     #[test]

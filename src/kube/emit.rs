@@ -173,13 +173,13 @@ impl Emitter<'_> {
         let work_dir = &s.work_dir;
         let working_dir = match &job.workdir {
             Some(d) if d.starts_with('/') => {
-                if s.read_only_root {
-                    plan.warnings.push(format!(
-                        "-d {d} is outside the job's writable directories ({work_dir}, \
-                         {HOME_DIR}, {TMP_DIR}); the root filesystem is read-only"
-                    ));
-                }
-                d.clone()
+                // A directory of the submit host (/home/alice/run): the job's files are not
+                // there. Kept in the pbsimage.io/workdir annotation.
+                plan.warnings.push(format!(
+                    "-d {d} is a directory of the submit host; the job runs in its working \
+                     directory {work_dir} (the path is kept in annotation {ANN}workdir)"
+                ));
+                work_dir.clone()
             }
             Some(d) => {
                 envs.push(env("PBSIMAGE_CHDIR", join_under(work_dir, d)));
@@ -223,10 +223,7 @@ impl Emitter<'_> {
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             priority_class_name: plan.mapping.and_then(|m| m.priority_class.clone()),
-            node_selector: plan
-                .mapping
-                .map(|m| m.node_selector.clone())
-                .filter(|n| !n.is_empty()),
+            node_selector: Some(self.node_selector(job, plan)).filter(|n| !n.is_empty()),
             subdomain: plan.multi_node.then(|| plan.name.clone()),
             security_context: Some(PodSecurityContext {
                 fs_group: s.output_volume.as_ref().map(|_| i64::from(self.run_as.gid)),
@@ -236,6 +233,41 @@ impl Emitter<'_> {
             volumes: Some(volumes),
             ..Default::default()
         }
+    }
+
+    /// The queue's node selector, plus the GPU model a job asks for (`[kube.gpu-models]`);
+    /// other chunk resources are named in a warning with their line.
+    fn node_selector(&self, job: &JobSpec, plan: &mut Plan<'_>) -> BTreeMap<String, String> {
+        let mut selector = plan
+            .mapping
+            .map(|m| m.node_selector.clone())
+            .unwrap_or_default();
+        let r = &job.resources;
+        let chunk_other = r
+            .select
+            .iter()
+            .flat_map(|s| &s.chunks)
+            .flat_map(|c| &c.other);
+        for (name, value) in chunk_other.chain(&r.other) {
+            let line = directive_line(job, name);
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            match self.settings.gpu_models.get(name) {
+                Some(label) => match selector.get(label) {
+                    Some(v) if v != value => plan.warnings.push(format!(
+                        "{name}={value}{at}: node selector {label} is already {v}; kept"
+                    )),
+                    _ => {
+                        selector.insert(label.clone(), value.clone());
+                    }
+                },
+                None if r.other.contains_key(name) => {} // warned by the parser
+                None => plan.warnings.push(format!(
+                    "select chunk resource `{name}={value}`{at} is not mapped (add it to \
+                     [kube.gpu-models] if it names a GPU model); recorded"
+                )),
+            }
+        }
+        selector
     }
 
     /// PBS's own variables, and where the wrapper finds the script and its shell.
@@ -447,6 +479,17 @@ impl Emitter<'_> {
     }
 }
 
+/// The line of the first `-l` directive naming resource `name`.
+fn directive_line(job: &JobSpec, name: &str) -> Option<u32> {
+    job.directives.iter().find_map(|d| {
+        let v = d.value.as_deref()?;
+        let named = v
+            .split([',', ':', '+'])
+            .any(|item| item.split('=').next() == Some(name));
+        (d.option == "-l" && named).then_some(d.line)
+    })
+}
+
 /// Lowercase letters, digits and inner `-`: what may follow `<name>-` in a DNS label.
 fn is_dns_label_part(s: &str) -> bool {
     !s.starts_with('-')
@@ -470,12 +513,23 @@ fn annotations(job: &JobSpec, queue: &str) -> BTreeMap<String, String> {
         }
     };
     put("account", job.account.clone());
+    put(
+        "workdir",
+        job.workdir.clone().filter(|d| d.starts_with('/')),
+    );
     put("server", job.server.clone());
     put("priority", job.priority.map(|p| p.to_string()));
     put("mail-events", job.mail_events.clone());
     put("mail-users", Some(job.mail_users.join(",")));
     let r = &job.resources;
-    let mut unmapped: Vec<String> = r.other.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut unmapped: Vec<String> = r
+        .other
+        .iter()
+        .map(|(k, v)| match v.as_str() {
+            "" => k.clone(),
+            v => format!("{k}={v}"),
+        })
+        .collect();
     for (k, v) in [("vmem", r.vmem), ("pvmem", r.pvmem)] {
         if let Some(v) = v {
             unmapped.push(format!("{k}={v}"));
@@ -908,5 +962,129 @@ mod tests {
             Some("/pbs/work/sub")
         );
         assert_eq!(env_of(&m, "USER").as_deref(), Some("alice"));
+    }
+
+    fn selector(m: &Manifest) -> BTreeMap<String, String> {
+        m.pod_spec()
+            .and_then(|p| p.node_selector.clone())
+            .unwrap_or_default()
+    }
+
+    fn warned(m: &Manifest, needle: &str) -> bool {
+        m.warnings.iter().any(|w| w.contains(needle))
+    }
+
+    /// Directive forms qsub accepts, each row citing the qsub behaviour it mirrors.
+    #[test]
+    fn what_qsub_accepts() {
+        // Sizes: to_size() in TORQUE's and OpenPBS's attr_fn_size.c: the b is optional, any
+        // case.
+        for (d, mem) in [
+            ("#PBS -l select=1:ncpus=8:mem=10G", "10Gi"),
+            ("#PBS -l mem=500m", "500Mi"),
+            ("#PBS -l mem=7500M", "7500Mi"),
+            ("#PBS -l mem=1t", "1Ti"),
+        ] {
+            let m = emit(KubeKind::Job, d).unwrap_or_else(|e| panic!("{d}: {e}"));
+            assert_eq!(limit(&m, "memory").as_deref(), Some(mem), "{d}");
+        }
+        // PBS Pro takes valueless resources: NCI Gadi's -l wd, no warning (the job starts in
+        // its working directory anyway); it stays in the annotations.
+        let m = emit(KubeKind::Job, "#PBS -l wd\n#PBS -l walltime=1:00:00").unwrap();
+        let j = job("#PBS -l wd");
+        assert!(j.warnings.is_empty(), "{:?}", j.warnings);
+        assert_eq!(j.resources.other.get("wd").map(String::as_str), Some(""));
+        let Object::Job(o) = &m.objects[0] else {
+            panic!()
+        };
+        let ann = o.metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann["pbsimage.io/resources-unmapped"], "wd");
+        // Both qsubs match the prefix alone: `#PBS-A proj` is a directive.
+        let j = job("#PBS-A proj\n#PBS-l walltime=1:00:00");
+        assert_eq!(j.account.as_deref(), Some("proj"));
+        assert_eq!(j.resources.walltime.map(|w| w.secs()), Some(3600));
+        assert!(j.warnings.is_empty(), "{:?}", j.warnings);
+        // TORQUE's resource-manager extension, -W x:...
+        let j = job("#PBS -W x:nmatchpolicy:exactnode");
+        assert_eq!(j.attributes["x"], "nmatchpolicy:exactnode");
+        // Cray ALPS: mppwidth ranks, mppnppn per node, mppdepth cpus per rank; size = cores.
+        let m = emit(KubeKind::Job, "#PBS -l mppwidth=16,mppnppn=12,mppdepth=2").unwrap();
+        assert_eq!(limit(&m, "cpu").as_deref(), Some("24"));
+        assert_eq!(env_of(&m, "PBS_NP").as_deref(), Some("16"));
+        assert_eq!(env_of(&m, "PBS_NUM_NODES").as_deref(), Some("2"));
+        assert_eq!(env_of(&m, "PBSIMAGE_PPN_LIST").as_deref(), Some("12,4"));
+        let m = emit(KubeKind::Job, "#PBS -l size=36").unwrap();
+        assert_eq!(limit(&m, "cpu").as_deref(), Some("36"));
+        assert!(job("#PBS -l size=36").warnings.is_empty());
+        // vmem as the memory request when mem/pmem are absent, with a note.
+        let m = emit(KubeKind::Job, "#PBS -l vmem=64gb").unwrap();
+        assert_eq!(limit(&m, "memory").as_deref(), Some("64Gi"));
+        assert!(
+            warned(&m, "vmem/pvmem taken as the memory request"),
+            "{:?}",
+            m.warnings
+        );
+        let m = emit(KubeKind::Job, "#PBS -l nodes=1:ppn=4,pvmem=2gb").unwrap();
+        assert_eq!(limit(&m, "memory").as_deref(), Some("8Gi"));
+        let m = emit(KubeKind::Job, "#PBS -l mem=4gb,vmem=64gb").unwrap();
+        assert_eq!(limit(&m, "memory").as_deref(), Some("4Gi"));
+        // -v copies named variables from qsub's environment; the submit host's paths and
+        // identity are not copied, with one warning naming them; NAME=value still passes.
+        let env = BTreeMap::from([
+            ("PATH".to_owned(), "/home/alice/bin:/usr/bin".to_owned()),
+            ("HOME".to_owned(), "/home/alice".to_owned()),
+            ("PROJECT".to_owned(), "p1".to_owned()),
+        ]);
+        let j = crate::job::ScriptParser::new(&env)
+            .parse_bytes(
+                Path::new("job.sh"),
+                b"#!/bin/bash\n#PBS -v PATH,LD_LIBRARY_PATH,HOME,PROJECT,OMP_NUM_THREADS=4\nx\n",
+            )
+            .unwrap();
+        let names: Vec<&str> = j.env.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["PROJECT", "OMP_NUM_THREADS"]);
+        let host: Vec<&String> = j
+            .warnings
+            .iter()
+            .map(|w| &w.message)
+            .filter(|m| m.contains("submit host"))
+            .collect();
+        assert_eq!(host.len(), 1, "{:?}", j.warnings);
+        assert!(
+            host[0].starts_with("PATH, LD_LIBRARY_PATH, HOME are"),
+            "{}",
+            host[0]
+        );
+        // select=4:mpiprocs=8 without ncpus: PBS Pro's default ncpus=1, and a warning.
+        let m = emit(KubeKind::Job, "#PBS -l select=4:mpiprocs=8").unwrap();
+        assert_eq!(limit(&m, "cpu").as_deref(), Some("1"));
+        assert!(
+            warned(&m, "mpiprocs=8 but ncpus=1 (PBS Pro's default)"),
+            "{:?}",
+            m.warnings
+        );
+        // GPU models → node selector ([kube.gpu-models]); other chunk resources named with
+        // their line.
+        let m = emit(KubeKind::Job, "#PBS -l select=1:ngpus=1:gpu_model=v100").unwrap();
+        assert_eq!(selector(&m)["nvidia.com/gpu.product"], "v100");
+        assert_eq!(limit(&m, "nvidia.com/gpu").as_deref(), Some("1"));
+        let m = emit(KubeKind::Job, "#PBS -l select=1:ncpus=2:fabric=ib").unwrap();
+        assert!(warned(&m, "`fabric=ib` (line 3)"), "{:?}", m.warnings);
+        // One warning for a directive's stray words; one for all late directives.
+        let j = job("#PBS -N x a b c d e f g");
+        assert_eq!(j.warnings.len(), 1, "{:?}", j.warnings);
+        assert!(
+            j.warnings[0].message.contains("and 3 more"),
+            "{:?}",
+            j.warnings
+        );
+        let late: String = (0..10).map(|i| format!("#PBS -l mem={i}gb\n")).collect();
+        let j = job_bytes(&format!("#!/bin/bash\necho first\n{late}"));
+        assert_eq!(j.warnings.len(), 1, "{:?}", j.warnings);
+        assert!(
+            j.warnings[0]
+                .message
+                .starts_with("10 directives after the first command")
+        );
     }
 }

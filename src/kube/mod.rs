@@ -412,8 +412,20 @@ fn select_shape(
     if sel.chunks.len() > 1 {
         warnings.push("select chunks differ: every pod gets the largest chunk's resources".into());
     }
-    if sel.chunks.iter().any(|c| !c.other.is_empty()) {
-        warnings.push("select chunk resources other than ncpus, mem, ngpus, mpiprocs and ompthreads are not mapped".into());
+    for c in &sel.chunks {
+        let ncpus = c.ncpus.unwrap_or(1);
+        if let Some(ranks) = c.mpiprocs.filter(|&r| r > ncpus) {
+            warnings.push(format!(
+                "select chunk with mpiprocs={ranks} but ncpus={ncpus}{}: {ranks} ranks share \
+                 {ncpus} cpu{} per pod",
+                if c.ncpus.is_none() {
+                    " (PBS Pro's default)"
+                } else {
+                    ""
+                },
+                if ncpus == 1 { "" } else { "s" }
+            ));
+        }
     }
     (
         sel.node_count(),
@@ -468,6 +480,26 @@ fn nodes_shape(
     )
 }
 
+/// The shape of a Cray ALPS request: `mppwidth` ranks, `mppnppn` per node (default: all on
+/// one), `mppdepth` cpus per rank.
+fn cray_shape(width: u32, r: &crate::job::resources::Resources, top_gpus: u32) -> ShapeParts {
+    let width = width.max(1);
+    let per_node = r.mppnppn.unwrap_or(width).clamp(1, width);
+    let depth = r.mppdepth.unwrap_or(1).max(1);
+    let nodes = width.div_ceil(per_node);
+    let per: Vec<u32> = (0..nodes)
+        .map(|i| per_node.min(width - i * per_node))
+        .collect();
+    (
+        nodes,
+        per_node.saturating_mul(depth),
+        top_gpus,
+        None,
+        per,
+        width,
+    )
+}
+
 fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Result<Shape, KubeError> {
     let r = &job.resources;
     let top_gpus = r.ngpus.unwrap_or(0);
@@ -475,6 +507,11 @@ fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Result<Shape, KubeError> 
         select_shape(sel, top_gpus, warnings)
     } else if let Some(n) = &r.nodes {
         nodes_shape(n, top_gpus, r.procs.is_some(), warnings)
+    } else if let Some(width) = r.mppwidth {
+        cray_shape(width, r, top_gpus)
+    } else if let (Some(size), None, None) = (r.size, r.procs, r.ncpus) {
+        // Cray `size=`: cores in all, on one pod.
+        (1, size, top_gpus, None, vec![size], size)
     } else {
         let cpus = r.procs.or(r.ncpus).unwrap_or(1);
         (1, cpus, top_gpus, None, vec![cpus], cpus)
@@ -494,10 +531,26 @@ fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Result<Shape, KubeError> 
         }
         None => None,
     };
-    let memory = [chunk_mem, per_node_mem, per_proc_mem]
+    let mut memory = [chunk_mem, per_node_mem, per_proc_mem]
         .into_iter()
         .flatten()
         .max();
+    // Without mem or pmem, vmem (per job, shared by the nodes) and pvmem (per process) are
+    // the memory request: sites that limit vmem mean it as the job's memory.
+    let mut from_vmem = false;
+    if memory.is_none() {
+        let vmem = r.vmem.map(|m| m.bytes().div_ceil(u64::from(nodes.max(1))));
+        let pvmem = r.pvmem.and_then(|m| m.bytes().checked_mul(u64::from(cpus)));
+        memory = vmem.into_iter().chain(pvmem).max();
+        from_vmem = memory.is_some();
+        if from_vmem {
+            warnings.push(
+                "no mem or pmem: vmem/pvmem taken as the memory request (a container limits \
+                 resident memory, not address space)"
+                    .into(),
+            );
+        }
+    }
     // A Quantity holds at most i64::MAX.
     if let Some(m) = memory
         && m > i64::MAX as u64
@@ -507,7 +560,7 @@ fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Result<Shape, KubeError> 
             what: format!("{m} bytes of memory per pod"),
         });
     }
-    if r.vmem.is_some() || r.pvmem.is_some() {
+    if (r.vmem.is_some() || r.pvmem.is_some()) && !from_vmem {
         warnings.push("vmem/pvmem have no Kubernetes equivalent; recorded in annotations".into());
     }
     if r.cput.is_some() {
