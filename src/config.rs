@@ -535,6 +535,10 @@ pub struct KubeSettings {
     /// node label their value must have (`nodeSelector`).
     #[serde(default = "default_gpu_models")]
     pub gpu_models: BTreeMap<String, String>,
+    /// An array of multi-node jobs becomes a JobSet (`jobset.x-k8s.io/v1alpha2`; the cluster
+    /// needs the JobSet controller). Off: such a job is refused.
+    #[serde(default)]
+    pub allow_jobset: bool,
 }
 
 fn default_gpu_models() -> BTreeMap<String, String> {
@@ -600,6 +604,7 @@ impl Default for KubeSettings {
             collect: true,
             run_as_name: None,
             gpu_models: default_gpu_models(),
+            allow_jobset: false,
         }
     }
 }

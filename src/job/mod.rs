@@ -893,32 +893,6 @@ impl<'a> Builder<'a> {
             .into_iter()
             .flatten()
             .collect();
-        if self.spec.array.is_some() {
-            let nodes = self
-                .spec
-                .resources
-                .nodes
-                .as_ref()
-                .map(|n| n.node_count())
-                .or(self.spec.resources.select.as_ref().map(|s| s.node_count()))
-                .unwrap_or(1);
-            if nodes > 1 {
-                let line = self
-                    .spec
-                    .directives
-                    .iter()
-                    .find(|d| d.option == "-t" || d.option == "-J")
-                    .map(|d| d.line)
-                    .unwrap_or(1);
-                return Err(self.error(
-                    Pos { line, col: 1 },
-                    "an array of multi-node jobs cannot be expressed as one Kubernetes Job".into(),
-                    Some(
-                        "submit the elements as separate jobs, or use one node per element".into(),
-                    ),
-                ));
-            }
-        }
         self.spec.warnings.sort_by_key(|w| (w.line, w.col));
         Ok(self.spec)
     }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec as K8sJobSpec, SuccessPolicy, SuccessPolicyRule};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec as K8sJobSpec, JobTemplateSpec, SuccessPolicy, SuccessPolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, NFSVolumeSource,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
@@ -14,9 +16,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    ANN, COMMAND, Emitter, HOME_DIR, INDEXED_NAME_MAX, JobUser, KubeError, LABEL_JOB, MANAGED_BY,
-    Manifest, NAME_DIGEST_LEN, Naming, Object, Shape, TMP_DIR, env, env_field, join_under,
-    restricted_container, restricted_pod, shape,
+    ANN, COMMAND, Emitter, HOME_DIR, INDEXED_NAME_MAX, JOBSET_NAME_MAX, JobUser, KubeError,
+    LABEL_JOB, MANAGED_BY, Manifest, NAME_DIGEST_LEN, Naming, Object, Shape, TMP_DIR, env,
+    env_field, jobset, join_under, restricted_container, restricted_pod, shape,
 };
 use crate::config::{KubeKind, OutputVolume, QueueMapping};
 use crate::image::ImageRef;
@@ -49,6 +51,9 @@ impl Emitter<'_> {
                     spec: Some(pod_spec),
                     status: None,
                 }))]
+            }
+            KubeKind::Job if plan.multi_node && job.array.is_some() => {
+                vec![self.jobset(job, &mut plan, meta, labels, pod_spec)]
             }
             KubeKind::Job => {
                 let mut objects = vec![self.job(job, &plan, meta, labels, pod_spec)];
@@ -105,8 +110,19 @@ impl Emitter<'_> {
                 job: job.name.to_string(),
             });
         }
+        let jobset = multi_node && job.array.is_some();
+        if jobset && !s.allow_jobset {
+            return Err(KubeError::ArrayOfMultiNode {
+                job: job.name.to_string(),
+            });
+        }
+        let max = match (jobset, indexed) {
+            (true, _) => JOBSET_NAME_MAX,
+            (false, true) => INDEXED_NAME_MAX,
+            (false, false) => 63,
+        };
         Ok(Plan {
-            name: self.object_name(job, if indexed { INDEXED_NAME_MAX } else { 63 })?,
+            name: self.object_name(job, max)?,
             queue,
             mapping,
             shape,
@@ -388,7 +404,20 @@ impl Emitter<'_> {
         if plan.multi_node {
             let ppn: Vec<String> = plan.shape.ppn_list.iter().map(u32::to_string).collect();
             envs.push(env("PBSIMAGE_PPN_LIST", ppn.join(",")));
-            envs.push(env("PBSIMAGE_HOST_PREFIX", plan.name.clone()));
+            if job.array.is_some() {
+                // In a JobSet: the element is the replicated Job's index, and host names are
+                // <jobset>-node-<element>-<node>.<jobset>.
+                envs.push(env_field(
+                    "PBSIMAGE_ARRAY_INDEX",
+                    &format!("metadata.labels['{}']", jobset::JOB_INDEX_LABEL),
+                ));
+                envs.push(env(
+                    "PBSIMAGE_HOST_PREFIX",
+                    format!("{}-{}", plan.name, jobset::REPLICATED_JOB),
+                ));
+            } else {
+                envs.push(env("PBSIMAGE_HOST_PREFIX", plan.name.clone()));
+            }
             envs.push(env("PBSIMAGE_SUBDOMAIN", plan.name.clone()));
         }
     }
@@ -450,6 +479,61 @@ impl Emitter<'_> {
             metadata: meta,
             spec: Some(spec),
             status: None,
+        }))
+    }
+
+    /// A JobSet for an array of multi-node jobs: one replicated Job (the multi-node Indexed
+    /// Job, pod template and all) per array element; JobSet makes the headless Service.
+    fn jobset(
+        &self,
+        job: &JobSpec,
+        plan: &mut Plan<'_>,
+        meta: ObjectMeta,
+        labels: BTreeMap<String, String>,
+        pod_spec: PodSpec,
+    ) -> Object {
+        let array = job.array.as_ref().expect("a JobSet is for arrays");
+        if array.slot_limit.is_some() {
+            plan.warnings.push(
+                "the array's slot limit (%N) has no JobSet equivalent: every element may run at \
+                 once"
+                    .into(),
+            );
+        }
+        let elements = i32::try_from(array.len()).unwrap_or(i32::MAX);
+        let one = JobSpec {
+            array: None,
+            hold: false,
+            ..job.clone()
+        };
+        let Object::Job(element) =
+            self.job(&one, plan, ObjectMeta::default(), labels.clone(), pod_spec)
+        else {
+            unreachable!("job() makes a Job")
+        };
+        Object::JobSet(Box::new(jobset::JobSet {
+            api_version: jobset::API_VERSION.into(),
+            kind: "JobSet".into(),
+            metadata: meta,
+            spec: jobset::JobSetSpec {
+                replicated_jobs: vec![jobset::ReplicatedJob {
+                    name: jobset::REPLICATED_JOB.into(),
+                    replicas: elements,
+                    template: JobTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(labels),
+                            ..Default::default()
+                        }),
+                        spec: element.spec,
+                    },
+                }],
+                network: Some(jobset::Network {
+                    enable_dns_hostnames: Some(true),
+                    subdomain: Some(plan.name.clone()),
+                    publish_not_ready_addresses: Some(true),
+                }),
+                suspend: job.hold.then_some(true),
+            },
         }))
     }
 

@@ -6,6 +6,7 @@
 //! Pods follow the restricted Pod Security Standard unless the config opts out of it.
 
 mod emit;
+pub mod jobset;
 
 use std::collections::BTreeMap;
 
@@ -37,6 +38,9 @@ pub const DEFAULT_USER: &str = "pbsuser";
 pub const NAME_DIGEST_LEN: usize = 8;
 /// Job names longer than this cannot be Indexed Jobs (pod hostnames add `-<index>`).
 pub const INDEXED_NAME_MAX: usize = 52;
+/// JobSet names longer than this leave no room in pod host names
+/// (`<jobset>-node-<element>-<node>`, at most 63).
+pub const JOBSET_NAME_MAX: usize = 40;
 
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const LABEL_JOB: &str = "pbsimage.io/job";
@@ -71,6 +75,12 @@ pub enum KubeError {
     /// `--name-suffix` is not a DNS label.
     #[error("--name-suffix `{0}` is not a lowercase DNS label of at most 20 characters")]
     Suffix(String),
+    /// An array of multi-node jobs without `allow-jobset`.
+    #[error("job `{job}`: an array of multi-node jobs cannot be expressed as one Kubernetes Job")]
+    ArrayOfMultiNode {
+        /// The job's name.
+        job: String,
+    },
     /// `--generate-name` on a job whose pods must know the name.
     #[error("job `{job}`: --generate-name cannot name a multi-node job")]
     Generate {
@@ -104,6 +114,12 @@ impl crate::hint::Hint for KubeError {
                     .into(),
             ),
             KubeError::Serialize(_) => None,
+            KubeError::ArrayOfMultiNode { .. } => Some(
+                "set [kube] allow-jobset = true to emit a JobSet (jobset.x-k8s.io, one Indexed \
+                 Job per element; the cluster needs the JobSet controller), or submit the \
+                 elements as separate jobs"
+                    .into(),
+            ),
             KubeError::Suffix(_) => Some("use a-z, 0-9 and `-`, e.g. --name-suffix run2".into()),
             KubeError::Generate { .. } => Some(
                 "its pods' host names and Service derive from the Job's name; use \
@@ -311,6 +327,8 @@ pub enum Object {
     Pod(Box<Pod>),
     /// A headless Service (multi-node jobs).
     Service(Box<Service>),
+    /// A JobSet (arrays of multi-node jobs, with `allow-jobset`).
+    JobSet(Box<jobset::JobSet>),
 }
 
 /// The objects for one job, in apply order, plus what did not map.
@@ -347,6 +365,16 @@ impl Manifest {
             Object::Job(j) => j.spec.as_ref()?.template.spec.as_ref(),
             Object::Pod(p) => p.spec.as_ref(),
             Object::Service(_) => None,
+            Object::JobSet(s) => s
+                .spec
+                .replicated_jobs
+                .first()?
+                .template
+                .spec
+                .as_ref()?
+                .template
+                .spec
+                .as_ref(),
         })
     }
 }

@@ -18,6 +18,7 @@
 #   PBSIMAGE_UMASK       octal umask (-W umask=...)
 #   PBSIMAGE_ARRAY       array ranges start-end:step,... ; JOB_COMPLETION_INDEX picks one
 #   PBSIMAGE_PPN_LIST    slots per node, for multi-node jobs (with HOST_PREFIX, SUBDOMAIN)
+#   PBSIMAGE_ARRAY_INDEX in a JobSet: the array element (the replicated Job's index)
 set -eu
 
 script=${PBSIMAGE_SCRIPT:?PBSIMAGE_SCRIPT is not set: run this container from a pbsimage manifest}
@@ -34,9 +35,11 @@ export PBS_JOBID PBS_JOBNAME
 export PBS_ENVIRONMENT=PBS_BATCH
 [ -n "${PBSIMAGE_UMASK:-}" ] && umask "$PBSIMAGE_UMASK"
 
-# Array element: map the completion index onto the PBS array id.
+# Array element: map the completion index (or, in a JobSet, the replicated Job's index: the
+# completion index is then the node) onto the PBS array id.
+element=${PBSIMAGE_ARRAY_INDEX:-$index}
 if [ -n "${PBSIMAGE_ARRAY:-}" ]; then
-    k=$index
+    k=$element
     saved_ifs=$IFS
     IFS=,
     for range in $PBSIMAGE_ARRAY; do
@@ -52,7 +55,7 @@ if [ -n "${PBSIMAGE_ARRAY:-}" ]; then
         k=$(( k - n ))
     done
     IFS=$saved_ifs
-    : "${PBS_ARRAYID:?completion index $index is outside the job array}"
+    : "${PBS_ARRAYID:?index $element is outside the job array}"
     PBS_ARRAY_INDEX=$PBS_ARRAYID
     export PBS_ARRAYID PBS_ARRAY_INDEX
 fi
@@ -85,10 +88,12 @@ if [ -n "${PBSIMAGE_PPN_LIST:-}" ]; then
     i=0
     saved_ifs=$IFS
     IFS=,
+    prefix=$PBSIMAGE_HOST_PREFIX
+    [ -n "${PBSIMAGE_ARRAY_INDEX:-}" ] && prefix=$prefix-$PBSIMAGE_ARRAY_INDEX
     for ppn in $PBSIMAGE_PPN_LIST; do
         j=0
         while [ "$j" -lt "$ppn" ]; do
-            printf '%s-%s.%s\n' "$PBSIMAGE_HOST_PREFIX" "$i" "$PBSIMAGE_SUBDOMAIN" >>"$nodefile"
+            printf '%s-%s.%s\n' "$prefix" "$i" "$PBSIMAGE_SUBDOMAIN" >>"$nodefile"
             j=$(( j + 1 ))
         done
         i=$(( i + 1 ))

@@ -54,6 +54,7 @@ pub const TEST_CONFIG: &str = r#"
 namespace = "hpc"
 run-as-user = 1000
 run-as-group = 1000
+allow-jobset = true
 [kube.output-volume]
 type = "nfs"
 server = "nfs.example.org"
@@ -71,6 +72,15 @@ pub fn test_config() -> Config {
 }
 
 pub fn emit(job: &JobSpec, config: &Config, kind: pbsimage::config::KubeKind) -> Manifest {
+    try_emit(job, config, kind).unwrap()
+}
+
+/// The manifest of `job` as uid 1000 running [`image`], or why not.
+pub fn try_emit(
+    job: &JobSpec,
+    config: &Config,
+    kind: pbsimage::config::KubeKind,
+) -> Result<Manifest, pbsimage::kube::KubeError> {
     Emitter {
         settings: &config.settings.kube,
         job_dir: &config.settings.image.job_dir,
@@ -82,7 +92,6 @@ pub fn emit(job: &JobSpec, config: &Config, kind: pbsimage::config::KubeKind) ->
         naming: Default::default(),
     }
     .emit(job, &image())
-    .unwrap()
 }
 
 /// Runs the built `pbsimage` binary.
@@ -370,21 +379,47 @@ pub fn validate_kubernetes(files: &[PathBuf]) {
     }
 }
 
-/// Validates an OCI image layout (oci-layout, index, manifests, configs) against the OCI
-/// image-spec schemas in ../shared/schemas, with Python's jsonschema (kubernetes-validate's
-/// dependency: the same venv).
-pub fn validate_oci_layout(layout: &Path) {
-    let python = ["target/ci-venv/bin/python3", "python3"]
+/// Validates the custom resources in `files` against the CRD in ../shared/schemas named
+/// `crd` (strictly: unknown fields refused), with Python's jsonschema and PyYAML (both in
+/// scripts/test's venv).
+pub fn validate_custom_resources(crd: &str, files: &[PathBuf]) {
+    let crd = Path::new("../shared/schemas").join(crd);
+    assert!(crd.is_file(), "the CRD is {}", crd.display());
+    let o = Command::new(schema_python())
+        .arg("tests/it/crd_validate.py")
+        .arg(&crd)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{} refuses:\n{}{}",
+        crd.display(),
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+}
+
+/// A python3 with jsonschema, referencing and PyYAML.
+fn schema_python() -> &'static str {
+    ["target/ci-venv/bin/python3", "python3"]
         .into_iter()
         .find(|p| {
             Command::new(p)
-                .args(["-c", "import jsonschema, referencing"])
+                .args(["-c", "import jsonschema, referencing, yaml"])
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
         .unwrap_or_else(|| {
-            panic!("no python3 with jsonschema: pip install jsonschema (scripts/test installs it)")
-        });
+            panic!("no python3 with jsonschema and PyYAML: scripts/test installs them")
+        })
+}
+
+/// Validates an OCI image layout (oci-layout, index, manifests, configs) against the OCI
+/// image-spec schemas in ../shared/schemas, with Python's jsonschema (kubernetes-validate's
+/// dependency: the same venv).
+pub fn validate_oci_layout(layout: &Path) {
+    let python = schema_python();
     let schemas = Path::new("../shared/schemas/oci-image-spec-v1.1.1");
     assert!(
         schemas.is_dir(),

@@ -96,6 +96,10 @@ fn emitted_manifests() {
                     let back: Service = serde_saphyr::from_str(doc).unwrap();
                     assert_eq!(&back, s.as_ref(), "{name}");
                 }
+                Object::JobSet(js) => {
+                    let back: pbsimage::kube::jobset::JobSet = serde_saphyr::from_str(doc).unwrap();
+                    assert_eq!(&back, js.as_ref(), "{name}");
+                }
                 Object::Pod(_) => unreachable!(),
             }
         }
@@ -237,18 +241,7 @@ fn pods_refuse_arrays_and_multi_node() {
     let config = test_config();
     for name in ["array-torque", "multinode-mpi", "pbspro-select"] {
         let job = parse_fixture(&std::path::Path::new("fixtures/jobs").join(name)).unwrap();
-        let err = pbsimage::kube::Emitter {
-            settings: &config.settings.kube,
-            job_dir: "/pbs/job",
-            kind: KubeKind::Pod,
-            run_as: pbsimage::kube::RunAs {
-                uid: 1000,
-                gid: 1000,
-            },
-            naming: Default::default(),
-        }
-        .emit(&job, &image())
-        .unwrap_err();
+        let err = try_emit(&job, &config, KubeKind::Pod).unwrap_err();
         assert!(
             err.to_string().contains("cannot run as a Pod"),
             "{name}: {err}"
@@ -340,7 +333,7 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
     for (v, volume) in volumes.iter().enumerate() {
         let text = format!(
             "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nallow-host-path = true\n\
-             read-only-root = {}\n{volume}",
+             allow-jobset = true\nread-only-root = {}\n{volume}",
             v % 2 == 0
         );
         let config = pbsimage::config::Config::from_str(
@@ -397,5 +390,89 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
     std::fs::write(&f, ds).unwrap();
     files.push(f);
     assert!(files.len() > 100, "{}", files.len());
-    validate_kubernetes(&files);
+    // JobSets are custom resources: their CRD's schema checks them.
+    let (jobsets, core): (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) =
+        files.into_iter().partition(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains("\nkind: JobSet\n")
+        });
+    assert!(!jobsets.is_empty());
+    validate_kubernetes(&core);
+    validate_custom_resources("jobset.x-k8s.io_jobsets.yaml", &jobsets);
+}
+
+/// An array of multi-node jobs is a JobSet with allow-jobset (refused without it): one
+/// replicated Job per element, each the multi-node Indexed Job the Job path makes, with the
+/// same pod template but for the element index; valid against the JobSet CRD.
+#[test]
+fn an_array_of_multi_node_jobs_is_a_jobset() {
+    use pbsimage::kube::jobset::{JOB_INDEX_LABEL, JobSet};
+    let config = test_config();
+    let job = parse_fixture(std::path::Path::new("fixtures/jobs/array-mpi")).unwrap();
+    let m = emit(&job, &config, KubeKind::Job);
+    let [Object::JobSet(js)] = &m.objects[..] else {
+        panic!("{:?}", m.objects)
+    };
+    let js: &JobSet = js;
+    let name = js.metadata.name.clone().unwrap();
+    assert!(name.starts_with("sweep-"), "{name}");
+    let rj = &js.spec.replicated_jobs[0];
+    assert_eq!((rj.name.as_str(), rj.replicas), ("node", 4));
+    let element = rj.template.spec.as_ref().unwrap();
+    assert_eq!(element.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!(
+        (element.completions, element.parallelism),
+        (Some(2), Some(2))
+    );
+    let network = js.spec.network.as_ref().unwrap();
+    assert_eq!(network.subdomain.as_deref(), Some(name.as_str()));
+    // The element's pod template is the multi-node Job path's, but for how the element is
+    // found: the replicated Job's index (a pod label) and the host names it gives.
+    let single = pbsimage::job::JobSpec {
+        array: None,
+        ..job.clone()
+    };
+    let mj = emit(&single, &config, KubeKind::Job);
+    let strip = |p: &k8s_openapi::api::core::v1::PodSpec| {
+        let mut p = p.clone();
+        p.containers[0].env.as_mut().unwrap().retain(|e| {
+            !matches!(
+                e.name.as_str(),
+                "PBSIMAGE_ARRAY" | "PBSIMAGE_ARRAY_INDEX" | "PBSIMAGE_HOST_PREFIX"
+            )
+        });
+        p
+    };
+    let in_jobset = element.template.spec.as_ref().unwrap();
+    assert_eq!(strip(in_jobset), strip(mj.pod_spec().unwrap()));
+    let envs = in_jobset.containers[0].env.as_ref().unwrap();
+    let index = envs
+        .iter()
+        .find(|e| e.name == "PBSIMAGE_ARRAY_INDEX")
+        .unwrap();
+    let field = &index
+        .value_from
+        .as_ref()
+        .unwrap()
+        .field_ref
+        .as_ref()
+        .unwrap()
+        .field_path;
+    assert_eq!(field, &format!("metadata.labels['{JOB_INDEX_LABEL}']"));
+    assert!(restricted_violations(in_jobset).is_empty());
+    // Valid against the JobSet CRD.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("jobset.yaml");
+    std::fs::write(&f, m.to_yaml().unwrap()).unwrap();
+    validate_custom_resources("jobset.x-k8s.io_jobsets.yaml", &[f]);
+    // Without allow-jobset: refused, with the hint to enable it.
+    let off = pbsimage::config::Config::from_str(
+        "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\n",
+        pbsimage::config::Origin::Embedded,
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let err = try_emit(&job, &off, KubeKind::Job).unwrap_err();
+    assert!(err.hint().unwrap().contains("allow-jobset"), "{err}");
 }

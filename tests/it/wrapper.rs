@@ -117,6 +117,30 @@ fn nodefile_lists_every_slot() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "3");
 }
 
+/// In a JobSet the array element is the replicated Job's index (a pod label) and the node is
+/// the completion index; host names are <jobset>-node-<element>-<node>.<jobset>.
+#[test]
+fn jobset_elements_know_their_array_id_and_their_nodes() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run_wrapper(
+        d.path(),
+        "echo \"$PBS_ARRAYID $PBS_NODENUM\"; cat \"$PBS_NODEFILE\"",
+        &[
+            ("PBSIMAGE_ARRAY", "1-4:1"),
+            ("PBSIMAGE_ARRAY_INDEX", "2"),
+            ("JOB_COMPLETION_INDEX", "0"),
+            ("PBSIMAGE_PPN_LIST", "2,1"),
+            ("PBSIMAGE_HOST_PREFIX", "sweep-node"),
+            ("PBSIMAGE_SUBDOMAIN", "sweep"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "3 0\nsweep-node-2-0.sweep\nsweep-node-2-0.sweep\nsweep-node-2-1.sweep\n"
+    );
+}
+
 #[test]
 fn arguments_and_names_stay_data() {
     let d = tempfile::tempdir().unwrap();
