@@ -690,7 +690,10 @@ fn progress_bars_only_on_a_terminal_and_never_in_ci() {
     let run = |ci: Option<&str>| {
         let _ = std::fs::remove_dir_all(cache.path().join("layers-v1"));
         let mut c = Command::new("script");
-        c.args(["-qec", &cmd, "/dev/null"]).env_remove("CI");
+        // A terminal as users have one (TERM=dumb, as some CI shells set, hides bars).
+        c.args(["-qec", &cmd, "/dev/null"])
+            .env_remove("CI")
+            .env("TERM", "xterm");
         if let Some(v) = ci {
             c.env("CI", v);
         }
