@@ -92,6 +92,9 @@ pub struct Settings {
     /// `[fetch]`: when a slow transfer is given up.
     #[serde(default)]
     pub fetch: FetchSettings,
+    /// `[sign]`: the key pushed images are signed with (`--sign`).
+    #[serde(default)]
+    pub sign: SignSettings,
 }
 
 /// `[fetch]`: dnf's `minrate` and `timeout` (librepo's `LOWSPEEDLIMIT`/`LOWSPEEDTIME`): a
@@ -318,6 +321,17 @@ impl Default for ImageSettings {
             job_dir: default_job_dir(),
         }
     }
+}
+
+/// `[sign]`: sigstore signatures.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SignSettings {
+    /// The private key (cosign's encrypted format, or a PKCS#8 P-256 PEM), relative to this
+    /// file. Its password comes from `COSIGN_PASSWORD` or `--key-password-stdin`, never from
+    /// here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// `[registry]`: where images are pushed.

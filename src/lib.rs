@@ -80,3 +80,4 @@ pub mod registry;
 pub mod repo;
 pub mod resolve;
 pub mod rpm;
+pub mod sign;

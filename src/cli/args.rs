@@ -68,6 +68,67 @@ pub(crate) enum Command {
     /// Inspect and maintain the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Write a signing key pair in cosign's format (`<prefix>.key`, `<prefix>.pub`); the
+    /// password comes from COSIGN_PASSWORD or --password-stdin.
+    Keygen(KeygenArgs),
+    /// Check an image's sigstore signature against a public key.
+    Verify(VerifyArgs),
+    /// Write what a cluster needs to admit only images signed by a key: podman/CRI-O
+    /// policy.json and registries.d, and a Kyverno ClusterPolicy.
+    Policy(PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where the pair goes: PREFIX.key and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+    pub(crate) output_key_prefix: PathBuf,
+    /// Read the key's password from standard input [default: COSIGN_PASSWORD].
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The image: host[:port]/repository[:tag|@sha256:...].
+    pub(crate) reference: String,
+    /// The public key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// Reach the registry over plain HTTP.
+    #[arg(long)]
+    pub(crate) plain_http: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// The public key images must be signed with.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// The registry and repository prefix the policy covers: host[:port][/prefix].
+    #[arg(long, value_name = "SCOPE")]
+    pub(crate) scope: String,
+    /// The directory the files go to: policy.json, registries.d/pbsimage.yaml,
+    /// kyverno-policy.yaml.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) output: PathBuf,
+}
+
+/// Signing pushed images (`build`, `catalog`).
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// Sign the pushed image with `[sign] key` (cosign format, in the registry).
+    #[arg(long)]
+    pub(crate) sign: bool,
+    /// Sign with this key instead of `[sign] key`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) sign_key: Option<PathBuf>,
+    /// Read the key's password from standard input [default: COSIGN_PASSWORD].
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub(crate) key_password_stdin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +312,8 @@ pub(crate) struct BuildArgs {
     /// The lock file for --locked [default: pbsimage.lock beside the script]
     #[arg(long, value_name = "FILE", requires = "locked")]
     pub(crate) lock: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) signing: SignArgs,
 }
 
 #[derive(Debug, Args)]
@@ -277,4 +340,6 @@ pub(crate) struct CatalogArgs {
     /// Fail the jobs whose resolution differs from this lock file.
     #[arg(long, value_name = "FILE")]
     pub(crate) locked: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) signing: SignArgs,
 }

@@ -27,6 +27,9 @@ struct BuildReport<'a> {
     /// Accounts added to the image's /etc/passwd and /etc/group.
     accounts: &'a [String],
     pushed: Option<&'a crate::registry::PushReport>,
+    /// The sigstore signature pushed with `--sign`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a crate::ops::sign::Signed>,
     bytes_pushed: u64,
     timings: BTreeMap<&'static str, f64>,
     seconds: f64,
@@ -47,6 +50,15 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let (layout, choice) =
         layout_and_choice(args.image.output.as_ref(), &args.image.object, &ctx.config)?;
     let target = push_target(&args.image.registry, &ctx.config, args.image.offline)?;
+    // The key first: a wrong password or a bad key stops the build before anything is pushed.
+    let key = super::sign::signing_key(&args.signing, &ctx.config)?;
+    if key.is_some() && target.is_none() {
+        return Err(anyhow::anyhow!(
+            "--sign needs a registry to push to (--push HOST or [registry] host): signatures \
+             live beside the image in the registry"
+        )
+        .into());
+    }
     let lock_path = crate::ops::outputs::lock_path(args.lock.as_deref(), &args.script.script);
     let lock = match args.locked {
         true => Some(crate::ops::outputs::read_lock(&lock_path)?),
@@ -66,11 +78,39 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let mut timings = built.timings.clone();
     let clock = std::time::Instant::now();
     let pushed = target
-        .map(|t| crate::ops::push::push_one(&ctx, &built, &t))
+        .as_ref()
+        .map(|t| crate::ops::push::push_one(&ctx, &built, t))
         .transpose()?;
     if pushed.is_some() {
         timings.insert("push", clock.elapsed().as_secs_f64());
     }
+    // Signatures after the image's manifest. A failure leaves the image pushed and is
+    // reported; signing again sends only what is missing.
+    let signature = match (&key, &target) {
+        (Some(key), Some(t)) => {
+            let clock = std::time::Instant::now();
+            let signed = crate::ops::sign::sign(
+                &ctx,
+                key,
+                t,
+                &[crate::ops::sign::ToSign {
+                    repository: built.name.repository.clone(),
+                    digest: built.image.manifest_digest.clone(),
+                }],
+            )?
+            .pop()
+            .expect("one result per image")
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!(
+                    "{} was pushed, but its signature was not (run the build again to sign it)",
+                    pushed.as_ref().map_or(&built.reference, |p| &p.reference)
+                ))
+            })?;
+            timings.insert("sign", clock.elapsed().as_secs_f64());
+            Some(signed)
+        }
+        _ => None,
+    };
     let reference = pushed.as_ref().map_or(&built.reference, |p| &p.reference);
     let beside = OutputPaths::beside(&args.script.script);
     let paths = OutputPaths {
@@ -112,6 +152,7 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
         accounts: &built.layers.accounts,
         layers_new: stack.iter().filter(|l| !l.cached).count(),
         pushed: pushed.as_ref().map(|p| &p.report),
+        signature: signature.as_ref(),
         bytes_pushed: pushed.as_ref().map_or(0, |p| p.report.bytes),
         timings,
         seconds: started.elapsed().as_secs_f64(),

@@ -22,6 +22,14 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         .as_deref()
         .map(crate::ops::outputs::read_catalog_lock)
         .transpose()?;
+    let push = super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?;
+    let sign = super::sign::signing_key(&args.signing, &ctx.config)?;
+    if sign.is_some() && push.is_none() {
+        return Err(anyhow::anyhow!(
+            "--sign needs a registry to push to (--push HOST or [registry] host)"
+        )
+        .into());
+    }
     let run = CatalogRun {
         build: BuildOptions {
             jobs: args
@@ -36,11 +44,12 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
             locked,
             user: crate::kube::JobUser::new(&ctx.config.settings.kube, manifests.run_as),
         },
-        push: super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?,
+        push,
         manifests,
         manifests_out: args.manifests_out.clone(),
         lock_out: args.lock.clone(),
         prepull: args.prepull.clone(),
+        sign,
     };
     let spinner =
         super::progress::spinner(env.printer.quiet, &format!("building {} jobs", jobs.len()));

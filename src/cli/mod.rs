@@ -12,6 +12,7 @@ mod parse;
 mod progress;
 mod render;
 mod resolve;
+mod sign;
 
 use std::process::ExitCode;
 
@@ -171,6 +172,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Layers(a) => layers::exec(a, &env),
         Command::Cache(c) => cache::exec(c, &env),
         Command::Manifest(a) => manifest::exec(a, &env),
+        Command::Keygen(a) => sign::keygen(a, &env),
+        Command::Verify(a) => sign::verify(a, &env),
+        Command::Policy(a) => sign::policy(a, &env),
     }
 }
 

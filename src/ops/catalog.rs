@@ -370,6 +370,8 @@ pub struct CatalogRun {
     pub lock_out: Option<PathBuf>,
     /// Write a pre-pull DaemonSet for every image here.
     pub prepull: Option<PathBuf>,
+    /// Sign every pushed image with this key (after all the manifests).
+    pub sign: Option<crate::sign::PrivateKey>,
 }
 
 /// Builds, pushes and writes the outputs of every job of a catalog; the report has a row per
@@ -395,7 +397,7 @@ pub fn run(
         .iter()
         .filter_map(|r| r.as_ref().ok().map(|j| &j.built))
         .collect();
-    let pushed = push_built(ctx, &results, run.push.as_ref())?;
+    let pushed = push_built(ctx, &results, run.push.as_ref(), run.sign.as_ref())?;
     let counts = layer_counts(&images);
     let mut rows = Vec::new();
     let mut seen_new = BTreeSet::new();
@@ -467,11 +469,14 @@ pub fn run(
     })
 }
 
-/// One push plan for every image built; results by the job's index.
+/// One push plan for every image built, then (with a key) one for their signatures; results
+/// by the job's index. An image whose signature could not be pushed fails at stage `sign`
+/// (the image itself is in the registry).
 fn push_built(
     ctx: &Context,
     results: &[Result<JobBuild, JobFailure>],
     target: Option<&PushTarget>,
+    key: Option<&crate::sign::PrivateKey>,
 ) -> Result<BTreeMap<usize, Result<Pushed, JobFailure>>, OpsError> {
     let Some(target) = target else {
         return Ok(BTreeMap::new());
@@ -482,11 +487,37 @@ fn push_built(
         .filter_map(|(i, r)| r.as_ref().ok().map(|j| (i, &j.built)))
         .unzip();
     let out = super::push::push(ctx, &images, target)?;
-    Ok(built_at
-        .into_iter()
+    let mut pushed: BTreeMap<usize, Result<Pushed, JobFailure>> = built_at
+        .iter()
+        .copied()
         .zip(out)
         .map(|(i, r)| (i, r.map_err(|e| JobFailure::new("push", &e))))
-        .collect())
+        .collect();
+    let Some(key) = key else {
+        return Ok(pushed);
+    };
+    let to_sign: Vec<(usize, super::sign::ToSign)> = built_at
+        .iter()
+        .zip(&images)
+        .filter(|(i, _)| pushed.get(i).is_some_and(Result::is_ok))
+        .map(|(&i, b)| {
+            (
+                i,
+                super::sign::ToSign {
+                    repository: b.name.repository.clone(),
+                    digest: b.image.manifest_digest.clone(),
+                },
+            )
+        })
+        .collect();
+    let list: Vec<super::sign::ToSign> = to_sign.iter().map(|(_, t)| t.clone()).collect();
+    let signed = super::sign::sign(ctx, key, target, &list)?;
+    for ((i, _), r) in to_sign.iter().zip(signed) {
+        if let Err(e) = r {
+            pushed.insert(*i, Err(JobFailure::new("sign", &e)));
+        }
+    }
+    Ok(pushed)
 }
 
 /// The name of a job that could not be parsed: its directory, else its script.

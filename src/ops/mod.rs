@@ -20,6 +20,7 @@ pub mod layers;
 pub mod outputs;
 pub mod push;
 pub mod resolve;
+pub mod sign;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,6 +76,17 @@ pub enum OpsError {
     /// A catalog directory or file.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// A signing key or a signature.
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
+    /// An image has no signature in the registry.
+    #[error("{reference} has no signature (no {tag} in its repository)")]
+    Unsigned {
+        /// The image.
+        reference: String,
+        /// The tag looked for.
+        tag: String,
+    },
     /// A worker thread or task could not run.
     #[error("cannot start {what}")]
     Runtime {
@@ -133,6 +145,10 @@ impl Hint for OpsError {
             OpsError::Kube(e) => e.hint(),
             OpsError::Job(e) => e.hint(),
             OpsError::Catalog(e) => e.hint(),
+            OpsError::Sign(e) => e.hint(),
+            OpsError::Unsigned { .. } => {
+                Some("sign it with `pbsimage build --sign` (or cosign sign --key)".into())
+            }
             OpsError::NoRepos(_) => Some("add a [[repo]] section to pipeline.toml".into()),
             OpsError::Drift { path, .. } => Some(format!(
                 "if the change is wanted, rewrite the lock with `pbsimage resolve --lock {} <job>`",

@@ -40,26 +40,51 @@ pub fn push_one(ctx: &Context, built: &Built, target: &PushTarget) -> Result<Pus
 /// image (credentials, the cache) are the outer error; each image's own failure is its
 /// result. Where each blob went is recorded for later mounts ([`KnownBlobs`]).
 pub fn push(ctx: &Context, built: &[&Built], target: &PushTarget) -> Result<PushResults, OpsError> {
+    let images: Vec<ImagePush<'_>> = built.iter().map(|b| image_push(b)).collect();
+    let results = push_images(ctx, &images, target)?;
+    Ok(built
+        .iter()
+        .zip(results)
+        .map(|(b, r)| {
+            r.map(|report| Pushed {
+                reference: format!(
+                    "{}/{}@{}",
+                    target.host, b.name.repository, b.image.manifest_digest
+                ),
+                report,
+            })
+        })
+        .collect())
+}
+
+/// Whether `target` is reached over plain HTTP (`--plain-http` or `[registry] insecure`).
+pub fn plain_http(ctx: &Context, target: &PushTarget) -> bool {
+    target.plain_http || ctx.config.settings.registry.insecure.contains(&target.host)
+}
+
+/// Pushes any images (built images, signatures) as one plan; see [`push`].
+pub fn push_images(
+    ctx: &Context,
+    images: &[ImagePush<'_>],
+    target: &PushTarget,
+) -> Result<Vec<Result<PushReport, PushError>>, OpsError> {
     let host = target.host.as_str();
-    let plain_http = target.plain_http
-        || ctx
-            .config
-            .settings
-            .registry
-            .insecure
-            .iter()
-            .any(|h| h == host);
     let records = KnownBlobs::open(&ctx.cache, host)?;
     let credentials = target.credentials.lookup(host).map_err(PushError::from)?;
     let known = records.load();
-    let images: Vec<ImagePush<'_>> = built.iter().map(|b| image_push(b)).collect();
-    let scopes = Pusher::scopes(&images, &known);
+    let scopes = Pusher::scopes(images, &known);
     let pusher = Pusher {
-        client: Client::new(&ctx.transport.client, host, plain_http, credentials, scopes),
+        client: Client::new(
+            &ctx.transport.client,
+            host,
+            plain_http(ctx, target),
+            credentials,
+            scopes,
+        ),
         known: std::sync::Mutex::new(known),
         parallel: ctx.config.settings.registry.parallel,
     };
-    let results = ctx.block_on(pusher.push_all(&images));
+    let results = ctx.block_on(pusher.push_all(images));
     records.record(
         images
             .iter()
@@ -71,16 +96,7 @@ pub fn push(ctx: &Context, built: &[&Built], target: &PushTarget) -> Result<Push
                     .map(|(d, _)| (d.as_str(), img.repository.as_str()))
             }),
     )?;
-    Ok(built
-        .iter()
-        .zip(results)
-        .map(|(b, r)| {
-            r.map(|report| Pushed {
-                reference: format!("{host}/{}@{}", b.name.repository, b.image.manifest_digest),
-                report,
-            })
-        })
-        .collect())
+    Ok(results)
 }
 
 /// What the pusher sends of a built image: its layers (from the cache), config, manifest.

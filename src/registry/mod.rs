@@ -142,6 +142,84 @@ enum Outcome {
     Uploaded(u64),
 }
 
+/// The manifest `reference` (a tag or digest) names in `repository`: its bytes and digest
+/// (`None` if there is none). At most 4 MiB is read.
+pub async fn fetch_manifest(
+    client: &Client<'_>,
+    repository: &str,
+    reference: &str,
+) -> Result<Option<(Vec<u8>, String)>, PushError> {
+    let url = format!("{}/{repository}/manifests/{reference}", client.base());
+    let what = format!("manifest {reference}");
+    let r = client
+        .send(&what, || {
+            Ok(client.http.get(&url).header(
+                "accept",
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            ))
+        })
+        .await?;
+    if r.status().as_u16() == 404 {
+        return Ok(None);
+    }
+    if !r.status().is_success() {
+        return Err(client.status_error(&what, r).await);
+    }
+    let bytes = read_bounded(client, &what, r, 4 << 20).await?;
+    let digest = format!("sha256:{}", crate::digest::sha256_hex_of(&bytes));
+    Ok(Some((bytes, digest)))
+}
+
+/// The blob `digest` of `repository`, checked against its digest; at most `limit` bytes.
+pub async fn fetch_blob(
+    client: &Client<'_>,
+    repository: &str,
+    digest: &str,
+    limit: u64,
+) -> Result<Vec<u8>, PushError> {
+    let url = format!("{}/{repository}/blobs/{digest}", client.base());
+    let what = format!("blob {digest}");
+    let r = client.send(&what, || Ok(client.http.get(&url))).await?;
+    if !r.status().is_success() {
+        return Err(client.status_error(&what, r).await);
+    }
+    let bytes = read_bounded(client, &what, r, limit).await?;
+    let theirs = format!("sha256:{}", crate::digest::sha256_hex_of(&bytes));
+    if theirs != digest {
+        return Err(PushError::Digest {
+            host: client.host.clone(),
+            what,
+            ours: digest.to_owned(),
+            theirs,
+        });
+    }
+    Ok(bytes)
+}
+
+async fn read_bounded(
+    client: &Client<'_>,
+    what: &str,
+    mut r: reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, PushError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| PushError::Http {
+        host: client.host.clone(),
+        what: what.to_owned(),
+        message: e.to_string(),
+    })? {
+        out.extend_from_slice(&chunk);
+        if out.len() as u64 > limit {
+            return Err(PushError::Http {
+                host: client.host.clone(),
+                what: what.to_owned(),
+                message: format!("the answer is larger than {limit} bytes"),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// One image to push: its blobs (layers and config), manifest bytes and tag.
 pub struct ImagePush<'b> {
     /// The repository path (without the host).

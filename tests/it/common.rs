@@ -402,17 +402,20 @@ pub fn validate_custom_resources(crd: &str, files: &[PathBuf]) {
 
 /// A python3 with jsonschema, referencing and PyYAML.
 fn schema_python() -> &'static str {
+    python_with("jsonschema, referencing, yaml")
+}
+
+/// The python3 (scripts/test's venv first) that imports `modules`.
+pub fn python_with(modules: &str) -> &'static str {
     ["target/ci-venv/bin/python3", "python3"]
         .into_iter()
         .find(|p| {
             Command::new(p)
-                .args(["-c", "import jsonschema, referencing, yaml"])
+                .args(["-c", &format!("import {modules}")])
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .unwrap_or_else(|| {
-            panic!("no python3 with jsonschema and PyYAML: scripts/test installs them")
-        })
+        .unwrap_or_else(|| panic!("no python3 with {modules}: scripts/test installs them"))
 }
 
 /// Validates an OCI image layout (oci-layout, index, manifests, configs) against the OCI
@@ -439,4 +442,14 @@ pub fn validate_oci_layout(layout: &Path) {
         String::from_utf8_lossy(&o.stdout),
         stderr(&o)
     );
+}
+
+/// Appends a `[registry]` section pushing to `host` over plain HTTP to the config at `cfg`.
+pub fn push_to(cfg: &Path, host: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    std::fs::write(
+        cfg,
+        format!("{text}[registry]\nhost = \"{host}\"\ninsecure = [\"{host}\"]\n"),
+    )
+    .unwrap();
 }

@@ -403,15 +403,7 @@ fn an_ordinary_user_builds_and_pushes() {
     let cache = top.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
     let (d, cfg, script) = fib_job_at(&repo.url(""), &cache);
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        format!(
-            "{text}[registry]\nhost = \"{0}\"\ninsecure = [\"{0}\"]\n",
-            reg.host
-        ),
-    )
-    .unwrap();
+    push_to(&cfg, &reg.host);
     // Everything the build writes belongs to nobody (65534): the job directory, the cache.
     for dir in [top.path(), d.path()] {
         run_ok(Command::new("chown").args(["-R", "65534:65534"]).arg(dir));

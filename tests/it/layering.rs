@@ -9,7 +9,7 @@ fn layer(module: &str) -> Option<u8> {
     Some(match module {
         "digest" | "decompress" | "hint" | "progress" | "config" | "cache" => 0,
         "job" | "elf" | "needs" | "repo" | "resolve" | "fetch" | "rpm" | "layer" | "image"
-        | "registry" | "kube" | "catalog" => 1,
+        | "registry" | "kube" | "catalog" | "sign" => 1,
         "ops" => 2,
         "cli" => 3,
         _ => return None,

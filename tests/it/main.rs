@@ -17,4 +17,5 @@ mod props;
 mod push;
 mod rebuild;
 mod repo;
+mod sign;
 mod wrapper;

@@ -26,15 +26,7 @@ fn a_rebuild_with_nothing_changed_asks_only_for_repomd_and_the_tag() {
     let reg = FakeRegistry::start();
     let cache = tempfile::tempdir().unwrap();
     let (_d, cfg, script) = fib_job_at(&repo.url(""), cache.path());
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        format!(
-            "{text}[registry]\nhost = \"{0}\"\ninsecure = [\"{0}\"]\n",
-            reg.host
-        ),
-    )
-    .unwrap();
+    push_to(&cfg, &reg.host);
     let first = json(&build(&cfg, &script, &[]));
     assert!(first["bytes_pushed"].as_u64().unwrap() > 0);
     repo.log.lock().unwrap().clear();
