@@ -962,14 +962,14 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<JobSpec, JobError> {
-        let env: BTreeMap<String, String> = [("HOME".to_string(), "/home/u".to_string())].into();
+        let env: BTreeMap<String, String> = [("PROJECT".to_string(), "p1".to_string())].into();
         ScriptParser::new(&env).parse_bytes(Path::new("/jobs/fib/job.sh"), s.as_bytes())
     }
 
     #[test]
     fn the_basics() {
         let j = parse(
-            "#!/bin/bash\n#PBS -N fib\n#PBS -l nodes=1:ppn=2\n#PBS -l walltime=00:10:00,mem=4gb\n#PBS -B a.out\n#PBS -v \"A=1,HOME,B='x,y'\"\n#PBS -j oe -r n\n./a.out\n",
+            "#!/bin/bash\n#PBS -N fib\n#PBS -l nodes=1:ppn=2\n#PBS -l walltime=00:10:00,mem=4gb\n#PBS -B a.out\n#PBS -v \"A=1,PROJECT,B='x,y'\"\n#PBS -j oe -r n\n./a.out\n",
         )
         .unwrap();
         assert_eq!(j.name.as_str(), "fib");
@@ -982,7 +982,7 @@ mod tests {
                 .iter()
                 .map(|e| (e.name.as_str(), e.value.as_str()))
                 .collect::<Vec<_>>(),
-            [("A", "1"), ("HOME", "/home/u"), ("B", "x,y")]
+            [("A", "1"), ("PROJECT", "p1"), ("B", "x,y")]
         );
         assert_eq!(j.join, Join::Oe);
         assert_eq!(j.rerunnable, Some(false));

@@ -448,3 +448,59 @@ fn a_catalog_signs_every_image() {
         assert!(o.status.success(), "{}", stdout(&o));
     }
 }
+
+/// The registry refuses the signature: the image stays pushed, the error says so, and a rerun
+/// signs it without uploading the image again.
+#[test]
+fn a_refused_signature_leaves_the_image_and_a_rerun_signs_it() {
+    use std::sync::atomic::Ordering;
+    let reg = crate::fakereg::FakeRegistry::start();
+    let cache = tempfile::tempdir().unwrap();
+    let (_job, cfg, script) = fib_job(&fixture_repos().join("main"), cache.path());
+    push_to(&cfg, &reg.host);
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ci");
+    let o = pbsimage_pw(&["keygen", "--output-key-prefix", prefix.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = prefix.with_extension("key");
+    let build = || {
+        pbsimage_pw(&[
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "build",
+            "--sign-key",
+            key.to_str().unwrap(),
+            script.to_str().unwrap(),
+        ])
+    };
+    // Every request naming a .sig tag fails (past the retries).
+    reg.target(".sig");
+    reg.faults.unavailable.store(1000, Ordering::SeqCst);
+    let o = build();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("was pushed, but its signature was not"),
+        "{}",
+        stderr(&o)
+    );
+    let (image_tags, uploads) = {
+        let st = reg.state();
+        let tags: Vec<String> = st.tags.keys().map(|(_, t)| t.clone()).collect();
+        (tags, st.uploads.clone())
+    };
+    assert!(
+        image_tags.iter().all(|t| !t.ends_with(".sig")),
+        "{image_tags:?}"
+    );
+    assert!(!image_tags.is_empty(), "the image is pushed");
+    // The registry recovers: the rerun only puts the signature's manifest (its blobs went up
+    // before the tag was refused; the image's are there).
+    reg.faults.unavailable.store(0, Ordering::SeqCst);
+    let o = build();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st = reg.state();
+    assert!(st.tags.keys().any(|(_, t)| t.ends_with(".sig")));
+    let new: Vec<&String> = st.uploads[uploads.len()..].iter().collect();
+    assert!(new.is_empty(), "nothing uploaded again: {new:?}");
+}
