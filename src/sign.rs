@@ -476,6 +476,91 @@ pub fn signature_image(digest: &str, payload: Vec<u8>, signature: &str) -> Signa
     }
 }
 
+/// The OCI 1.1 empty descriptor's blob (`{}`) and media type.
+pub const EMPTY_CONFIG: (&[u8], &str) = (b"{}", "application/vnd.oci.empty.v1+json");
+
+/// An artifact attached to an image (OCI 1.1: a manifest whose `subject` is the image).
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// `application/spdx+json`, `application/vnd.in-toto+json`.
+    pub artifact_type: &'static str,
+    /// The one blob and its digest.
+    pub blob: (Vec<u8>, String),
+    /// The manifest's bytes and digest.
+    pub manifest: (Vec<u8>, String),
+}
+
+/// The artifact manifest carrying `blob` (of `artifact_type`) for the image manifest
+/// `subject` (`sha256:...`, `subject_size` bytes).
+pub fn artifact(
+    subject: &str,
+    subject_size: usize,
+    artifact_type: &'static str,
+    blob: Vec<u8>,
+) -> Artifact {
+    let blob_digest = sha256(&blob);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": {
+            "mediaType": EMPTY_CONFIG.1,
+            "size": EMPTY_CONFIG.0.len(),
+            "digest": sha256(EMPTY_CONFIG.0),
+            "data": B64.encode(EMPTY_CONFIG.0),
+        },
+        "layers": [{
+            "mediaType": artifact_type,
+            "size": blob.len(),
+            "digest": blob_digest,
+        }],
+        "subject": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "size": subject_size,
+            "digest": subject,
+        },
+    }))
+    .expect("plain data serializes");
+    let manifest_digest = sha256(&manifest);
+    Artifact {
+        artifact_type,
+        blob: (blob, blob_digest),
+        manifest: (manifest, manifest_digest),
+    }
+}
+
+/// The referrers tag schema's tag for `subject`: `sha256-<hex>`.
+pub fn referrers_tag(subject: &str) -> String {
+    subject.replacen(':', "-", 1)
+}
+
+/// The referrers index (tag schema) for `artifacts`, keeping the entries of `existing` (the
+/// index the tag names now, if any) that are not among them.
+pub fn referrers_index(existing: Option<&[u8]>, artifacts: &[Artifact]) -> Vec<u8> {
+    let ours: Vec<&str> = artifacts.iter().map(|a| a.manifest.1.as_str()).collect();
+    let mut manifests: Vec<serde_json::Value> = existing
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v["manifests"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m["digest"].as_str().is_none_or(|d| !ours.contains(&d)))
+        .collect();
+    manifests.extend(artifacts.iter().map(|a| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": a.manifest.1,
+            "size": a.manifest.0.len(),
+            "artifactType": a.artifact_type,
+        })
+    }));
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .expect("plain data serializes")
+}
+
 /// What a cluster needs to admit only images under `scope` (`host[:port][/prefix]`) signed
 /// by the public key `pem` (kept at `key_path` on the nodes): containers/image's
 /// `policy.json` (`sigstoreSigned`, podman, CRI-O, skopeo) and `registries.d` entry

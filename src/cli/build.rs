@@ -30,6 +30,9 @@ struct BuildReport<'a> {
     /// The sigstore signature pushed with `--sign`.
     #[serde(skip_serializing_if = "Option::is_none")]
     signature: Option<&'a crate::ops::sign::Signed>,
+    /// The SBOM and provenance attached with `--sign`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attached: Option<&'a crate::ops::sign::Attached>,
     bytes_pushed: u64,
     timings: BTreeMap<&'static str, f64>,
     seconds: f64,
@@ -45,6 +48,9 @@ struct LayerRow<'a> {
 
 pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let started = std::time::Instant::now();
+    let started_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let job = env.parse_script(&args.script)?;
     let ctx = env.context(args.image.offline)?;
     let (layout, choice) =
@@ -67,6 +73,7 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let locked = lock.as_ref().map(|l| (lock_path.as_path(), l));
     let user = crate::kube::JobUser::new(&ctx.config.settings.kube, choice.run_as);
     let (resolved, built) = crate::ops::build_job(&ctx, &job, &layout, locked, &user)?;
+    let repo_refs = crate::ops::sign::repo_refs(&resolved.repos);
     super::resolve::leave_to_exit(resolved);
     for c in &built.layers.conflicts {
         env.printer.warn(&format!("file conflict: {c}"));
@@ -106,8 +113,32 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
                     pushed.as_ref().map_or(&built.reference, |p| &p.reference)
                 ))
             })?;
+            // The SBOM and the provenance, attached to the image and signed like it.
+            let reference = pushed.as_ref().map_or(&built.reference, |p| &p.reference);
+            let attached = crate::ops::sign::attach_build(
+                &ctx,
+                key,
+                t,
+                &crate::ops::sign::PushedBuild {
+                    job: &job,
+                    built: &built,
+                    reference,
+                    repos: &repo_refs,
+                    started: started_wall,
+                },
+            )
+            .map_err(|e| {
+                let hints = crate::hint::Hint::hint(&e).into_iter().collect();
+                super::Report {
+                    error: anyhow::Error::new(e).context(format!(
+                        "{reference} is pushed and signed, but its SBOM and provenance are not \
+                         attached (run the build again)"
+                    )),
+                    hints,
+                }
+            })?;
             timings.insert("sign", clock.elapsed().as_secs_f64());
-            Some(signed)
+            Some((signed, attached))
         }
         _ => None,
     };
@@ -152,7 +183,8 @@ pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
         accounts: &built.layers.accounts,
         layers_new: stack.iter().filter(|l| !l.cached).count(),
         pushed: pushed.as_ref().map(|p| &p.report),
-        signature: signature.as_ref(),
+        signature: signature.as_ref().map(|s| &s.0),
+        attached: signature.as_ref().map(|s| &s.1),
         bytes_pushed: pushed.as_ref().map_or(0, |p| p.report.bytes),
         timings,
         seconds: started.elapsed().as_secs_f64(),

@@ -515,9 +515,35 @@ fn push_built(
     for ((i, _), r) in to_sign.iter().zip(signed) {
         if let Err(e) = r {
             pushed.insert(*i, Err(JobFailure::new("sign", &e)));
+            continue;
+        }
+        // The SBOM and provenance, attached and signed like the image.
+        let (Some(Ok(p)), Ok(jb)) = (pushed.get(i), &results[*i]) else {
+            continue;
+        };
+        let repos = super::sign::repo_refs_of_lock(ctx, &jb.lock);
+        let started = started_secs(jb.seconds);
+        let reference = p.reference.clone();
+        let b = super::sign::PushedBuild {
+            job: &jb.spec,
+            built: &jb.built,
+            reference: &reference,
+            repos: &repos,
+            started,
+        };
+        if let Err(e) = super::sign::attach_build(ctx, key, target, &b) {
+            pushed.insert(*i, Err(JobFailure::new("attach", &e)));
         }
     }
     Ok(pushed)
+}
+
+/// Seconds since the epoch `seconds_ago` seconds ago (a job's build start, for provenance).
+fn started_secs(seconds_ago: f64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_sub(seconds_ago as u64)
 }
 
 /// The name of a job that could not be parsed: its directory, else its script.

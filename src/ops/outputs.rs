@@ -70,7 +70,13 @@ pub fn write(
     }
     .emit(job, &image)?;
     write_file(&paths.manifest, manifest.to_yaml()?.as_bytes())?;
-    let sbom = crate::image::packages::spdx(
+    write_file(&paths.sbom, &sbom(job, built, reference))
+}
+
+/// The SPDX 2.3 SBOM of a built image pushed as `reference` (JSON bytes): the file beside
+/// the manifest, and the artifact `--sign` attaches in the registry.
+pub fn sbom(job: &JobSpec, built: &Built, reference: &str) -> Vec<u8> {
+    let doc = crate::image::packages::spdx(
         &crate::image::packages::SbomSubject {
             name: job.name.as_str(),
             repository: reference.split_once('@').map_or(reference, |(r, _)| r),
@@ -79,10 +85,7 @@ pub fn write(
         },
         &built.layers.packages,
     );
-    write_file(
-        &paths.sbom,
-        &serde_json::to_vec_pretty(&sbom).expect("JSON values serialize"),
-    )
+    serde_json::to_vec_pretty(&doc).expect("JSON values serialize")
 }
 
 /// Writes a file atomically, creating its directory.

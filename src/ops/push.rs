@@ -114,5 +114,6 @@ fn image_push(b: &Built) -> ImagePush<'_> {
         manifest: &b.image.manifest,
         manifest_digest: b.image.manifest_digest.clone(),
         tag: b.name.tag.clone(),
+        media_type: crate::registry::OCI_MANIFEST,
     }
 }

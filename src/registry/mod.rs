@@ -230,8 +230,27 @@ pub struct ImagePush<'b> {
     pub manifest: &'b [u8],
     /// `sha256:` of the manifest.
     pub manifest_digest: String,
-    /// The tag it goes under.
+    /// The tag it goes under (or its digest, for a manifest no tag names).
     pub tag: String,
+    /// The manifest's media type ([`OCI_MANIFEST`] or [`OCI_INDEX`]).
+    pub media_type: &'static str,
+}
+
+/// An OCI image manifest's media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index's media type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Whether the registry answers the OCI 1.1 referrers API for `repository`.
+pub async fn has_referrers_api(
+    client: &Client<'_>,
+    repository: &str,
+    digest: &str,
+) -> Result<bool, PushError> {
+    let url = format!("{}/{repository}/referrers/{digest}", client.base());
+    let what = format!("referrers of {digest}");
+    let r = client.send(&what, || Ok(client.http.get(&url))).await?;
+    Ok(r.status().is_success())
 }
 
 /// Pushes images to one registry.
@@ -463,9 +482,8 @@ impl Pusher<'_> {
             img.repository,
             img.tag
         );
-        let manifest_type = "application/vnd.oci.image.manifest.v1+json";
         let put = self
-            .put(&what, &url, manifest_type, None, || {
+            .put(&what, &url, img.media_type, None, || {
                 Ok(img.manifest.to_vec())
             })
             .await?;

@@ -420,13 +420,30 @@ fn handle_v2(
                         return;
                     }
                 };
-                let mut wanted = vec![m["config"]["digest"].as_str().unwrap_or("").to_owned()];
-                for l in m["layers"].as_array().into_iter().flatten() {
+                // An index names manifests; an image manifest names blobs.
+                let index = m["manifests"].is_array();
+                let mut wanted = Vec::new();
+                if !index {
+                    wanted.push(m["config"]["digest"].as_str().unwrap_or("").to_owned());
+                }
+                for l in m["layers"]
+                    .as_array()
+                    .into_iter()
+                    .chain(m["manifests"].as_array())
+                    .flatten()
+                {
                     wanted.push(l["digest"].as_str().unwrap_or("").to_owned());
                 }
                 let mut st = state.lock().unwrap();
                 let have = st.repos.get(repo).cloned().unwrap_or_default();
-                if wanted.iter().any(|d| !have.contains(d)) {
+                let known = |d: &String| {
+                    if index {
+                        st.manifests.contains_key(d)
+                    } else {
+                        have.contains(d)
+                    }
+                };
+                if wanted.iter().any(|d| !known(d)) {
                     respond(
                         s,
                         "400 Bad Request",
