@@ -91,9 +91,71 @@ const BUILTINS: &[&str] = &[
 ];
 
 /// Words after which the next word is again a command.
-const PREFIXES: &[&str] = &[
-    "exec", "command", "time", "builtin", "!", "nohup", "env", "nice",
+const PREFIXES: &[&str] = &["exec", "command", "time", "builtin", "!", "nohup", "env"];
+
+/// Commands that run another program given in their arguments (`mpirun -np 4 python3 x.py`):
+/// (name, options that take a value, options that take two, positionals before the program).
+const LAUNCHERS: &[(&str, &[&str], &[&str], usize)] = &[
+    ("mpirun", MPI_VALUE, MPI_PAIR, 0),
+    ("mpiexec", MPI_VALUE, MPI_PAIR, 0),
+    ("mpiexec.hydra", MPI_VALUE, MPI_PAIR, 0),
+    ("orterun", MPI_VALUE, MPI_PAIR, 0),
+    (
+        "srun",
+        &[
+            "-n", "-N", "-c", "-p", "-t", "-J", "-o", "-e", "-w", "-x", "-A", "-q", "-G", "-m",
+        ],
+        &[],
+        0,
+    ),
+    ("numactl", &["-C", "-N", "-m", "-p", "-i", "-P"], &[], 0),
+    ("taskset", &[], &[], 1),
+    ("stdbuf", &["-i", "-o", "-e"], &[], 0),
+    ("timeout", &["-s", "-k"], &[], 1),
+    (
+        "xargs",
+        &["-n", "-L", "-P", "-I", "-d", "-E", "-s", "-a"],
+        &[],
+        0,
+    ),
+    ("nice", &["-n"], &[], 0),
+    ("/usr/bin/time", &["-o", "-f"], &[], 0),
 ];
+const MPI_VALUE: &[&str] = &[
+    "-np",
+    "-n",
+    "-c",
+    "-N",
+    "-H",
+    "-host",
+    "--host",
+    "-hostfile",
+    "--hostfile",
+    "-machinefile",
+    "--machinefile",
+    "-x",
+    "-ppn",
+    "-f",
+    "-wdir",
+    "-wd",
+    "--map-by",
+    "--bind-to",
+    "--rank-by",
+    "-npernode",
+    "--npernode",
+    "-npersocket",
+    "--npersocket",
+];
+const MPI_PAIR: &[&str] = &["-mca", "--mca", "-gmca", "--gmca", "-genv", "-env"];
+
+/// Inside a launcher's arguments, looking for the program it runs.
+struct Launcher {
+    value: &'static [&'static str],
+    pair: &'static [&'static str],
+    positionals: usize,
+    /// Words still to skip (an option's values).
+    skip: usize,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -463,11 +525,14 @@ struct Scanner {
     expect_pattern: bool,
     redirect_target: bool,
     function_name_next: bool,
+    /// After a launcher (`mpirun`, `numactl`, ...): its program is a command too.
+    launcher: Option<Launcher>,
 }
 
 impl Scanner {
     fn separator(&mut self, s: &str) {
         self.redirect_target = false;
+        self.launcher = None;
         if self.in_double_bracket {
             return;
         }
@@ -494,8 +559,14 @@ impl Scanner {
             return;
         }
         if self.skip_until_sep || !self.at_start {
-            if is_redirection(w) && !w.ends_with('&') && takes_target(w) {
-                self.redirect_target = true;
+            if is_redirection(w) {
+                if !w.ends_with('&') && takes_target(w) {
+                    self.redirect_target = true;
+                }
+                return;
+            }
+            if !self.skip_until_sep && self.launched(w) {
+                self.command_word(w, line, function_call);
             }
             return;
         }
@@ -509,6 +580,37 @@ impl Scanner {
             return;
         }
         self.command_word(w, line, function_call);
+    }
+
+    /// Whether `w`, an argument of a launcher, is the program it runs: options (and their
+    /// values), assignments and the launcher's leading positionals are not.
+    fn launched(&mut self, w: &str) -> bool {
+        let Some(l) = self.launcher.as_mut() else {
+            return false;
+        };
+        if l.skip > 0 {
+            l.skip -= 1;
+            return false;
+        }
+        if w.starts_with('-') {
+            if !w.contains('=') {
+                if l.value.contains(&w) {
+                    l.skip = 1;
+                } else if l.pair.contains(&w) {
+                    l.skip = 2;
+                }
+            }
+            return false;
+        }
+        if is_assignment(w) {
+            return false;
+        }
+        if l.positionals > 0 {
+            l.positionals -= 1;
+            return false;
+        }
+        self.launcher = None;
+        true
     }
 
     /// Words inside `[[ ]]`, redirection targets, `case` headers and patterns, function
@@ -552,8 +654,8 @@ impl Scanner {
             "[[" => self.in_double_bracket = true,
             "function" => self.function_name_next = true,
             _ if PREFIXES.contains(&w) => {
-                // the next word is a command again (skip options of env/nice/nohup)
-                if w == "env" || w == "nice" || w == "nohup" {
+                // the next word is a command again (skip options of env/nohup)
+                if w == "env" || w == "nohup" {
                     self.push(w, line);
                 }
             }
@@ -566,6 +668,21 @@ impl Scanner {
                 let function = self.functions.contains(w) || function_call;
                 if !(builtin || variable || relative || function || w.starts_with('-')) {
                     self.push(w, line);
+                }
+                let base = if w.starts_with('/') {
+                    w
+                } else {
+                    w.rsplit('/').next().unwrap_or(w)
+                };
+                if let Some(&(_, value, pair, positionals)) =
+                    LAUNCHERS.iter().find(|(n, ..)| *n == base || *n == w)
+                {
+                    self.launcher = Some(Launcher {
+                        value,
+                        pair,
+                        positionals,
+                        skip: 0,
+                    });
                 }
             }
         }
@@ -645,6 +762,44 @@ mod tests {
         assert_eq!(
             names("for ((i=0;i<n;i++)); do\n  hostname\ndone\n(( n = n + 1 ))\nx=$((n*2)) seq $x"),
             [("hostname".into(), 2), ("seq".into(), 5)]
+        );
+    }
+
+    /// The program a launcher runs is a command too: `mpirun -np 4 python3 run.py` needs
+    /// python3; option values, assignments and leading positionals are not programs.
+    #[test]
+    fn programs_behind_launchers() {
+        assert_eq!(
+            names(
+                "mpirun -np 4 python3 run.py\nmpiexec --mca btl self -x A=1 -n 2 numactl -C 0-3 R -f x\n\
+                 time ./a.out\nenv OMP_NUM_THREADS=4 ./a.out\ntimeout 60 perl x.pl\ntaskset -c 0-3 ruby x.rb\n\
+                 srun -n 4 --mpi=pmix julia x.jl\nnice -n 10 gzip big\nstdbuf -oL awk 1\n\
+                 /usr/bin/time -o t.txt bc -l\nmpirun ./solver\nls | xargs -n 1 wc -l"
+            ),
+            [
+                ("mpirun".into(), 1),
+                ("python3".into(), 1),
+                ("mpiexec".into(), 2),
+                ("numactl".into(), 2),
+                ("R".into(), 2),
+                ("env".into(), 4),
+                ("timeout".into(), 5),
+                ("perl".into(), 5),
+                ("taskset".into(), 6),
+                ("ruby".into(), 6),
+                ("srun".into(), 7),
+                ("julia".into(), 7),
+                ("nice".into(), 8),
+                ("gzip".into(), 8),
+                ("stdbuf".into(), 9),
+                ("awk".into(), 9),
+                ("/usr/bin/time".into(), 10),
+                ("bc".into(), 10),
+                ("mpirun".into(), 11),
+                ("ls".into(), 12),
+                ("xargs".into(), 12),
+                ("wc".into(), 12),
+            ]
         );
     }
 
