@@ -257,6 +257,10 @@ pub struct NeedsSettings {
     /// Follow weak dependencies (Recommends) too.
     #[serde(default)]
     pub weak_deps: bool,
+    /// Modules the site provides from a mounted software tree (glob patterns, `intel/*`):
+    /// `module load` of them needs nothing from the repositories.
+    #[serde(default)]
+    pub modules_from_host: Vec<String>,
 }
 
 /// Layer compression.

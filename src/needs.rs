@@ -33,6 +33,55 @@ pub const BUILTIN_HOST_PROVIDED: &[&str] = &[
 /// Directories searched for a bare command name, best first.
 pub const COMMAND_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
 
+/// Where environment-modules and Lmod look for modulefiles (EL's MODULEPATH).
+pub const MODULE_ROOTS: &[&str] = &[
+    "/usr/share/modulefiles",
+    "/usr/share/Modules/modulefiles",
+    "/etc/modulefiles",
+    "/usr/share/lmod/lmod/modulefiles/Core",
+];
+
+/// What makes `module` a command in a non-login shell: environment-modules' or Lmod's
+/// profile script (the wrapper points `BASH_ENV` at it).
+pub const MODULES_INIT: &[&str] = &[
+    "/etc/profile.d/modules.sh",
+    "/usr/share/Modules/init/bash",
+    "/usr/share/lmod/lmod/init/bash",
+];
+
+/// MPI launchers: required when the job has several slots or loads an MPI module.
+const MPI_LAUNCHERS: &[&str] = &["mpirun", "mpiexec", "mpiexec.hydra", "orterun"];
+
+/// The files that provide module `name`: a Tcl modulefile (or a directory of versions, for a
+/// bare name) or Lmod's `.lua`, under any [`MODULE_ROOTS`].
+pub fn modulefile_paths(name: &str) -> Vec<String> {
+    MODULE_ROOTS
+        .iter()
+        .flat_map(|r| [format!("{r}/{name}"), format!("{r}/{name}.lua")])
+        .collect()
+}
+
+/// The directories module `name` puts first in `PATH`, by EL's convention for its MPI
+/// stacks: `mpi/<stack>-<arch>` (`mpi/openmpi-x86_64`) → `/usr/lib64/<stack>/bin`.
+pub fn module_bin_dirs(name: &str) -> Vec<String> {
+    match name.strip_prefix("mpi/") {
+        Some(rest) => {
+            let stack = rest.split('/').next().unwrap_or(rest);
+            let stack = stack
+                .rsplit_once('-')
+                .filter(|(_, arch)| {
+                    ["x86_64", "aarch64", "ppc64le", "s390x", "i386"].contains(arch)
+                })
+                .map_or(stack, |(s, _)| s);
+            vec![
+                format!("/usr/lib64/{stack}/bin"),
+                format!("/usr/lib/{stack}/bin"),
+            ]
+        }
+        None => Vec::new(),
+    }
+}
+
 /// Why a job's needs cannot be found.
 #[derive(Debug, thiserror::Error)]
 pub enum NeedsError {
@@ -381,24 +430,18 @@ impl LoaderWalk<'_> {
 }
 
 /// Commands the script runs (optional: a command may be a site's or the job's own).
-fn command_needs(job: &JobSpec, script_name: &str, c: &mut Collector) {
-    let body = job.body_line.map(|l| l as usize - 1).unwrap_or(0);
-    let lines = match std::fs::read(&job.script) {
-        Ok(bytes) => crate::job::lexer::normalise_lines(&String::from_utf8_lossy(&bytes)),
-        Err(_) => Vec::new(),
-    };
-    for cmd in commands::scan(&lines, body) {
-        let origin = format!("{script_name} line {}: {}", cmd.line, cmd.name);
-        if cmd.name.starts_with('/') {
-            c.add(
-                NeedKind::File(usrmove_alternatives(&cmd.name)),
-                origin,
-                true,
-            );
-        } else {
-            c.add(NeedKind::Command(cmd.name), origin, true);
-        }
-    }
+/// The job's slots (MPI ranks) as its resources give them.
+fn slots(job: &JobSpec) -> u32 {
+    let r = &job.resources;
+    r.select
+        .as_ref()
+        .map(|s| s.slots())
+        .or(r.nodes.as_ref().map(|n| n.slots()))
+        .or(r.mppwidth)
+        .or(r.procs)
+        .or(r.ncpus)
+        .or(r.size)
+        .unwrap_or(1)
 }
 
 /// A `[needs] extra` entry that is not a path: a capability (`libc.so.6`, `zlib(x86-32)`,
@@ -465,7 +508,7 @@ impl NeedsAnalyzer<'_> {
             .unwrap_or_else(|| "job.sh".into());
         let mut c = Collector::default();
         self.interpreter_needs(job, &script_name, &mut c);
-        command_needs(job, &script_name, &mut c);
+        self.command_needs(job, &script_name, &mut c);
         let binary = match &job.binary {
             Some(bin) => Some(self.binary_needs(job, bin, repo_arch, &mut c)?),
             None => None,
@@ -594,6 +637,62 @@ impl NeedsAnalyzer<'_> {
         }
         walk.capabilities(c);
         Ok(walk.out)
+    }
+
+    /// The modules the script loads (their modulefiles and the `module` command, required),
+    /// and the commands it runs (optional, as clusters mount programs too; an MPI launcher is
+    /// required when the job has several slots or loads an MPI module). After an MPI module
+    /// load, commands are looked for in its `bin` directory first.
+    fn command_needs(&self, job: &JobSpec, script_name: &str, c: &mut Collector) {
+        let body = job.body_line.map(|l| l as usize - 1).unwrap_or(0);
+        let lines = match std::fs::read(&job.script) {
+            Ok(bytes) => crate::job::lexer::normalise_lines(&String::from_utf8_lossy(&bytes)),
+            Err(_) => Vec::new(),
+        };
+        let mut module_bins: Vec<String> = Vec::new();
+        let mut mpi_module = false;
+        let modules = commands::module_loads(&lines, body);
+        for m in &modules {
+            let origin = format!("{script_name} line {}: module load {}", m.line, m.name);
+            if self
+                .settings
+                .modules_from_host
+                .iter()
+                .any(|p| glob_match(p, &m.name))
+            {
+                continue;
+            }
+            c.add(NeedKind::File(modulefile_paths(&m.name)), origin, false);
+            module_bins.extend(module_bin_dirs(&m.name));
+            mpi_module |= m.name.starts_with("mpi/")
+                || m.name.split('/').next().is_some_and(|n| n.contains("mpi"));
+        }
+        if let Some(first) = modules.first() {
+            c.add(
+                NeedKind::File(MODULES_INIT.iter().map(|p| p.to_string()).collect()),
+                format!("{script_name} line {}: module", first.line),
+                false,
+            );
+        }
+        let several_slots = slots(job) > 1;
+        for cmd in commands::scan(&lines, body) {
+            let origin = format!("{script_name} line {}: {}", cmd.line, cmd.name);
+            let required =
+                MPI_LAUNCHERS.contains(&cmd.name.as_str()) && (several_slots || mpi_module);
+            let kind = if cmd.name.starts_with('/') {
+                NeedKind::File(usrmove_alternatives(&cmd.name))
+            } else if !module_bins.is_empty() {
+                let mut paths: Vec<String> = module_bins
+                    .iter()
+                    .map(|d| format!("{d}/{}", cmd.name))
+                    .collect();
+                paths.extend(COMMAND_DIRS.iter().map(|d| format!("{d}/{}", cmd.name)));
+                NeedKind::File(paths)
+            } else {
+                NeedKind::Command(cmd.name)
+            };
+            c.add(kind, origin, !required);
+        }
     }
 
     /// `[needs] extra`: paths and capabilities named in the configuration.

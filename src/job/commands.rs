@@ -90,6 +90,63 @@ const BUILTINS: &[&str] = &[
     "ml",
 ];
 
+/// `ml` subcommands that load nothing (`ml X` alone loads X).
+const ML_OTHER: &[&str] = &[
+    "avail", "list", "purge", "spider", "show", "help", "save", "restore", "swap", "unload", "del",
+    "rm", "whatis", "keyword", "savelist", "describe", "reset", "use", "unuse", "refresh",
+    "update", "overview", "-t",
+];
+
+/// The modules a script loads (`module load|add|try-load X…`, `ml [load] X…`), with their
+/// lines, in order. Names starting with `$` (not known before the job runs) and options are
+/// left out.
+pub(crate) fn module_loads(lines: &[String], first: usize) -> Vec<CommandUse> {
+    let toks = tokenize(lines, first);
+    let mut out = Vec::new();
+    let mut at_start = true;
+    let mut i = 0;
+    while i < toks.len() {
+        let (w, line) = match &toks[i] {
+            Tok::Sep(..) => {
+                at_start = true;
+                i += 1;
+                continue;
+            }
+            Tok::Word(w, line) => (w.as_str(), *line),
+        };
+        i += 1;
+        if !at_start {
+            continue;
+        }
+        if is_assignment(w) || KEYWORDS.contains(&w) {
+            continue;
+        }
+        at_start = false;
+        if w != "module" && w != "ml" {
+            continue;
+        }
+        let mut words = Vec::new();
+        while let Some(Tok::Word(x, _)) = toks.get(i) {
+            words.push(x.as_str());
+            i += 1;
+        }
+        let loads: &[&str] = match (w, words.first().copied()) {
+            (_, Some("load" | "add" | "try-load" | "try-add")) => &words[1..],
+            ("ml", Some(sub)) if !ML_OTHER.contains(&sub) && !sub.starts_with('-') => &words,
+            _ => &[],
+        };
+        for m in loads {
+            if !m.starts_with('-') && !m.starts_with('$') && !m.is_empty() {
+                out.push(CommandUse {
+                    name: (*m).to_owned(),
+                    line,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Words after which the next word is again a command.
 const PREFIXES: &[&str] = &["exec", "command", "time", "builtin", "!", "nohup", "env"];
 
@@ -799,6 +856,29 @@ mod tests {
                 ("ls".into(), 12),
                 ("xargs".into(), 12),
                 ("wc".into(), 12),
+            ]
+        );
+    }
+
+    #[test]
+    fn module_loads_are_found() {
+        let lines: Vec<String> = "module load mpi/openmpi-x86_64\nml gcc openmpi\nml list\n\
+             if true; then module add fftw/3 $X; fi\nmodule avail\nml load R/4\nml -gcc"
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let found: Vec<(String, u32)> = module_loads(&lines, 0)
+            .into_iter()
+            .map(|c| (c.name, c.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("mpi/openmpi-x86_64".into(), 1),
+                ("gcc".into(), 2),
+                ("openmpi".into(), 2),
+                ("fftw/3".into(), 4),
+                ("R/4".into(), 6),
             ]
         );
     }

@@ -80,6 +80,13 @@ if [ -n "${PBSIMAGE_CHDIR:-}" ]; then
     }
 fi
 
+# `module` in a non-login bash, as on the cluster's compute nodes: environment-modules' (or
+# Lmod's) profile script, read by bash at start through BASH_ENV.
+if [ -z "${BASH_ENV:-}" ] && [ -r /etc/profile.d/modules.sh ]; then
+    BASH_ENV=/etc/profile.d/modules.sh
+    export BASH_ENV
+fi
+
 # PBS_NODEFILE: one line per slot. (TMPDIR is an emptyDir; no mkdir needed or assumed.)
 [ -d "$tmp" ] || tmp=/tmp
 nodefile=$tmp/pbs_nodefile

@@ -663,3 +663,31 @@ fn a_job_over_its_memory_limit_is_killed_and_reported() {
     // container's first one, the wrapper, which reports it.)
     assert!(p.stderr.contains("killed by signal 9"), "{p:?}");
 }
+
+/// `module load mpi/openmpi-x86_64` then `mpirun -np 2 ./hello` under the runtime, as uid 1000
+/// in a non-login bash: the wrapper's BASH_ENV gives the script `module`, the module puts the
+/// stack's bin on PATH, and its launcher starts both ranks. (The fixture's launcher is a
+/// stand-in that runs the ranks one after the other; real Open MPI is issue 16's next step.)
+#[test]
+fn a_module_loaded_launcher_runs_its_ranks() {
+    let e = setup();
+    let d = e.job(
+        "ranks",
+        &[
+            (
+                "hello.c",
+                "#include <stdio.h>\n#include <stdlib.h>\nint main(void) { const char *r = getenv(\"OMPI_COMM_WORLD_RANK\"), *n = getenv(\"OMPI_COMM_WORLD_SIZE\"); printf(\"rank %s of %s\\n\", r ? r : \"?\", n ? n : \"?\"); return 0; }\n",
+            ),
+            (
+                "job.sh",
+                "#!/bin/bash\n#PBS -N ranks\n#PBS -l nodes=1:ppn=2\n#PBS -B hello\nmodule load mpi/openmpi-x86_64\necho \"MPI_HOME=$MPI_HOME\"\nmpirun -np 2 ./hello\n",
+            ),
+        ],
+    );
+    cc(&d, &["-O2", "-o", "hello", "hello.c"]);
+    let (v, out, _) = e.run(&d.join("job.sh"), &[]);
+    assert_eq!(
+        out, "MPI_HOME=/usr/lib64/openmpi\nrank 0 of 2\nrank 1 of 2\n",
+        "{v}"
+    );
+}

@@ -12,6 +12,7 @@ mod hostile;
 mod http;
 mod layer;
 mod layering;
+mod modules;
 mod podman;
 mod props;
 mod push;
