@@ -58,11 +58,68 @@ pub enum CatalogError {
         /// The file concerned.
         path: PathBuf,
     },
+    /// `--shard` is not `I/N` with 1 ≤ I ≤ N.
+    #[error("--shard `{0}` is not I/N with 1 <= I <= N")]
+    Shard(String),
+}
+
+/// One shard of a catalog (`--shard I/N`): the jobs whose script path, relative to the
+/// catalog, hashes to `I - 1` modulo `N`. The assignment depends on the path alone, so N
+/// builders given 1/N … N/N build every job exactly once, whatever machine they run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: u32,
+    /// How many shards.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `I/N`.
+    pub fn parse(s: &str) -> Result<Shard, CatalogError> {
+        let bad = || CatalogError::Shard(s.to_owned());
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether the job at `key` (its script's path relative to the catalog, `/`-separated)
+    /// is in this shard.
+    pub fn contains(&self, key: &str) -> bool {
+        let h = crate::digest::sha256_hex_of(key.as_bytes());
+        let n = u64::from_str_radix(&h[..16], 16).expect("hex digits");
+        n % u64::from(self.count) == u64::from(self.index - 1)
+    }
+
+    /// The jobs of `jobs` in this shard, keyed by their path below `root`.
+    pub fn select(&self, jobs: Vec<CatalogJob>, root: &Path) -> Vec<CatalogJob> {
+        jobs.into_iter()
+            .filter(|j| {
+                let rel = j.script.strip_prefix(root).unwrap_or(&j.script);
+                let key: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                self.contains(&key.join("/"))
+            })
+            .collect()
+    }
 }
 
 impl crate::hint::Hint for CatalogError {
     fn hint(&self) -> Option<String> {
         match self {
+            CatalogError::Shard(_) => Some(
+                "shards are numbered from 1: --shard 1/3, --shard 2/3 and --shard 3/3 build a \
+                 catalog on three machines"
+                    .into(),
+            ),
             CatalogError::Empty { .. } => Some(
                 "a catalog directory holds one directory per job (with job.sh, or a .pbs or .sh \
                  script with #PBS lines), or use a catalog.toml with [[job]] script = \"...\""

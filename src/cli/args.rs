@@ -329,6 +329,10 @@ pub(crate) struct CatalogArgs {
     /// Also write a DaemonSet that pre-pulls every image onto every node.
     #[arg(long, value_name = "FILE")]
     pub(crate) prepull: Option<PathBuf>,
+    /// Build only shard I of N (jobs assigned by their path in the catalog, so N builders
+    /// cover every job exactly once); they meet only in the registry.
+    #[arg(long, value_name = "I/N")]
+    pub(crate) shard: Option<String>,
     #[command(flatten)]
     pub(crate) image: ImageArgs,
     /// Print the summary as JSON.

@@ -8,7 +8,16 @@ use super::{Env, Result};
 use crate::ops::catalog::{BuildOptions, CatalogReport, CatalogRun, JobRow};
 
 pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
-    let jobs = crate::catalog::discover(&args.catalog)?;
+    let mut jobs = crate::catalog::discover(&args.catalog)?;
+    let root = if args.catalog.is_dir() {
+        args.catalog.clone()
+    } else {
+        args.catalog.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    if let Some(s) = &args.shard {
+        let shard = crate::catalog::Shard::parse(s)?;
+        jobs = shard.select(jobs, &root);
+    }
     let mut ctx = env.context(args.image.offline)?;
     // Per-stage bars would interleave across jobs; the catalog shows its own spinner.
     ctx.reporter = std::sync::Arc::new(crate::progress::Silent);
@@ -36,11 +45,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             layout,
-            root: if args.catalog.is_dir() {
-                args.catalog.clone()
-            } else {
-                args.catalog.parent().map(PathBuf::from).unwrap_or_default()
-            },
+            root,
             locked,
             user: crate::kube::JobUser::new(&ctx.config.settings.kube, manifests.run_as),
         },

@@ -547,3 +547,75 @@ fn a_catalog_lock_records_every_job_and_refuses_drift() {
         "{failed}"
     );
 }
+
+/// `--shard I/N`: N builders with their own caches, meeting only in the registry, build every
+/// job exactly once and give the digests one process gives; a bad shard spec is refused.
+#[test]
+fn shards_cover_the_catalog_once_with_the_same_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("catalog");
+    for i in 0..12 {
+        let d = cat.join(format!("job-{i:02}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("job.sh"),
+            format!("#!/bin/bash\n#PBS -N job-{i:02}\necho {i}\n"),
+        )
+        .unwrap();
+    }
+    // One process, one registry.
+    let one = crate::build::Registry::start();
+    let cache = dir.path().join("cache-one");
+    let cfg = config(dir.path(), &cache, Some(&one.host));
+    let (ok, v) = run_catalog(&cfg, &cat, &["--push", &one.host]);
+    assert!(ok, "{v}");
+    let all = digests(&v);
+    assert_eq!(all.len(), 12);
+    // Three shards at once, each with its own cache, into another registry.
+    let shared = crate::build::Registry::start();
+    let children: Vec<_> = (1..=3)
+        .map(|i| {
+            let d = dir.path().join(format!("shard-{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let cfg = config(&d, &d.join("cache"), Some(&shared.host));
+            Command::new(env!("CARGO_BIN_EXE_pbsimage"))
+                .args(["-q", "--config", cfg.to_str().unwrap(), "catalog", "--json"])
+                .args(["--push", &shared.host, "--shard", &format!("{i}/3")])
+                .arg(&cat)
+                .env("NO_COLOR", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for (job, digest) in digests(&v) {
+            assert!(
+                seen.insert(job.clone(), digest).is_none(),
+                "{job} built twice"
+            );
+        }
+    }
+    assert_eq!(
+        seen, all,
+        "the shards together are the catalog, with the same digests"
+    );
+    // Bad specs.
+    for bad in ["3/2", "0/3", "1", "a/b"] {
+        let o = pbsimage(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "catalog",
+            "--shard",
+            bad,
+            cat.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{bad}");
+        assert!(stderr(&o).contains("is not I/N"), "{bad}: {}", stderr(&o));
+    }
+}
