@@ -63,6 +63,24 @@ pub enum CatalogError {
     Shard(String),
 }
 
+/// The revision of a catalog: sha256 of its jobs' script paths relative to `root`, sorted
+/// (shard reports of the same revision can be merged).
+pub fn revision(jobs: &[CatalogJob], root: &Path) -> String {
+    let mut keys: Vec<String> = jobs.iter().map(|j| job_key(&j.script, root)).collect();
+    keys.sort();
+    crate::digest::sha256_hex_of(keys.join("\n").as_bytes())
+}
+
+/// A job's script path relative to the catalog, `/`-separated.
+fn job_key(script: &Path, root: &Path) -> String {
+    let rel = script.strip_prefix(root).unwrap_or(script);
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.join("/")
+}
+
 /// One shard of a catalog (`--shard I/N`): the jobs whose script path, relative to the
 /// catalog, hashes to `I - 1` modulo `N`. The assignment depends on the path alone, so N
 /// builders given 1/N … N/N build every job exactly once, whatever machine they run on.
@@ -100,14 +118,7 @@ impl Shard {
     /// The jobs of `jobs` in this shard, keyed by their path below `root`.
     pub fn select(&self, jobs: Vec<CatalogJob>, root: &Path) -> Vec<CatalogJob> {
         jobs.into_iter()
-            .filter(|j| {
-                let rel = j.script.strip_prefix(root).unwrap_or(&j.script);
-                let key: Vec<String> = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                self.contains(&key.join("/"))
-            })
+            .filter(|j| self.contains(&job_key(&j.script, root)))
             .collect()
     }
 }

@@ -73,9 +73,25 @@ pub(crate) enum Command {
     Keygen(KeygenArgs),
     /// Check an image's sigstore signature against a public key.
     Verify(VerifyArgs),
+    /// Merge the `catalog --shard I/N --json` reports of a catalog's shards into one report
+    /// (and its pre-pull DaemonSet).
+    CatalogMerge(MergeArgs),
     /// Write what a cluster needs to admit only images signed by a key: podman/CRI-O
     /// policy.json and registries.d, and a Kyverno ClusterPolicy.
     Policy(PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The shard reports (`catalog --json` output), one file each.
+    #[arg(required = true)]
+    pub(crate) reports: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the pre-pull DaemonSet of every image.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) prepull: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     } else {
         args.catalog.parent().map(PathBuf::from).unwrap_or_default()
     };
+    let revision = crate::catalog::revision(&jobs, &root);
     if let Some(s) = &args.shard {
         let shard = crate::catalog::Shard::parse(s)?;
         jobs = shard.select(jobs, &root);
@@ -55,6 +56,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         lock_out: args.lock.clone(),
         prepull: args.prepull.clone(),
         sign,
+        catalog: (revision, args.shard.clone()),
     };
     let spinner =
         super::progress::spinner(env.printer.quiet, &format!("building {} jobs", jobs.len()));
@@ -162,4 +164,43 @@ fn table(rows: &[JobRow]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `pbsimage catalog-merge`: the shard reports as one catalog report.
+pub(super) fn merge(args: &super::args::MergeArgs, env: &Env<'_>) -> Result<()> {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let bad = |why: String| crate::ops::catalog::MergeError::Read {
+            path: path.clone(),
+            why,
+        };
+        let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let report: CatalogReport = serde_json::from_slice(&text)
+            .map_err(|e| bad(format!("not a catalog --json report: {e}")))?;
+        reports.push((path.clone(), report));
+    }
+    let report = crate::ops::catalog::merge(reports)?;
+    if let Some(path) = &args.prepull {
+        let config = env.config()?;
+        let k = &config.settings.kube;
+        let run_as = crate::kube::RunAs::resolve(None, k.run_as_user, k.run_as_group)?;
+        let images: Vec<(String, String)> = report
+            .jobs
+            .iter()
+            .filter_map(|j| Some((j.job.clone(), j.reference.clone()?)))
+            .collect();
+        let yaml = crate::kube::prepull_daemonset(
+            "pbsimage-prepull",
+            k.namespace.as_deref(),
+            &images,
+            run_as,
+        )?;
+        crate::ops::outputs::write_file(path, yaml.as_bytes())?;
+    }
+    if args.json {
+        env.printer.json(&report);
+    } else {
+        env.printer.data(&summary(&report));
+    }
+    Ok(())
 }

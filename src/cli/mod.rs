@@ -174,6 +174,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Manifest(a) => manifest::exec(a, &env),
         Command::Keygen(a) => sign::keygen(a, &env),
         Command::Verify(a) => sign::verify(a, &env),
+        Command::CatalogMerge(a) => catalog::merge(a, &env),
         Command::Policy(a) => sign::policy(a, &env),
     }
 }

@@ -28,21 +28,21 @@ use crate::resolve::Resolution;
 use crate::resolve::lock::{CatalogLock, Lock};
 
 /// Why a job of a catalog failed: the stage, the error with its causes, and a hint.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobFailure {
-    /// `parse`, `needs`, `resolve`, `lock`, `build`, `push` or `manifest`.
-    pub stage: &'static str,
+    /// `parse`, `needs`, `resolve`, `lock`, `build`, `push`, `sign`, `attach` or `manifest`.
+    pub stage: String,
     /// The error and its causes, on one line.
     pub error: String,
     /// What to do about it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
 impl JobFailure {
     fn new<E: std::error::Error + Hint>(stage: &'static str, e: &E) -> JobFailure {
         JobFailure {
-            stage,
+            stage: stage.to_owned(),
             error: chain(e),
             hint: e.hint(),
         }
@@ -212,7 +212,7 @@ fn check_locked(locked: &CatalogLock, key: &str, lock: &Lock) -> Result<(), JobF
         return Ok(());
     }
     Err(JobFailure {
-        stage: "lock",
+        stage: "lock".into(),
         error: format!(
             "--locked: the resolution differs from the lock: {}",
             drift.join("; ")
@@ -239,7 +239,7 @@ fn popularity(resolved: &[ResolvedJob]) -> Popularity {
 
 /// What nodes pull: with layer reuse (each distinct blob once) against the paper's method
 /// (every job's whole image to every node).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Distribution {
     /// Bytes a node pulls to run every job once, reusing layers.
     pub with_reuse: u64,
@@ -270,14 +270,21 @@ pub fn distribution(images: &[&Built]) -> Distribution {
             }
         }
     }
-    Distribution {
-        with_reuse,
-        full_images: full,
-        ratio: if full == 0 {
-            0.0
-        } else {
-            with_reuse as f64 / full as f64
-        },
+    Distribution::of(with_reuse, full)
+}
+
+impl Distribution {
+    /// `with_reuse` against `full_images` bytes.
+    fn of(with_reuse: u64, full_images: u64) -> Distribution {
+        Distribution {
+            with_reuse,
+            full_images,
+            ratio: if full_images == 0 {
+                0.0
+            } else {
+                with_reuse as f64 / full_images as f64
+            },
+        }
     }
 }
 
@@ -299,17 +306,17 @@ pub fn layer_counts(images: &[&Built]) -> BTreeMap<String, usize> {
 }
 
 /// One job's row of the catalog report.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobRow {
     /// The job's name (`-N`), or its directory when it could not be parsed.
     pub job: String,
     /// Its script.
     pub script: PathBuf,
     /// The digest-pinned reference (with the registry host once pushed).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     /// The image manifest's digest.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<String>,
     /// Layers in the image.
     pub layers: usize,
@@ -322,16 +329,26 @@ pub struct JobRow {
     /// Seconds spent on this job.
     pub seconds: f64,
     /// Where its manifest went.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_out: Option<PathBuf>,
     /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<JobFailure>,
+    /// Its layers' digests and sizes, bottom to top, then its config's: what
+    /// [`merge`] recomputes sharing and distribution from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<(String, u64)>,
 }
 
 /// What `pbsimage catalog` did (its `--json` output).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CatalogReport {
+    /// The catalog's revision: sha256 of its jobs' paths (all of them, whatever the shard).
+    #[serde(default)]
+    pub catalog: String,
+    /// `I/N` when one shard was built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// One row per job, in catalog order.
     pub jobs: Vec<JobRow>,
     /// Jobs built (and pushed, and their manifests written).
@@ -372,6 +389,8 @@ pub struct CatalogRun {
     pub prepull: Option<PathBuf>,
     /// Sign every pushed image with this key (after all the manifests).
     pub sign: Option<crate::sign::PrivateKey>,
+    /// The catalog's revision ([`crate::catalog::revision`]) and the shard built, if one.
+    pub catalog: (String, Option<String>),
 }
 
 /// Builds, pushes and writes the outputs of every job of a catalog; the report has a row per
@@ -452,6 +471,8 @@ pub fn run(
     let distribution = distribution(&ok_images);
     let failed = rows.iter().filter(|r| r.failure.is_some()).count();
     Ok(CatalogReport {
+        catalog: run.catalog.0.clone(),
+        shard: run.catalog.1.clone(),
         succeeded: rows.len() - failed,
         failed,
         layout: run.build.layout.clone(),
@@ -466,6 +487,144 @@ pub fn run(
         distribution,
         seconds: started.elapsed().as_secs_f64(),
         jobs: rows,
+    })
+}
+
+/// Why shard reports cannot be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A report cannot be read.
+    #[error("cannot read the shard report {}: {why}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// Reports of different catalog revisions.
+    #[error("{} is a report of another catalog revision ({theirs}, not {ours} as {})", path.display(), first.display())]
+    Revision {
+        /// The odd report.
+        path: PathBuf,
+        /// The first report.
+        first: PathBuf,
+        /// Their revision.
+        theirs: String,
+        /// The first's.
+        ours: String,
+    },
+    /// A job in two reports.
+    #[error("job {} is in two shard reports ({})", script.display(), path.display())]
+    Twice {
+        /// The job's script.
+        script: PathBuf,
+        /// The second report naming it.
+        path: PathBuf,
+    },
+}
+
+impl Hint for MergeError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            MergeError::Revision { .. } => Some(
+                "merge the reports of one run: every shard built from the same catalog (its \
+                 jobs' paths)"
+                    .into(),
+            ),
+            MergeError::Twice { .. } => {
+                Some("give each shard's report once; shards I/N of one N never overlap".into())
+            }
+            MergeError::Read { .. } => {
+                Some("give the files `pbsimage catalog --shard I/N --json` printed".into())
+            }
+        }
+    }
+}
+
+/// Merges the reports of a catalog's shards into the report one process would have given:
+/// the jobs in catalog order, layer sharing, distinct layers and the distribution computed
+/// over all of them (`seconds` is the slowest shard's). The reports must be of the same
+/// catalog revision, and no job may be in two.
+pub fn merge(reports: Vec<(PathBuf, CatalogReport)>) -> Result<CatalogReport, MergeError> {
+    let Some((first_path, first)) = reports.first().cloned() else {
+        return Err(MergeError::Read {
+            path: PathBuf::from("-"),
+            why: "no reports given".into(),
+        });
+    };
+    let mut jobs: Vec<JobRow> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let (mut bytes_pushed, mut seconds, mut pushed) = (0, 0.0f64, false);
+    for (path, r) in &reports {
+        if r.catalog != first.catalog {
+            return Err(MergeError::Revision {
+                path: path.clone(),
+                first: first_path.clone(),
+                theirs: r.catalog.clone(),
+                ours: first.catalog.clone(),
+            });
+        }
+        for j in &r.jobs {
+            if !seen.insert(j.script.clone()) {
+                return Err(MergeError::Twice {
+                    script: j.script.clone(),
+                    path: path.clone(),
+                });
+            }
+            jobs.push(j.clone());
+        }
+        bytes_pushed += r.bytes_pushed;
+        seconds = seconds.max(r.seconds);
+        pushed |= r.pushed;
+    }
+    jobs.sort_by(|a, b| a.script.cmp(&b.script));
+    // Layers (not configs) shared between images, over every shard.
+    let layer_sets: Vec<BTreeSet<String>> = jobs
+        .iter()
+        .map(|j| {
+            j.blobs
+                .iter()
+                .take(j.layers)
+                .map(|(d, _)| d.clone())
+                .collect()
+        })
+        .collect();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for set in &layer_sets {
+        for d in set {
+            *counts.entry(d.clone()).or_default() += 1;
+        }
+    }
+    let (mut with_reuse, mut full) = (0u64, 0u64);
+    let mut distinct = BTreeSet::new();
+    for (j, set) in jobs.iter_mut().zip(&layer_sets) {
+        if j.failure.is_some() {
+            continue;
+        }
+        let shared = set.iter().filter(|d| counts[d.as_str()] > 1).count();
+        j.layers_shared = shared;
+        j.layers_own = j.layers - shared;
+        for (d, size) in &j.blobs {
+            full += size;
+            if distinct.insert(d.clone()) {
+                with_reuse += size;
+            }
+        }
+    }
+    let failed = jobs.iter().filter(|j| j.failure.is_some()).count();
+    Ok(CatalogReport {
+        catalog: first.catalog.clone(),
+        shard: None,
+        succeeded: jobs.len() - failed,
+        failed,
+        layout: first.layout.clone(),
+        unique_layers: counts.len(),
+        unique_bytes: with_reuse,
+        bytes_pushed,
+        pushed,
+        distribution: Distribution::of(with_reuse, full),
+        seconds,
+        jobs,
     })
 }
 
@@ -568,6 +727,7 @@ fn failed_row(job: &CatalogJob, f: &JobFailure) -> JobRow {
         seconds: 0.0,
         manifest_out: None,
         failure: Some(f.clone()),
+        blobs: Vec::new(),
     }
 }
 
@@ -599,6 +759,14 @@ fn built_row(
         seconds: jb.seconds,
         manifest_out: None,
         failure: None,
+        blobs: layers
+            .iter()
+            .map(|l| (l.layer.digest.to_string(), l.layer.size))
+            .chain(std::iter::once((
+                b.image.config_digest.clone(),
+                b.image.config.len() as u64,
+            )))
+            .collect(),
     }
 }
 

@@ -590,7 +590,8 @@ fn shards_cover_the_catalog_once_with_the_same_digests() {
         })
         .collect();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for c in children {
+    let mut reports = Vec::new();
+    for (i, c) in children.into_iter().enumerate() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -600,10 +601,95 @@ fn shards_cover_the_catalog_once_with_the_same_digests() {
                 "{job} built twice"
             );
         }
+        let f = dir.path().join(format!("shard-{}.json", i + 1));
+        std::fs::write(&f, &o.stdout).unwrap();
+        reports.push(f);
     }
     assert_eq!(
         seen, all,
         "the shards together are the catalog, with the same digests"
+    );
+    // Merged, the shard reports are the single-process report (timings and bytes sent aside).
+    let prepull = dir.path().join("prepull.yaml");
+    let mut args = vec![
+        "catalog-merge",
+        "--json",
+        "--prepull",
+        prepull.to_str().unwrap(),
+    ];
+    args.extend(reports.iter().map(|r| r.to_str().unwrap()));
+    let o = pbsimage(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let merged: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fields = |r: &serde_json::Value| {
+        let jobs: Vec<serde_json::Value> = r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                serde_json::json!([
+                    j["job"],
+                    j["manifest_digest"],
+                    j["layers"],
+                    j["layers_shared"],
+                    j["layers_own"]
+                ])
+            })
+            .collect();
+        serde_json::json!([
+            r["catalog"],
+            jobs,
+            r["succeeded"],
+            r["failed"],
+            r["unique_layers"],
+            r["unique_bytes"],
+            r["distribution"]
+        ])
+    };
+    assert_eq!(fields(&merged), fields(&v));
+    assert!(
+        std::fs::read_to_string(&prepull)
+            .unwrap()
+            .contains("kind: DaemonSet")
+    );
+    // A report of another catalog revision is refused, naming the file; so is a shard given
+    // twice.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(other.join("x")).unwrap();
+    std::fs::write(other.join("x/job.sh"), "#!/bin/bash\necho x\n").unwrap();
+    let (ok, w) = run_catalog(&cfg, &other, &[]);
+    assert!(ok, "{w}");
+    let f = dir.path().join("other.json");
+    std::fs::write(&f, w.to_string()).unwrap();
+    let o = pbsimage(&[
+        "catalog-merge",
+        reports[0].to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("another catalog revision"),
+        "{}",
+        stderr(&o)
+    );
+    let nonempty = reports
+        .iter()
+        .find(|r| {
+            std::fs::read_to_string(r)
+                .unwrap()
+                .contains("manifest_digest")
+        })
+        .unwrap();
+    let o = pbsimage(&[
+        "catalog-merge",
+        nonempty.to_str().unwrap(),
+        nonempty.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is in two shard reports"),
+        "{}",
+        stderr(&o)
     );
     // Bad specs.
     for bad in ["3/2", "0/3", "1", "a/b"] {
