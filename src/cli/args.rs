@@ -92,6 +92,12 @@ pub(crate) struct MergeArgs {
     /// Also write the pre-pull DaemonSet of every image.
     #[arg(long, value_name = "FILE")]
     pub(crate) prepull: Option<PathBuf>,
+    /// A shard's lock (`catalog --shard I/N --lock FILE`), once per shard.
+    #[arg(long = "lock", value_name = "FILE", requires = "lock_out")]
+    pub(crate) locks: Vec<PathBuf>,
+    /// Write the shards' locks, merged, here.
+    #[arg(long, value_name = "FILE", requires = "locks")]
+    pub(crate) lock_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

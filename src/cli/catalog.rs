@@ -180,6 +180,18 @@ pub(super) fn merge(args: &super::args::MergeArgs, env: &Env<'_>) -> Result<()> 
         reports.push((path.clone(), report));
     }
     let report = crate::ops::catalog::merge(reports)?;
+    if let Some(out) = &args.lock_out {
+        let mut locks = Vec::new();
+        for path in &args.locks {
+            locks.push(crate::ops::outputs::read_catalog_lock(path)?);
+        }
+        let merged = crate::resolve::lock::CatalogLock::merge(locks).map_err(|job| {
+            anyhow::anyhow!(
+                "job `{job}` is in two of the shards' locks; give each shard's lock once"
+            )
+        })?;
+        crate::ops::outputs::write_catalog_lock(out, &merged)?;
+    }
     if let Some(path) = &args.prepull {
         let config = env.config()?;
         let k = &config.settings.kube;

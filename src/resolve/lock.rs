@@ -143,4 +143,14 @@ impl CatalogLock {
     pub fn job(&self, key: &str) -> Option<&Lock> {
         self.jobs.iter().find(|l| l.job == key)
     }
+
+    /// The shards' locks as one, jobs in key order. A job in two locks is an error: its key.
+    pub fn merge(locks: Vec<CatalogLock>) -> Result<CatalogLock, String> {
+        let mut jobs: Vec<Lock> = locks.into_iter().flat_map(|l| l.jobs).collect();
+        jobs.sort_by(|a, b| a.job.cmp(&b.job));
+        if let Some(w) = jobs.windows(2).find(|w| w[0].job == w[1].job) {
+            return Err(w[0].job.clone());
+        }
+        Ok(CatalogLock { version: 1, jobs })
+    }
 }

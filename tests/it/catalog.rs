@@ -567,7 +567,12 @@ fn shards_cover_the_catalog_once_with_the_same_digests() {
     let one = crate::build::Registry::start();
     let cache = dir.path().join("cache-one");
     let cfg = config(dir.path(), &cache, Some(&one.host));
-    let (ok, v) = run_catalog(&cfg, &cat, &["--push", &one.host]);
+    let one_lock = dir.path().join("one.lock");
+    let (ok, v) = run_catalog(
+        &cfg,
+        &cat,
+        &["--push", &one.host, "--lock", one_lock.to_str().unwrap()],
+    );
     assert!(ok, "{v}");
     let all = digests(&v);
     assert_eq!(all.len(), 12);
@@ -580,7 +585,14 @@ fn shards_cover_the_catalog_once_with_the_same_digests() {
             let cfg = config(&d, &d.join("cache"), Some(&shared.host));
             Command::new(env!("CARGO_BIN_EXE_pbsimage"))
                 .args(["-q", "--config", cfg.to_str().unwrap(), "catalog", "--json"])
-                .args(["--push", &shared.host, "--shard", &format!("{i}/3")])
+                .args([
+                    "--push",
+                    &shared.host,
+                    "--shard",
+                    &format!("{i}/3"),
+                    "--lock",
+                ])
+                .arg(dir.path().join(format!("shard-{i}.lock")))
                 .arg(&cat)
                 .env("NO_COLOR", "1")
                 .stdout(std::process::Stdio::piped())
@@ -618,9 +630,27 @@ fn shards_cover_the_catalog_once_with_the_same_digests() {
         prepull.to_str().unwrap(),
     ];
     args.extend(reports.iter().map(|r| r.to_str().unwrap()));
+    let locks: Vec<String> = (1..=3)
+        .map(|i| {
+            dir.path()
+                .join(format!("shard-{i}.lock"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    for l in &locks {
+        args.extend(["--lock", l.as_str()]);
+    }
+    let merged_lock = dir.path().join("merged.lock");
+    args.extend(["--lock-out", merged_lock.to_str().unwrap()]);
     let o = pbsimage(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let merged: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The shards' locks, merged, are the single-process lock.
+    assert_eq!(
+        std::fs::read_to_string(&merged_lock).unwrap(),
+        std::fs::read_to_string(&one_lock).unwrap()
+    );
     let fields = |r: &serde_json::Value| {
         let jobs: Vec<serde_json::Value> = r["jobs"]
             .as_array()
