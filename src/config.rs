@@ -654,6 +654,8 @@ pub struct Config {
     pub origin: Origin,
     /// Directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
+    /// sha256 (hex) of the text the settings were read from (provenance names it).
+    pub sha256: String,
 }
 
 impl Config {
@@ -692,6 +694,7 @@ impl Config {
             settings,
             origin,
             base_dir: base_dir.to_owned(),
+            sha256: crate::digest::sha256_hex_of(text.as_bytes()),
         };
         config.validate()?;
         Ok(config)

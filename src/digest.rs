@@ -172,3 +172,8 @@ pub fn sha256_hex_of(bytes: &[u8]) -> String {
     h.update(bytes);
     h.finish_hex()
 }
+
+/// The OCI digest of `bytes`: `sha256:<hex>`.
+pub fn sha256_digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex_of(bytes))
+}

@@ -22,6 +22,7 @@ use p256::pkcs8::{
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use crate::digest::sha256_digest_of as sha256;
 use crate::registry::auth::Secret;
 
 /// The payload layer's media type (cosign's simple signing).
@@ -323,6 +324,31 @@ impl PublicKey {
         })
     }
 
+    /// The key as PKIX PEM.
+    pub fn pem(&self) -> String {
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .expect("a P-256 key encodes")
+    }
+
+    /// Checks a cosign signature of the image manifest `digest`: `sig` signs `payload`, a
+    /// simple-signing payload for that digest. Returns the identity it names.
+    pub fn check(
+        &self,
+        what: &str,
+        payload: &[u8],
+        sig: &str,
+        digest: &str,
+    ) -> Result<String, SignError> {
+        self.verify(what, payload, sig)?;
+        check_payload(payload, digest)?;
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        Ok(v["critical"]["identity"]["docker-reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
     /// Checks the base64 DER signature `sig` of `payload`.
     pub fn verify(&self, what: &str, payload: &[u8], sig: &str) -> Result<(), SignError> {
         let mismatch = || SignError::Mismatch {
@@ -418,6 +444,25 @@ pub fn check_payload(payload: &[u8], digest: &str) -> Result<(), SignError> {
     }
 }
 
+/// The signed layers of a `.sig` manifest (`tag`): (payload digest, base64 signature).
+pub fn signature_layers(tag: &str, manifest: &[u8]) -> Result<Vec<(String, String)>, SignError> {
+    let m: serde_json::Value =
+        serde_json::from_slice(manifest).map_err(|e| SignError::Payload {
+            why: format!("manifest {tag} is not JSON: {e}"),
+        })?;
+    Ok(m["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            Some((
+                l["digest"].as_str()?.to_owned(),
+                l["annotations"][SIGNATURE_ANNOTATION].as_str()?.to_owned(),
+            ))
+        })
+        .collect())
+}
+
 /// The tag cosign stores the signatures of manifest `digest` under: `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &str) -> String {
     format!("{}.sig", digest.replacen(':', "-", 1))
@@ -434,10 +479,6 @@ pub struct SignatureImage {
     pub manifest: (Vec<u8>, String),
     /// `sha256-<hex>.sig`.
     pub tag: String,
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::digest::sha256_hex_of(bytes))
 }
 
 /// The `.sig` image of the image with manifest `digest`: `payload` signed as `signature`.

@@ -48,9 +48,7 @@ struct LayerRow<'a> {
 
 pub(super) fn exec(args: &BuildArgs, env: &Env<'_>) -> Result<()> {
     let started = std::time::Instant::now();
-    let started_wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let started_wall = crate::ops::sign::unix_now();
     let job = env.parse_script(&args.script)?;
     let ctx = env.context(args.image.offline)?;
     let (layout, choice) =

@@ -128,9 +128,7 @@ pub(super) fn verify(args: &VerifyArgs, env: &Env<'_>) -> Result<()> {
 }
 
 pub(super) fn policy(args: &PolicyArgs, env: &Env<'_>) -> Result<()> {
-    let key = PublicKey::load(&args.key)?;
-    let pem = std::fs::read_to_string(&key.path)
-        .with_context(|| format!("cannot read {}", key.path.display()))?;
+    let pem = PublicKey::load(&args.key)?.pem();
     let scope = args.scope.trim_end_matches('/');
     let out = &args.output;
     let key_copy =

@@ -4,6 +4,7 @@
 //! oci-spec keeps labels and annotations in hash maps; everything is serialized through
 //! `serde_json::Value`, whose maps are sorted, so the same inputs give the same bytes.
 
+use crate::digest::sha256_digest_of as sha256;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,6 @@ use oci_spec::image::{
     Arch, ConfigBuilder, DescriptorBuilder, Digest, HistoryBuilder, ImageConfigurationBuilder,
     ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
 };
-use sha2::{Digest as _, Sha256};
 
 use crate::layer::plan::BuiltLayer;
 
@@ -74,10 +74,6 @@ pub struct Image {
     pub manifest: Vec<u8>,
     /// `sha256:` of the manifest: the image's digest.
     pub manifest_digest: String,
-}
-
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
 /// RFC 3339 UTC time of a Unix time (civil-from-days, no time zone database involved).

@@ -210,11 +210,7 @@ impl JobUser {
         let name = match &settings.run_as_name {
             Some(n) => n.clone(),
             None if run_as.uid == 0 => "root".into(),
-            None if invoking => std::fs::read_to_string("/etc/passwd")
-                .ok()
-                .and_then(|t| passwd_name(&t, run_as.uid))
-                .filter(|n| is_user_name(n))
-                .unwrap_or_else(|| DEFAULT_USER.into()),
+            None if invoking => invoking_user_name().unwrap_or_else(|| DEFAULT_USER.into()),
             None => DEFAULT_USER.into(),
         };
         JobUser {
@@ -290,6 +286,20 @@ impl JobUser {
         }
         (out, group, report)
     }
+}
+
+/// The invoking user's name in the build host's `/etc/passwd`, read once per process (a
+/// catalog emits a manifest and a job layer per job).
+fn invoking_user_name() -> Option<String> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let uid = rustix::process::getuid().as_raw();
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|t| passwd_name(&t, uid))
+            .filter(|n| is_user_name(n))
+    })
+    .clone()
 }
 
 /// The name `passwd` gives `uid`.

@@ -251,23 +251,31 @@ pub struct Distribution {
 
 /// Distribution cost of the given images (layers and configs, compressed sizes).
 pub fn distribution(images: &[&Built]) -> Distribution {
+    let blobs: Vec<Vec<(String, u64)>> = images.iter().map(|b| image_blobs(b)).collect();
+    distribution_of(blobs.iter().map(Vec::as_slice))
+}
+
+/// An image's layers (bottom to top) then its config: digests and sizes.
+fn image_blobs(b: &Built) -> Vec<(String, u64)> {
+    b.layers
+        .stack
+        .iter()
+        .map(|l| (l.layer.digest.to_string(), l.layer.size))
+        .chain(std::iter::once((
+            b.image.config_digest.clone(),
+            b.image.config.len() as u64,
+        )))
+        .collect()
+}
+
+/// The distribution cost of images given as their blobs (digest, size).
+fn distribution_of<'b>(images: impl IntoIterator<Item = &'b [(String, u64)]>) -> Distribution {
     let mut seen = BTreeSet::new();
     let (mut with_reuse, mut full) = (0u64, 0u64);
-    for b in images {
-        let blobs = b
-            .layers
-            .stack
-            .iter()
-            .map(|l| (l.layer.digest.to_string(), l.layer.size))
-            .chain(std::iter::once((
-                b.image.config_digest.clone(),
-                b.image.config.len() as u64,
-            )));
-        for (d, size) in blobs {
-            full += size;
-            if seen.insert(d) {
-                with_reuse += size;
-            }
+    for (d, size) in images.into_iter().flatten() {
+        full += size;
+        if seen.insert(d) {
+            with_reuse += size;
         }
     }
     Distribution::of(with_reuse, full)
@@ -595,22 +603,18 @@ pub fn merge(reports: Vec<(PathBuf, CatalogReport)>) -> Result<CatalogReport, Me
             *counts.entry(d.clone()).or_default() += 1;
         }
     }
-    let (mut with_reuse, mut full) = (0u64, 0u64);
-    let mut distinct = BTreeSet::new();
     for (j, set) in jobs.iter_mut().zip(&layer_sets) {
-        if j.failure.is_some() {
-            continue;
-        }
-        let shared = set.iter().filter(|d| counts[d.as_str()] > 1).count();
-        j.layers_shared = shared;
-        j.layers_own = j.layers - shared;
-        for (d, size) in &j.blobs {
-            full += size;
-            if distinct.insert(d.clone()) {
-                with_reuse += size;
-            }
+        if j.failure.is_none() {
+            let shared = set.iter().filter(|d| counts[d.as_str()] > 1).count();
+            j.layers_shared = shared;
+            j.layers_own = j.layers - shared;
         }
     }
+    let distribution = distribution_of(
+        jobs.iter()
+            .filter(|j| j.failure.is_none())
+            .map(|j| j.blobs.as_slice()),
+    );
     let failed = jobs.iter().filter(|j| j.failure.is_some()).count();
     Ok(CatalogReport {
         catalog: first.catalog.clone(),
@@ -619,10 +623,10 @@ pub fn merge(reports: Vec<(PathBuf, CatalogReport)>) -> Result<CatalogReport, Me
         failed,
         layout: first.layout.clone(),
         unique_layers: counts.len(),
-        unique_bytes: with_reuse,
+        unique_bytes: distribution.with_reuse,
         bytes_pushed,
         pushed,
-        distribution: Distribution::of(with_reuse, full),
+        distribution,
         seconds,
         jobs,
     })
@@ -681,7 +685,8 @@ fn push_built(
             continue;
         };
         let repos = super::sign::repo_refs_of_lock(ctx, &jb.lock);
-        let started = started_secs(jb.seconds);
+        // The job's build began its `seconds` ago.
+        let started = super::sign::unix_now().saturating_sub(jb.seconds as u64);
         let reference = p.reference.clone();
         let b = super::sign::PushedBuild {
             job: &jb.spec,
@@ -695,14 +700,6 @@ fn push_built(
         }
     }
     Ok(pushed)
-}
-
-/// Seconds since the epoch `seconds_ago` seconds ago (a job's build start, for provenance).
-fn started_secs(seconds_ago: f64) -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .saturating_sub(seconds_ago as u64)
 }
 
 /// The name of a job that could not be parsed: its directory, else its script.
@@ -759,14 +756,7 @@ fn built_row(
         seconds: jb.seconds,
         manifest_out: None,
         failure: None,
-        blobs: layers
-            .iter()
-            .map(|l| (l.layer.digest.to_string(), l.layer.size))
-            .chain(std::iter::once((
-                b.image.config_digest.clone(),
-                b.image.config.len() as u64,
-            )))
-            .collect(),
+        blobs: image_blobs(b),
     }
 }
 

@@ -102,10 +102,7 @@ pub fn attach(
         .into_iter()
         .map(|(t, b)| crate::sign::artifact(&subject.digest, size, t, b))
         .collect();
-    let empty_digest = format!(
-        "sha256:{}",
-        crate::digest::sha256_hex_of(crate::sign::EMPTY_CONFIG.0)
-    );
+    let empty_digest = crate::digest::sha256_digest_of(crate::sign::EMPTY_CONFIG.0);
     let pushes: Vec<ImagePush<'_>> = artifacts
         .iter()
         .map(|a| ImagePush {
@@ -148,7 +145,7 @@ pub fn attach(
     } else {
         let index =
             crate::sign::referrers_index(existing.as_ref().map(|e| e.0.as_slice()), &artifacts);
-        let digest = format!("sha256:{}", crate::digest::sha256_hex_of(&index));
+        let digest = crate::digest::sha256_digest_of(&index);
         let push = ImagePush {
             repository: subject.repository.clone(),
             blobs: Vec::new(),
@@ -235,6 +232,13 @@ pub fn repo_refs_of_lock(ctx: &Context, lock: &crate::resolve::lock::Lock) -> Ve
         .collect()
 }
 
+/// Seconds since the epoch, now (the provenance's start and end).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A pushed image and what it was built from, for [`attach_build`].
 pub struct PushedBuild<'a> {
     /// The job.
@@ -263,21 +267,12 @@ pub fn attach_build(
         repos,
         started,
     } = *b;
-    let config_text = match &ctx.config.origin {
-        crate::config::Origin::File(p) => std::fs::read(p).unwrap_or_default(),
-        crate::config::Origin::Embedded => crate::config::EMBEDDED_DEFAULT.as_bytes().to_vec(),
-    };
-    let finished = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let finished = unix_now();
     let provenance = provenance(
         reference.split_once('@').map_or(reference, |(r, _)| r),
         &built.image.manifest_digest,
         (&job.script, &job.script_sha256),
-        (
-            &ctx.config.origin.to_string(),
-            &crate::digest::sha256_hex_of(&config_text),
-        ),
+        (&ctx.config.origin.to_string(), &ctx.config.sha256),
         repos,
         started,
         finished,
@@ -390,59 +385,44 @@ pub fn verify(
 ) -> Result<Verified, OpsError> {
     let host = target.host.as_str();
     let client = client_for(ctx, target, format!("repository:{repository}:pull"))?;
-    ctx.block_on(async {
-        let image = format!("{host}/{repository}:{reference}");
+    // Fetched on the runtime; parsed and checked here, off it.
+    let (digest, manifest) = ctx.block_on(async {
         let (_, digest) = crate::registry::fetch_manifest(&client, repository, reference)
             .await?
             .ok_or_else(|| OpsError::Unsigned {
-                reference: image.clone(),
+                reference: format!("{host}/{repository}:{reference}"),
                 tag: reference.to_owned(),
             })?;
         let tag = crate::sign::signature_tag(&digest);
-        let pinned = format!("{host}/{repository}@{digest}");
-        let (manifest, _) = crate::registry::fetch_manifest(&client, repository, &tag)
-            .await?
-            .ok_or_else(|| OpsError::Unsigned {
-                reference: pinned.clone(),
-                tag: tag.clone(),
-            })?;
-        let m: serde_json::Value =
-            serde_json::from_slice(&manifest).map_err(|e| crate::sign::SignError::Payload {
-                why: format!("manifest {tag} is not JSON: {e}"),
-            })?;
-        let mut last = None;
-        for layer in m["layers"].as_array().into_iter().flatten() {
-            let (Some(d), Some(sig)) = (
-                layer["digest"].as_str(),
-                layer["annotations"][crate::sign::SIGNATURE_ANNOTATION].as_str(),
-            ) else {
-                continue;
-            };
-            let payload = crate::registry::fetch_blob(&client, repository, d, 1 << 20).await?;
-            let checked = key
-                .verify(&pinned, &payload, sig)
-                .and_then(|()| crate::sign::check_payload(&payload, &digest));
-            match checked {
-                Ok(()) => {
-                    let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-                    return Ok(Verified {
-                        reference: pinned,
-                        tag,
-                        identity: v["critical"]["identity"]["docker-reference"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    });
-                }
-                Err(e) => last = Some(e),
-            }
+        let manifest = crate::registry::fetch_manifest(&client, repository, &tag).await?;
+        Ok::<_, OpsError>((digest, manifest.map(|m| m.0)))
+    })?;
+    let tag = crate::sign::signature_tag(&digest);
+    let pinned = format!("{host}/{repository}@{digest}");
+    let unsigned = || OpsError::Unsigned {
+        reference: pinned.clone(),
+        tag: tag.clone(),
+    };
+    let layers = crate::sign::signature_layers(&tag, &manifest.ok_or_else(unsigned)?)?;
+    let payloads = ctx.block_on(async {
+        let mut out = Vec::new();
+        for (d, _) in &layers {
+            out.push(crate::registry::fetch_blob(&client, repository, d, 1 << 20).await?);
         }
-        Err(match last {
-            Some(e) => e.into(),
-            None => OpsError::Unsigned {
-                reference: pinned,
-                tag,
-            },
-        })
-    })
+        Ok::<_, PushError>(out)
+    })?;
+    let mut last = None;
+    for ((_, sig), payload) in layers.iter().zip(&payloads) {
+        match key.check(&pinned, payload, sig, &digest) {
+            Ok(identity) => {
+                return Ok(Verified {
+                    reference: pinned,
+                    tag,
+                    identity,
+                });
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(unsigned, OpsError::from))
 }

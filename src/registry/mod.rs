@@ -166,7 +166,7 @@ pub async fn fetch_manifest(
         return Err(client.status_error(&what, r).await);
     }
     let bytes = read_bounded(client, &what, r, 4 << 20).await?;
-    let digest = format!("sha256:{}", crate::digest::sha256_hex_of(&bytes));
+    let digest = crate::digest::sha256_digest_of(&bytes);
     Ok(Some((bytes, digest)))
 }
 
@@ -184,7 +184,7 @@ pub async fn fetch_blob(
         return Err(client.status_error(&what, r).await);
     }
     let bytes = read_bounded(client, &what, r, limit).await?;
-    let theirs = format!("sha256:{}", crate::digest::sha256_hex_of(&bytes));
+    let theirs = crate::digest::sha256_digest_of(&bytes);
     if theirs != digest {
         return Err(PushError::Digest {
             host: client.host.clone(),

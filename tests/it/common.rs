@@ -81,6 +81,16 @@ pub fn try_emit(
     config: &Config,
     kind: pbsimage::config::KubeKind,
 ) -> Result<Manifest, pbsimage::kube::KubeError> {
+    try_emit_named(job, config, kind, Default::default())
+}
+
+/// As [`try_emit`], with the objects named by `naming`.
+pub fn try_emit_named(
+    job: &JobSpec,
+    config: &Config,
+    kind: pbsimage::config::KubeKind,
+    naming: pbsimage::kube::Naming,
+) -> Result<Manifest, pbsimage::kube::KubeError> {
     Emitter {
         settings: &config.settings.kube,
         job_dir: &config.settings.image.job_dir,
@@ -89,7 +99,7 @@ pub fn try_emit(
             uid: 1000,
             gid: 1000,
         },
-        naming: Default::default(),
+        naming,
     }
     .emit(job, &image())
 }

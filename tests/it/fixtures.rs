@@ -321,7 +321,7 @@ fn every_debian_package_read_is_installed_by_its_script() {
 /// fields).
 #[test]
 fn every_manifest_validates_against_the_kubernetes_schemas() {
-    use pbsimage::kube::{Emitter, Naming, RunAs};
+    use pbsimage::kube::{Naming, RunAs};
     let dir = tempfile::tempdir().unwrap();
     let volumes = [
         "", // no output volume
@@ -352,18 +352,8 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
                     Naming::Suffix("b2".into()),
                     Naming::Generate,
                 ] {
-                    let e = Emitter {
-                        settings: &config.settings.kube,
-                        job_dir: &config.settings.image.job_dir,
-                        kind,
-                        run_as: RunAs {
-                            uid: 1000,
-                            gid: 1000,
-                        },
-                        naming,
-                    };
                     // Pods cannot be arrays or multi-node jobs; neither can be generateName.
-                    let Ok(m) = e.emit(&job, &image()) else {
+                    let Ok(m) = try_emit_named(&job, &config, kind, naming) else {
                         continue;
                     };
                     let f = dir.path().join(format!("{}.yaml", files.len()));
