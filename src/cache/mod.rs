@@ -339,10 +339,19 @@ impl Cache {
         name: &str,
         bytes: &[u8],
     ) -> Result<PathBuf, CacheError> {
-        let dest = dir.join(path_segment(name)?);
         let mut tmp = self.temp_in(dir)?;
         tmp.write_all(bytes).map_err(io(tmp.path()))?;
+        self.persist(tmp, dir, name)
+    }
 
+    /// Renames a complete temporary file of [`Cache::temp_in`] to `name` in `dir`.
+    pub fn persist(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        dir: &Path,
+        name: &str,
+    ) -> Result<PathBuf, CacheError> {
+        let dest = dir.join(path_segment(name)?);
         tmp.persist(&dest).map_err(|e| CacheError::Io {
             path: dest.clone(),
             source: e.error,

@@ -126,6 +126,15 @@ impl Evr {
         }
     }
 
+    /// As [`Evr::new`], taking the strings it keeps.
+    pub fn from_parts(epoch: Option<String>, version: String, release: Option<String>) -> Evr {
+        Evr {
+            epoch: epoch.filter(|e| !e.is_empty()),
+            version,
+            release: release.filter(|r| !r.is_empty()),
+        }
+    }
+
     /// Parses `[epoch:]version[-release]` the way rpm splits an EVR string.
     pub fn parse(s: &str) -> Evr {
         let (epoch, rest) = match s.split_once(':') {

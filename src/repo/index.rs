@@ -7,6 +7,7 @@
 //! on first use. Cache files are written once and renamed into place, never modified, which
 //! is what makes mapping them sound.
 
+use std::io::Write as _;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -135,13 +136,19 @@ fn sections(b: &[u8], n: usize) -> Option<Vec<Range<usize>>> {
     (at == b.len()).then_some(out)
 }
 
-fn frame(magic: &[u8; 8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + parts.iter().map(|p| p.len() + 8).sum::<usize>());
+/// An index file's bytes: the magic, a CRC-32 of everything after the first 16 bytes (in
+/// bytes 8..12), then each part as its little-endian u64 length and its bytes. A part is
+/// given as the segments it is made of.
+fn frame_segments(magic: &[u8; 8], parts: &[&[&[u8]]]) -> Vec<u8> {
+    let len = |p: &[&[u8]]| p.iter().map(|s| s.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(16 + parts.iter().map(|p| len(p) + 8).sum::<usize>());
     out.extend_from_slice(magic);
     out.extend_from_slice(&[0u8; 8]);
     for p in parts {
-        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        out.extend_from_slice(p);
+        out.extend_from_slice(&(len(p) as u64).to_le_bytes());
+        for s in *p {
+            out.extend_from_slice(s);
+        }
     }
     let crc = crc32fast::hash(&out[16..]);
     out[8..12].copy_from_slice(&crc.to_le_bytes());
@@ -178,6 +185,10 @@ pub struct IndexHeader {
 #[derive(Default)]
 pub struct IndexBuilder {
     offsets: Vec<u8>,
+    /// Blobs of builders appended before `blobs`, kept as they are rather than copied.
+    sealed: Vec<Vec<u8>>,
+    /// Their length.
+    sealed_len: u64,
     blobs: Vec<u8>,
     /// Key bytes of the provides, file and pkgid rows.
     keys: Vec<u8>,
@@ -203,7 +214,7 @@ impl IndexBuilder {
     pub fn add(&mut self, p: &Package) -> Result<(), String> {
         let i = self.count;
         self.offsets
-            .extend_from_slice(&(self.blobs.len() as u64).to_le_bytes());
+            .extend_from_slice(&(self.blob_len()).to_le_bytes());
         self.blobs =
             postcard::to_extend(p, std::mem::take(&mut self.blobs)).map_err(|e| e.to_string())?;
         for (j, d) in p.provides.iter().enumerate() {
@@ -224,6 +235,69 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// Appends the packages another builder read (the next part of the same file), as if
+    /// they had been added here one by one.
+    pub fn append(&mut self, other: IndexBuilder) -> Result<(), String> {
+        let (blob_base, key_base, count_base) = (
+            self.blob_len(),
+            u32::try_from(self.keys.len()).map_err(|_| "the index passed 4 GiB of keys")?,
+            self.count,
+        );
+        u32::try_from(self.keys.len() + other.keys.len())
+            .map_err(|_| "the index passed 4 GiB of keys")?;
+        self.count = count_base
+            .checked_add(other.count)
+            .ok_or("too many packages")?;
+        for o in other.offsets.chunks_exact(8) {
+            let o = u64::from_le_bytes(o.try_into().expect("8 bytes"));
+            self.offsets
+                .extend_from_slice(&(blob_base + o).to_le_bytes());
+        }
+        if !self.blobs.is_empty() {
+            self.sealed_len += self.blobs.len() as u64;
+            self.sealed.push(std::mem::take(&mut self.blobs));
+        }
+        self.sealed_len += other.sealed_len;
+        self.sealed.extend(other.sealed);
+        self.sealed_len += other.blobs.len() as u64;
+        self.sealed.push(other.blobs);
+        self.keys.extend_from_slice(&other.keys);
+        let shift = |rows: Vec<KeyRow>| {
+            rows.into_iter()
+                .map(move |(o, l, a, b)| (o + key_base, l, a + count_base, b))
+        };
+        self.provides.extend(shift(other.provides));
+        self.files.extend(shift(other.files));
+        self.pkgids.extend(shift(other.pkgids));
+        self.obsoletes.extend(
+            other
+                .obsoletes
+                .into_iter()
+                .map(|(i, d)| (i + count_base, d)),
+        );
+        self.supplements.extend(
+            other
+                .supplements
+                .into_iter()
+                .map(|(i, d)| (i + count_base, d)),
+        );
+        Ok(())
+    }
+
+    fn blob_len(&self) -> u64 {
+        self.sealed_len + self.blobs.len() as u64
+    }
+
+    /// How many packages were added.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// No package was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     fn table(&self, rows: &[KeyRow]) -> Vec<u8> {
         let key = |o: u32, l: u32| {
             std::str::from_utf8(&self.keys[o as usize..(o + l) as usize]).unwrap_or_default()
@@ -231,8 +305,50 @@ impl IndexBuilder {
         table::build(rows.iter().map(|&(o, l, a, b)| (key(o, l), a, b)).collect())
     }
 
-    /// The finished index.
-    pub fn finish(mut self, h: IndexHeader) -> Result<RepoIndex, String> {
+    /// The finished index, built in memory.
+    pub fn finish(self, h: IndexHeader) -> Result<RepoIndex, String> {
+        self.finish_with(h, |parts| Ok(Backing::Owned(frame_segments(MAGIC, parts))))
+    }
+
+    /// The finished index, written to `out` (a new, empty file) and mapped from it: the
+    /// index is never copied into one buffer in memory.
+    pub fn finish_into(self, h: IndexHeader, out: &std::fs::File) -> Result<RepoIndex, String> {
+        self.finish_with(h, |parts| {
+            let io = |e: std::io::Error| format!("writing the index: {e}");
+            let mut crc = crc32fast::Hasher::new();
+            for p in parts {
+                let len: usize = p.iter().map(|s| s.len()).sum();
+                crc.update(&(len as u64).to_le_bytes());
+                p.iter().for_each(|s| crc.update(s));
+            }
+            let mut w = std::io::BufWriter::with_capacity(256 << 10, out);
+            let mut head = [0u8; 16];
+            head[..8].copy_from_slice(MAGIC);
+            head[8..12].copy_from_slice(&crc.finalize().to_le_bytes());
+            w.write_all(&head).map_err(io)?;
+            for p in parts {
+                let len: usize = p.iter().map(|s| s.len()).sum();
+                w.write_all(&(len as u64).to_le_bytes()).map_err(io)?;
+                for s in *p {
+                    w.write_all(s).map_err(io)?;
+                }
+            }
+            w.flush().map_err(io)?;
+            drop(w);
+            // SAFETY: `out` is this process's new temporary file, renamed into the cache
+            // only after this; nothing else writes to it.
+            let m = unsafe { memmap2::Mmap::map(out) }.map_err(io)?;
+            Ok(Backing::Mapped(m))
+        })
+    }
+
+    /// Finishes the sections and hands them to `store`, which frames them (see
+    /// [`frame_segments`]) into the index's bytes.
+    fn finish_with(
+        mut self,
+        h: IndexHeader,
+        store: impl FnOnce(&[&[&[u8]]]) -> Result<Backing, String>,
+    ) -> Result<RepoIndex, String> {
         let meta = Meta {
             id: h.id,
             revision: h.revision,
@@ -245,7 +361,7 @@ impl IndexBuilder {
         };
         let meta_bytes = postcard::to_stdvec(&meta).map_err(|e| e.to_string())?;
         self.offsets
-            .extend_from_slice(&(self.blobs.len() as u64).to_le_bytes());
+            .extend_from_slice(&self.blob_len().to_le_bytes());
         let provides = self.table(&self.provides);
         let files = self.table(&self.files);
         let pkgids = self.table(&self.pkgids);
@@ -254,13 +370,25 @@ impl IndexBuilder {
             std::mem::take(&mut self.offsets),
         );
         drop(keys);
+        let sealed = std::mem::take(&mut self.sealed);
         let blobs = std::mem::take(&mut self.blobs);
-        let bytes = frame(
-            MAGIC,
-            &[&meta_bytes, &offsets, &blobs, &provides, &files, &pkgids],
-        );
-        let mut idx = RepoIndex::from_backing(Backing::Owned(bytes), true)
-            .ok_or("the new index does not read back")?;
+        let blob_segments: Vec<&[u8]> = sealed
+            .iter()
+            .map(Vec::as_slice)
+            .chain([blobs.as_slice()])
+            .collect();
+        let backing = store(&[
+            &[&meta_bytes],
+            &[&offsets],
+            &blob_segments,
+            &[&provides],
+            &[&files],
+            &[&pkgids],
+        ])?;
+        drop((sealed, blobs));
+        // Written by us just now: the structure is checked, the CRC need not be recomputed.
+        let mut idx =
+            RepoIndex::from_backing(backing, false).ok_or("the new index does not read back")?;
         idx.base_url = h.base_url;
         Ok(idx)
     }

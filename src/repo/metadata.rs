@@ -331,17 +331,16 @@ fn entry(e: &quick_xml::events::BytesStart<'_>) -> Result<Dep, String> {
         (None, None, None, None, None, false);
     for a in e.attributes() {
         let a = a.map_err(|e| format!("bad attribute: {e}"))?;
-        let v = || -> Result<String, String> {
+        let v = || {
             a.normalized_value(XmlVersion::Implicit1_0)
-                .map(|v| v.into_owned())
                 .map_err(|e| format!("bad attribute value: {e}"))
         };
         match a.key.as_ref() {
-            b"name" => name = Some(v()?),
+            b"name" => name = Some(v()?.into_owned()),
             b"flags" => flags = Some(v()?),
-            b"epoch" => epoch = Some(v()?),
-            b"ver" => ver = Some(v()?),
-            b"rel" => rel = Some(v()?),
+            b"epoch" => epoch = Some(v()?.into_owned()),
+            b"ver" => ver = Some(v()?.into_owned()),
+            b"rel" => rel = Some(v()?.into_owned()),
             b"pre" => pre = matches!(a.value.as_ref(), b"1" | b"true"),
             _ => {}
         }
@@ -353,7 +352,7 @@ fn entry(e: &quick_xml::events::BytesStart<'_>) -> Result<Dep, String> {
         ),
         None => None,
     };
-    let evr = ver.map(|v| Evr::new(epoch.as_deref(), &v, rel.as_deref()));
+    let evr = ver.map(|v| Evr::from_parts(epoch, v, rel));
     Ok(Dep {
         name,
         cmp,
@@ -439,11 +438,19 @@ pub fn parse_primary<R: BufRead>(
     let mut checksum_type: Option<String> = None;
     let mut count = 0u64;
     let mut saw_root = false;
+    // Only these elements' text is kept: descriptions and summaries are passed over.
+    let mut want_text = false;
     loop {
+        x.keep_text = want_text;
         match x.event()? {
             Ev::Start(e) => {
                 text.clear();
-                match e.local_name().as_ref() {
+                let local = e.local_name();
+                want_text = matches!(
+                    local.as_ref(),
+                    b"name" | b"arch" | b"license" | b"sourcerpm" | b"file" | b"checksum"
+                );
+                match local.as_ref() {
                     b"metadata" => saw_root = true,
                     b"package" => {
                         pkg = Some(Package::empty());
@@ -468,6 +475,7 @@ pub fn parse_primary<R: BufRead>(
             }
             Ev::Text(t) => text.push_str(&t),
             Ev::End(end) => {
+                want_text = false;
                 if let Some(p) = pkg.as_mut() {
                     match end.local_name().as_ref() {
                         b"checksum" => {
@@ -514,6 +522,7 @@ pub fn parse_filelists<R: BufRead>(r: R, mut f: impl FnMut(&str, &str)) -> Resul
     let mut in_file = false;
     let mut saw_root = false;
     loop {
+        x.keep_text = in_file;
         match x.event()? {
             Ev::Start(e) => match e.local_name().as_ref() {
                 b"filelists" => saw_root = true,

@@ -7,6 +7,7 @@
 //! caches the built index under the sha256 of `repomd.xml`, so a warm run reads only
 //! `repomd.xml` and the cached index.
 
+mod chunked;
 pub mod evr;
 pub mod index;
 pub mod metadata;
@@ -368,31 +369,86 @@ struct IndexInput {
     cap: u64,
     /// The configured cap on any metadata file.
     max: u64,
+    /// The cache's temporary file the index is written to.
+    out: tempfile::NamedTempFile,
 }
 
-/// Parses primary.xml (every href checked) and modules.yaml, and builds the index.
-fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
+/// Smaller metadata files are parsed on one thread: starting threads would cost more.
+const PARALLEL_FROM: u64 = 4 << 20;
+
+/// Parser threads for one large metadata file.
+fn parse_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Parses primary.xml into an index builder, checking every package's location: on every
+/// core when the file is large (see [`chunked`]), sequentially when it is small or when the
+/// parallel parse fails (which then gives the answer or the error it always gave).
+/// `Err(Ok(_))` is a location leaving the repository, `Err(Err(_))` bad metadata.
+fn parse_primary_into_builder(
+    i: &IndexInput,
+) -> Result<(IndexBuilder, u64), Result<RepoError, String>> {
+    use std::io::Seek as _;
+    let workers = parse_workers();
+    let large = i.primary.open_size.is_none_or(|o| o >= PARALLEL_FROM);
+    let bad_href = std::sync::Mutex::new(None);
+    // Parses a whole file or one chunk into a builder, every location checked.
+    let part = |r: &mut dyn std::io::BufRead| {
+        let mut builder = IndexBuilder::default();
+        metadata::parse_primary(r, |p| {
+            if let Err(e) = check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors) {
+                if let Ok(mut bad) = bad_href.lock() {
+                    bad.get_or_insert(e);
+                }
+                return Err("a package location leaves the repository".to_owned());
+            }
+            builder.add(&p)
+        })?;
+        Ok(builder)
+    };
+    let parse = |parallel: bool| -> Result<(IndexBuilder, u64), Result<RepoError, String>> {
+        (&i.body).rewind().map_err(|e| Err(e.to_string()))?;
+        let mut reader = decompress::open(&i.body, &i.primary.href, i.cap).map_err(Err)?;
+        let built = if parallel {
+            let mut whole = IndexBuilder::default();
+            chunked::parse_parallel(reader, "metadata", workers, part, |p| whole.append(p))
+                .map(|()| whole)
+                .map_err(|chunked::Fallback(m)| m)
+        } else {
+            part(&mut reader)
+        };
+        if let Some(e) = bad_href.lock().ok().and_then(|mut b| b.take()) {
+            return Err(Ok(e));
+        }
+        let builder = built.map_err(Err)?;
+        let count = u64::from(builder.len());
+        Ok((builder, count))
+    };
+    if large && workers > 1 {
+        match parse(true) {
+            Ok(done) => return Ok(done),
+            Err(Ok(bad_href)) => return Err(Ok(bad_href)),
+            Err(Err(m)) => {
+                tracing::debug!(repo = %i.repo, "parallel parse gave up ({m}); parsing sequentially")
+            }
+        }
+    }
+    parse(false)
+}
+
+/// Parses primary.xml (every href checked) and modules.yaml, and builds the index into the
+/// temporary file, returned to be persisted under its name.
+fn build_index(i: IndexInput) -> Result<(RepoIndex, tempfile::NamedTempFile), RepoError> {
     let t = std::time::Instant::now();
     let meta = |url: &str, message: String| RepoError::Metadata {
         repo: i.repo.clone(),
         url: SafeUrl(url.to_owned()),
         message,
     };
-    let mut builder = IndexBuilder::default();
-    let mut bad_href = None;
-    let reader =
-        decompress::open(&i.body, &i.primary.href, i.cap).map_err(|m| meta(&i.primary_url, m))?;
-    let count = metadata::parse_primary(reader, |p| {
-        if let Err(e) = check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors) {
-            bad_href = Some(e);
-            return Err("a package location leaves the repository".into());
-        }
-        builder.add(&p)
-    });
-    if let Some(e) = bad_href {
-        return Err(e);
-    }
-    let count = count.map_err(|m| meta(&i.primary_url, m))?;
+    let (builder, count) = parse_primary_into_builder(&i).map_err(|e| match e {
+        Ok(bad_href) => bad_href,
+        Err(m) => meta(&i.primary_url, m),
+    })?;
     let modules = match &i.modules {
         Some((rec, murl, mbody)) => {
             let mut text = String::new();
@@ -405,20 +461,24 @@ fn build_index(i: IndexInput) -> Result<RepoIndex, RepoError> {
         None => None,
     };
     tracing::debug!(repo = %i.repo, "primary parsed in {:?} ({count} packages)", t.elapsed());
-    builder
-        .finish(IndexHeader {
-            id: i.repo.clone(),
-            revision: i.revision,
-            repomd_sha256: i.sha,
-            base_url: i.mirror,
-            primary: i.primary,
-            filelists: i.filelists,
-            modules,
-        })
+    let idx = builder
+        .finish_into(
+            IndexHeader {
+                id: i.repo.clone(),
+                revision: i.revision,
+                repomd_sha256: i.sha,
+                base_url: i.mirror,
+                primary: i.primary,
+                filelists: i.filelists,
+                modules,
+            },
+            i.out.as_file(),
+        )
         .map_err(|message| RepoError::Encode {
             repo: i.repo,
             message,
-        })
+        })?;
+    Ok((idx, i.out))
 }
 
 /// Loads repositories.
@@ -663,14 +723,9 @@ impl RepoLoader<'_> {
             }
         };
         let (idx, files) = tokio::join!(primary_job, filelists_job);
-        let mut idx = idx?;
+        let (idx, tmp) = idx?;
         let files = files?;
-        let t = std::time::Instant::now();
-        let path = self
-            .cache
-            .write_atomic(&dir, &format!("{sha}.idx"), idx.bytes())?;
-        idx.remap(&path);
-        tracing::debug!(repo = %src.id, "index written in {:?}", t.elapsed());
+        self.cache.persist(tmp, &dir, &format!("{sha}.idx"))?;
         let files = match files {
             Some(raw) => Some(self.finish_filelists(&dir, &idx, raw).await?),
             None => None,
@@ -688,7 +743,7 @@ impl RepoLoader<'_> {
         md: &Repomd,
         primary: &RepomdRecord,
         sha: &str,
-    ) -> Result<RepoIndex, RepoError> {
+    ) -> Result<(RepoIndex, tempfile::NamedTempFile), RepoError> {
         let t = std::time::Instant::now();
         let body = self.fetch_verified(src, mirror, mirrors, primary).await?;
         let modules = match md.record("modules") {
@@ -713,6 +768,7 @@ impl RepoLoader<'_> {
             modules,
             cap: open_cap(primary, self.max_metadata_bytes),
             max: self.max_metadata_bytes,
+            out: self.cache.temp_in(&self.bucket(src)?)?,
         };
         tokio::task::spawn_blocking(move || build_index(input))
             .await
@@ -733,11 +789,12 @@ impl RepoLoader<'_> {
     ) -> Result<RawFiles, RepoError> {
         let t = std::time::Instant::now();
         let body = self.fetch_verified(src, mirror, mirrors, rec).await?;
-        let (cap, href, url, repo) = (
+        let (cap, href, url, repo, rec_open_size) = (
             open_cap(rec, self.max_metadata_bytes),
             rec.href.clone(),
             record_url(mirror, rec),
             src.id.clone(),
+            rec.open_size,
         );
         let raw = tokio::task::spawn_blocking(move || -> Result<RawFiles, RepoError> {
             let meta = |message: String| RepoError::Metadata {
@@ -745,25 +802,35 @@ impl RepoLoader<'_> {
                 url: SafeUrl(url.clone()),
                 message,
             };
-            let reader = decompress::open(&body, &href, cap).map_err(meta)?;
-            let (mut blob, mut rows, mut pkgids) =
-                (Vec::<u8>::new(), Vec::new(), Vec::<String>::new());
-            metadata::parse_filelists(reader, |pkgid, file| {
-                if pkgids.last().map(String::as_str) != Some(pkgid) {
-                    pkgids.push(pkgid.to_owned());
+            let large = rec_open_size.is_none_or(|o| o >= PARALLEL_FROM);
+            let workers = parse_workers();
+            let parse = |parallel: bool| -> Result<FileRows, String> {
+                use std::io::Seek as _;
+                (&body).rewind().map_err(|e| e.to_string())?;
+                let mut reader = decompress::open(&body, &href, cap)?;
+                if !parallel {
+                    return FileRows::parse(&mut reader);
                 }
-                rows.push((
-                    blob.len() as u32,
-                    file.len() as u32,
-                    (pkgids.len() - 1) as u32,
-                ));
-                blob.extend_from_slice(file.as_bytes());
-            })
+                let mut whole = FileRows::default();
+                chunked::parse_parallel(reader, "filelists", workers, FileRows::parse, |part| {
+                    whole.append(part);
+                    Ok(())
+                })
+                .map_err(|chunked::Fallback(m)| m)?;
+                Ok(whole)
+            };
+            let rows = match large && workers > 1 {
+                true => parse(true).or_else(|m| {
+                    tracing::debug!("parallel parse gave up ({m}); parsing sequentially");
+                    parse(false)
+                }),
+                false => parse(false),
+            }
             .map_err(meta)?;
-            let files = rows.len();
+            let files = rows.rows.len();
             Ok(RawFiles {
-                unsealed: FileIndex::unsealed(&blob, rows),
-                pkgids,
+                unsealed: FileIndex::unsealed(&rows.blob, rows.rows),
+                pkgids: rows.pkgids,
                 files,
             })
         })
@@ -927,6 +994,56 @@ pub mod signature;
 /// filelists.xml as parsed: a hash-ordered path table whose values are package ordinals
 /// indexing `pkgids`, remapped to index positions once primary.xml is read. Building the
 /// table does not need primary.xml, so it runs beside it.
+/// filelists.xml's files as rows: (offset in `blob`, length, index in `pkgids`).
+#[derive(Default)]
+struct FileRows {
+    blob: Vec<u8>,
+    rows: Vec<(u32, u32, u32)>,
+    pkgids: Vec<String>,
+}
+
+impl FileRows {
+    /// Parses a whole filelists.xml or one chunk of it.
+    fn parse(r: &mut dyn std::io::BufRead) -> Result<FileRows, String> {
+        let mut f = FileRows::default();
+        metadata::parse_filelists(r, |pkgid, file| {
+            if f.pkgids.last().map(String::as_str) != Some(pkgid) {
+                f.pkgids.push(pkgid.to_owned());
+            }
+            f.rows.push((
+                f.blob.len() as u32,
+                file.len() as u32,
+                (f.pkgids.len() - 1) as u32,
+            ));
+            f.blob.extend_from_slice(file.as_bytes());
+        })?;
+        Ok(f)
+    }
+
+    /// Appends the rows of the next part of the same file, as one parse would have made them.
+    fn append(&mut self, next: FileRows) {
+        let (blob_base, mut pkgids) = (self.blob.len() as u32, next.pkgids.into_iter());
+        // A package continuing across the cut (the same pkgid again) keeps its one entry.
+        let mut map = Vec::new();
+        if let (Some(last), Some(first)) = (self.pkgids.last(), pkgids.as_slice().first())
+            && last == first
+        {
+            map.push((self.pkgids.len() - 1) as u32);
+            pkgids.next();
+        }
+        for id in pkgids {
+            map.push(self.pkgids.len() as u32);
+            self.pkgids.push(id);
+        }
+        self.rows.extend(
+            next.rows
+                .into_iter()
+                .map(|(o, l, p)| (o + blob_base, l, map[p as usize])),
+        );
+        self.blob.extend_from_slice(&next.blob);
+    }
+}
+
 struct RawFiles {
     unsealed: Vec<u8>,
     pkgids: Vec<String>,
@@ -949,4 +1066,42 @@ pub fn verify_indexes(cache: &Cache) -> crate::cache::Verification {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// filelists.xml parsed in chunks on several threads gives the rows one parse gives,
+    /// including a package whose entries continue across a cut.
+    #[test]
+    fn file_rows_in_parallel_equal_one_parse() {
+        let mut d = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<filelists xmlns=\"http://linux.duke.edu/metadata/filelists\" packages=\"N\">\n",
+        );
+        for i in 0..6000 {
+            // Every tenth package id repeats the previous one: one package, two entries.
+            let id = if i % 10 == 1 { i - 1 } else { i };
+            d.push_str(&format!(
+                "<package pkgid=\"{id:064x}\" name=\"p{i}\" arch=\"x86_64\"><version epoch=\"0\" ver=\"1\" rel=\"1\"/>"
+            ));
+            for f in 0..40 {
+                d.push_str(&format!("<file>/usr/share/p{i}/file-{f}-{}</file>", "x".repeat(20)));
+            }
+            d.push_str("</package>\n");
+        }
+        d.push_str("</filelists>\n");
+        let one = FileRows::parse(&mut d.as_bytes()).unwrap();
+        for workers in [1, 2, 3] {
+            let mut whole = FileRows::default();
+            chunked::parse_parallel(d.as_bytes(), "filelists", workers, FileRows::parse, |p| {
+                whole.append(p);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(whole.blob, one.blob);
+            assert_eq!(whole.rows, one.rows);
+            assert_eq!(whole.pkgids, one.pkgids);
+        }
+    }
 }

@@ -70,6 +70,10 @@ impl<R: BufRead> BufRead for Bounded<R> {
 pub(crate) struct XmlStream<R: BufRead> {
     reader: Reader<Bounded<R>>,
     buf: Vec<u8>,
+    /// False: text is passed over as [`Ev::Skip`], neither decoded nor checked (a parser
+    /// sets it outside the elements whose text it keeps, such as descriptions). Entity
+    /// references are still checked.
+    pub(crate) keep_text: bool,
 }
 
 impl<R: BufRead> XmlStream<R> {
@@ -81,6 +85,7 @@ impl<R: BufRead> XmlStream<R> {
         XmlStream {
             reader,
             buf: Vec::with_capacity(64 * 1024),
+            keep_text: true,
         }
     }
 
@@ -95,24 +100,27 @@ impl<R: BufRead> XmlStream<R> {
             Event::Start(s) => Ev::Start(s),
             Event::Empty(s) => Ev::Empty(s),
             Event::End(e) => Ev::End(e),
+            Event::Text(_) | Event::CData(_) if !self.keep_text => Ev::Skip,
             Event::Text(t) => Ev::Text(t.decode().map_err(|e| format!("bad text encoding: {e}"))?),
             Event::CData(t) => Ev::Text(Cow::Owned(String::from_utf8_lossy(&t).into_owned())),
             Event::GeneralRef(r) => {
                 if r.is_char_ref() {
                     match r.resolve_char_ref() {
+                        Ok(Some(_)) if !self.keep_text => Ev::Skip,
                         Ok(Some(c)) => Ev::Text(Cow::Owned(c.to_string())),
                         _ => return Err("invalid character reference".into()),
                     }
                 } else {
                     let name = r.decode().map_err(|e| e.to_string())?;
-                    Ev::Text(Cow::Borrowed(match name.as_ref() {
+                    let text = Ev::Text(Cow::Borrowed(match name.as_ref() {
                         "amp" => "&",
                         "lt" => "<",
                         "gt" => ">",
                         "quot" => "\"",
                         "apos" => "'",
                         other => return Err(format!("undefined entity `&{other};`")),
-                    }))
+                    }));
+                    if self.keep_text { text } else { Ev::Skip }
                 }
             }
             Event::DocType(_) => {
