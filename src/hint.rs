@@ -45,3 +45,18 @@ pub fn disk_full(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     None
 }
+
+/// An error and its causes on one line, each cause once.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

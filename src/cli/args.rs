@@ -360,12 +360,24 @@ pub(crate) struct CatalogArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Write every job's resolution to this lock file.
+    /// Write every job's resolution (and image) to this lock file.
     #[arg(long, value_name = "FILE", conflicts_with = "locked")]
     pub(crate) lock: Option<PathBuf>,
-    /// Fail the jobs whose resolution differs from this lock file.
+    /// Fail the jobs whose resolution differs from this lock file (with --update: the lock
+    /// to update from, rewritten afterwards).
     #[arg(long, value_name = "FILE")]
     pub(crate) locked: Option<PathBuf>,
+    /// Resolve every job again and rebuild only those whose packages changed since the
+    /// --locked lock, reporting each change with its advisories; the others keep their
+    /// images and manifests. The lock is rewritten (or written to --lock-out).
+    #[arg(long, requires = "locked")]
+    pub(crate) update: bool,
+    /// With --update: rebuild only the jobs whose change includes a security advisory.
+    #[arg(long, requires = "update")]
+    pub(crate) security_only: bool,
+    /// With --update: write the new lock here instead of over the --locked file.
+    #[arg(long = "lock-out", value_name = "FILE", requires = "update")]
+    pub(crate) update_lock_out: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) signing: SignArgs,
 }

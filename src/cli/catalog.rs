@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::args::CatalogArgs;
 use super::{Env, Result};
 use crate::ops::catalog::{BuildOptions, CatalogReport, CatalogRun, JobRow};
+use crate::ops::update::UpdateStatus;
 
 pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     let mut jobs = crate::catalog::discover(&args.catalog)?;
@@ -27,11 +28,25 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         &args.image.object,
         &ctx.config,
     )?;
-    let locked = args
+    let mut locked = args
         .locked
         .as_deref()
         .map(crate::ops::outputs::read_catalog_lock)
         .transpose()?;
+    // An update compares with the lock instead of enforcing it, and rewrites it.
+    let (update, lock_out) = match (args.update, locked.take()) {
+        (true, Some(lock)) => (
+            Some(crate::ops::update::UpdateRequest {
+                lock,
+                security_only: args.security_only,
+            }),
+            args.update_lock_out.clone().or_else(|| args.locked.clone()),
+        ),
+        (_, l) => {
+            locked = l;
+            (None, args.lock.clone())
+        }
+    };
     let push = super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?;
     let sign = super::sign::signing_key(&args.signing, &ctx.config)?;
     if sign.is_some() && push.is_none() {
@@ -49,11 +64,12 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
             root,
             locked,
             user: crate::kube::JobUser::new(&ctx.config.settings.kube, manifests.run_as),
+            update,
         },
         push,
         manifests,
         manifests_out: args.manifests_out.clone(),
-        lock_out: args.lock.clone(),
+        lock_out,
         prepull: args.prepull.clone(),
         sign,
         catalog: (revision, args.shard.clone()),
@@ -81,8 +97,67 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The table and the two summary lines.
+/// With `--update`: what changed in each image, with its advisories, and the totals.
+fn update_section(r: &CatalogReport) -> Option<String> {
+    let u = r.update.as_ref()?;
+    let mut out = vec![format!(
+        "update: {} rebuilt, {} new, {} unchanged{}; a node holding the old images pulls {}",
+        u.rebuilt,
+        u.new,
+        u.unchanged,
+        if u.security_only {
+            format!(", {} held (--security-only: no security advisory)", u.held)
+        } else {
+            String::new()
+        },
+        human(u.node_pull_bytes),
+    )];
+    for row in &r.jobs {
+        let Some(up) = &row.update else { continue };
+        let status = match (&row.failure, up.status) {
+            (Some(_), _) => "failed",
+            (None, UpdateStatus::Unchanged) => "unchanged",
+            (None, UpdateStatus::Rebuilt) => "rebuilt",
+            (None, UpdateStatus::New) => "new",
+            (None, UpdateStatus::Held) => "held",
+        };
+        out.push(format!("  {}  {status}", row.job));
+        for c in &up.changes {
+            let advisories: Vec<String> = c
+                .advisories
+                .iter()
+                .map(|a| {
+                    let mut s = format!("{} ({}", a.id, a.kind);
+                    if let Some(sev) = &a.severity {
+                        s.push_str(&format!(", {sev}"));
+                    }
+                    if !a.cves.is_empty() {
+                        s.push_str(&format!(": {}", a.cves.join(" ")));
+                    }
+                    s + ")"
+                })
+                .collect();
+            if advisories.is_empty() {
+                out.push(format!("    {}", c.describe()));
+            } else {
+                out.push(format!("    {}  {}", c.describe(), advisories.join(", ")));
+            }
+        }
+    }
+    out.extend(u.warnings.iter().map(|w| format!("warning: {w}")));
+    Some(out.join("\n"))
+}
+
+/// The table and the two summary lines (and, with `--update`, what changed).
 fn summary(r: &CatalogReport) -> String {
+    let base = summary_lines(r);
+    match update_section(r) {
+        Some(u) => format!("{base}\n{u}"),
+        None => base,
+    }
+}
+
+fn summary_lines(r: &CatalogReport) -> String {
     let pushed = if r.pushed {
         format!(", {} bytes pushed", r.bytes_pushed)
     } else {

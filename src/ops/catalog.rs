@@ -18,6 +18,7 @@ use super::build::JobOptions;
 use super::layers::Popularity;
 use super::outputs::{ManifestChoice, OutputPaths};
 use super::push::{PushTarget, Pushed};
+use super::update::{self, JobUpdate, UpdateRequest, UpdateStatus, UpdateSummary};
 use super::{Built, Context, OpsError};
 use crate::catalog::{CatalogJob, lock_key};
 use crate::hint::Hint;
@@ -25,7 +26,7 @@ use crate::job::JobSpec;
 use crate::needs::Needs;
 use crate::repo::Repo;
 use crate::resolve::Resolution;
-use crate::resolve::lock::{CatalogLock, Lock};
+use crate::resolve::lock::{CatalogLock, Lock, LockImage};
 
 /// Why a job of a catalog failed: the stage, the error with its causes, and a hint.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -43,25 +44,10 @@ impl JobFailure {
     fn new<E: std::error::Error + Hint>(stage: &'static str, e: &E) -> JobFailure {
         JobFailure {
             stage: stage.to_owned(),
-            error: chain(e),
+            error: crate::hint::chain(e),
             hint: e.hint(),
         }
     }
-}
-
-/// An error and its causes on one line, each cause once.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// A job built.
@@ -76,6 +62,43 @@ pub struct JobBuild {
     pub lock: Lock,
     /// Parse, analysis, resolution and build of this job.
     pub seconds: f64,
+    /// With `--update`: why it was built.
+    pub update: Option<JobUpdate>,
+}
+
+/// A job of the catalog: built, kept (an update found no reason to rebuild it), or failed.
+pub enum JobOutcome {
+    /// Built.
+    Built(Box<JobBuild>),
+    /// Kept as its lock entry records it (`--update`).
+    Kept {
+        /// The job's name.
+        name: crate::job::JobName,
+        /// The entry, with its image.
+        lock: Box<Lock>,
+        /// Why it was kept.
+        update: JobUpdate,
+    },
+    /// Failed at some stage.
+    Failed(JobFailure),
+}
+
+impl JobOutcome {
+    /// The job built, if it was.
+    pub fn built(&self) -> Option<&JobBuild> {
+        match self {
+            JobOutcome::Built(jb) => Some(jb),
+            _ => None,
+        }
+    }
+}
+
+/// Every job's outcome, and what was odd in the repositories' advisories (`--update`).
+pub struct CatalogBuild {
+    /// One per job, in catalog order.
+    pub outcomes: Vec<JobOutcome>,
+    /// Advisory warnings.
+    pub warnings: Vec<String>,
 }
 
 /// How a catalog's images are built.
@@ -90,6 +113,8 @@ pub struct BuildOptions {
     pub locked: Option<CatalogLock>,
     /// Who the jobs run as (their `/etc/passwd` entry).
     pub user: crate::kube::JobUser,
+    /// Rebuild only what changed since this lock (`--update`).
+    pub update: Option<UpdateRequest>,
 }
 
 /// A job parsed and analysed, or why not; with the seconds it took.
@@ -97,13 +122,14 @@ type Prepared = (Result<(JobSpec, Needs), JobFailure>, f64);
 /// A job resolved (and checked against the lock), or why not; with the seconds so far.
 type ResolvedJob = (Result<(JobSpec, Needs, Resolution, Lock), JobFailure>, f64);
 
-/// Builds every job of the catalog into `opts.layout`. Errors that stop every job (no
-/// repository can be loaded) are the outer error; each job's own failure is its result.
+/// Builds every job of the catalog into `opts.layout` (with an update, only the jobs whose
+/// packages changed). Errors that stop every job (no repository can be loaded) are the outer
+/// error; each job's own failure is its outcome.
 pub fn build_all(
     ctx: &Context,
     jobs: &[CatalogJob],
     opts: &BuildOptions,
-) -> Result<Vec<Result<JobBuild, JobFailure>>, OpsError> {
+) -> Result<CatalogBuild, OpsError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .thread_name(|i| format!("pbsimage-job-{i}"))
@@ -115,20 +141,43 @@ pub fn build_all(
     let prepared: Vec<Prepared> =
         pool.install(|| jobs.par_iter().map(|j| prepare(ctx, j)).collect());
     let (repos, resolved) = resolve_all(ctx, jobs, prepared, opts)?;
+    let (advisories, warnings) = match &opts.update {
+        Some(_) if !repos.is_empty() => update::advisories(ctx, &repos),
+        _ => Default::default(),
+    };
     let popularity = popularity(&resolved);
-    Ok(pool.install(|| {
+    let outcomes = pool.install(|| {
         resolved
             .into_par_iter()
             .zip(jobs.par_iter())
             .map(|((r, secs), j)| {
-                let (spec, needs, res, lock) = r?;
+                let (spec, needs, res, lock) = match r {
+                    Ok(r) => r,
+                    Err(f) => return JobOutcome::Failed(f),
+                };
+                let update = match &opts.update {
+                    None => None,
+                    Some(u) => {
+                        let old = u.lock.job(&lock.job);
+                        match update::decide(old, &lock, &advisories, u.security_only) {
+                            (update, Some(kept)) => {
+                                return JobOutcome::Kept {
+                                    name: spec.name.clone(),
+                                    lock: Box::new(kept),
+                                    update,
+                                };
+                            }
+                            (update, None) => Some(update),
+                        }
+                    }
+                };
                 let t = Instant::now();
                 let job_opts = JobOptions {
                     name: j.image.as_deref(),
                     popularity: Some(&popularity),
                     user: Some(&opts.user),
                 };
-                let built = super::build::build_resolved(
+                match super::build::build_resolved(
                     ctx,
                     &spec,
                     &needs,
@@ -136,18 +185,21 @@ pub fn build_all(
                     &res,
                     &opts.layout,
                     &job_opts,
-                )
-                .map_err(|e| JobFailure::new("build", &e))?;
-                Ok(JobBuild {
-                    spec,
-                    needs,
-                    built,
-                    lock,
-                    seconds: secs + t.elapsed().as_secs_f64(),
-                })
+                ) {
+                    Ok(built) => JobOutcome::Built(Box::new(JobBuild {
+                        spec,
+                        needs,
+                        built,
+                        lock,
+                        seconds: secs + t.elapsed().as_secs_f64(),
+                        update,
+                    })),
+                    Err(e) => JobOutcome::Failed(JobFailure::new("build", &e)),
+                }
             })
             .collect()
-    }))
+    });
+    Ok(CatalogBuild { outcomes, warnings })
 }
 
 /// Parses and analyses one job.
@@ -346,6 +398,9 @@ pub struct JobRow {
     /// [`merge`] recomputes sharing and distribution from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blobs: Vec<(String, u64)>,
+    /// With `--update`: what changed and what was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<JobUpdate>,
 }
 
 /// What `pbsimage catalog` did (its `--json` output).
@@ -378,6 +433,9 @@ pub struct CatalogReport {
     pub distribution: Distribution,
     /// The whole run.
     pub seconds: f64,
+    /// With `--update`: its totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateSummary>,
 }
 
 /// A whole `pbsimage catalog` run.
@@ -402,40 +460,58 @@ pub struct CatalogRun {
 }
 
 /// Builds, pushes and writes the outputs of every job of a catalog; the report has a row per
-/// job, failed or not.
+/// job, failed or not. With an update, only the jobs whose packages changed are built,
+/// pushed and given new manifests; the lock is rewritten with every job's entry.
 pub fn run(
     ctx: &Context,
     jobs: &[CatalogJob],
     run: &CatalogRun,
 ) -> Result<CatalogReport, OpsError> {
     let started = Instant::now();
-    let results = build_all(ctx, jobs, &run.build)?;
-    if let Some(path) = &run.lock_out {
-        let lock = CatalogLock {
-            version: 1,
-            jobs: results
-                .iter()
-                .filter_map(|r| r.as_ref().ok().map(|j| j.lock.clone()))
-                .collect(),
-        };
-        super::outputs::write_catalog_lock(path, &lock)?;
-    }
-    let images: Vec<&Built> = results
+    let CatalogBuild { outcomes, warnings } = build_all(ctx, jobs, &run.build)?;
+    let pushed = push_built(ctx, &outcomes, run.push.as_ref(), run.sign.as_ref())?;
+    let images: Vec<&Built> = outcomes
         .iter()
-        .filter_map(|r| r.as_ref().ok().map(|j| &j.built))
+        .filter_map(|o| o.built().map(|j| &j.built))
         .collect();
-    let pushed = push_built(ctx, &results, run.push.as_ref(), run.sign.as_ref())?;
-    let counts = layer_counts(&images);
+    let mut counts = layer_counts(&images);
+    for o in &outcomes {
+        if let JobOutcome::Kept { lock, .. } = o
+            && let Some(image) = &lock.image
+        {
+            let layers = image.blobs.len().saturating_sub(1);
+            let mine: BTreeSet<&String> = image.blobs[..layers].iter().map(|(d, _)| d).collect();
+            for d in mine {
+                *counts.entry(d.clone()).or_insert(0) += 1;
+            }
+        }
+    }
     let mut rows = Vec::new();
     let mut seen_new = BTreeSet::new();
     let mut references: Vec<(String, String)> = Vec::new();
-    for (i, (job, r)) in jobs.iter().zip(&results).enumerate() {
-        let jb = match r {
-            Err(f) => {
+    let mut locks: Vec<Lock> = Vec::new();
+    for (i, (job, o)) in jobs.iter().zip(&outcomes).enumerate() {
+        let jb = match o {
+            JobOutcome::Failed(f) => {
                 rows.push(failed_row(job, f));
+                // An update keeps a failing job's entry: its image is still the last built.
+                let key = lock_key(&run.build.root, &job.script);
+                if let Some(old) = run.build.update.as_ref().and_then(|u| u.lock.job(&key)) {
+                    locks.push(old.clone());
+                }
                 continue;
             }
-            Ok(jb) => jb,
+            JobOutcome::Kept { name, lock, update } => {
+                let mut row = kept_row(job, lock, update, &counts);
+                row.job = name.to_string();
+                if let Some(r) = &row.reference {
+                    references.push((name.dns_label(40), r.clone()));
+                }
+                locks.push((**lock).clone());
+                rows.push(row);
+                continue;
+            }
+            JobOutcome::Built(jb) => jb,
         };
         let mut row = built_row(job, jb, &counts, &mut seen_new);
         match pushed.get(&i) {
@@ -454,11 +530,26 @@ pub fn run(
         match write_job_outputs(ctx, run, job, jb, &reference) {
             Ok(p) => {
                 row.manifest_out = Some(p);
-                references.push((jb.spec.name.dns_label(40), reference));
+                references.push((jb.spec.name.dns_label(40), reference.clone()));
+                let mut lock = jb.lock.clone();
+                lock.image = Some(LockImage {
+                    reference,
+                    manifest_digest: jb.built.image.manifest_digest.clone(),
+                    blobs: row.blobs.clone(),
+                });
+                locks.push(lock);
             }
             Err(f) => row.failure = Some(f),
         }
         rows.push(row);
+    }
+    if let Some(path) = &run.lock_out {
+        locks.sort_by(|a, b| a.job.cmp(&b.job));
+        let lock = CatalogLock {
+            version: 1,
+            jobs: locks,
+        };
+        super::outputs::write_catalog_lock(path, &lock)?;
     }
     if let Some(path) = &run.prepull {
         let s = &ctx.config.settings;
@@ -470,13 +561,13 @@ pub fn run(
         )?;
         super::outputs::write_file(path, yaml.as_bytes())?;
     }
-    let ok_images: Vec<&Built> = results
-        .iter()
-        .zip(&rows)
-        .filter(|(_, row)| row.failure.is_none())
-        .filter_map(|(r, _)| r.as_ref().ok().map(|j| &j.built))
-        .collect();
-    let distribution = distribution(&ok_images);
+    let ok = |r: &&JobRow| r.failure.is_none();
+    let distribution = distribution_of(rows.iter().filter(ok).map(|r| r.blobs.as_slice()));
+    let update = run
+        .build
+        .update
+        .as_ref()
+        .map(|u| update_summary(u, &rows, warnings));
     let failed = rows.iter().filter(|r| r.failure.is_some()).count();
     Ok(CatalogReport {
         catalog: run.catalog.0.clone(),
@@ -494,8 +585,49 @@ pub fn run(
         pushed: run.push.is_some(),
         distribution,
         seconds: started.elapsed().as_secs_f64(),
+        update,
         jobs: rows,
     })
+}
+
+/// The update's totals: jobs by status, the advisories, and what a node that holds every
+/// image of the lock pulls to hold every image now.
+fn update_summary(u: &UpdateRequest, rows: &[JobRow], warnings: Vec<String>) -> UpdateSummary {
+    let held: BTreeSet<&str> = u
+        .lock
+        .jobs
+        .iter()
+        .filter_map(|l| l.image.as_ref())
+        .flat_map(|i| i.blobs.iter().map(|(d, _)| d.as_str()))
+        .collect();
+    let mut pulled = BTreeSet::new();
+    let mut s = UpdateSummary {
+        security_only: u.security_only,
+        warnings,
+        ..UpdateSummary::default()
+    };
+    for r in rows {
+        if r.failure.is_none() {
+            for (d, size) in &r.blobs {
+                if !held.contains(d.as_str()) && pulled.insert(d.as_str()) {
+                    s.node_pull_bytes += size;
+                }
+            }
+        }
+        let Some(up) = &r.update else { continue };
+        match up.status {
+            UpdateStatus::Unchanged => s.unchanged += 1,
+            UpdateStatus::Held => s.held += 1,
+            UpdateStatus::New if r.failure.is_none() => s.new += 1,
+            UpdateStatus::Rebuilt if r.failure.is_none() => s.rebuilt += 1,
+            _ => {}
+        }
+        s.advisories
+            .extend(up.changes.iter().flat_map(|c| c.advisories.iter().cloned()));
+    }
+    s.advisories.sort();
+    s.advisories.dedup();
+    s
 }
 
 /// Why shard reports cannot be merged.
@@ -617,6 +749,7 @@ pub fn merge(reports: Vec<(PathBuf, CatalogReport)>) -> Result<CatalogReport, Me
     );
     let failed = jobs.iter().filter(|j| j.failure.is_some()).count();
     Ok(CatalogReport {
+        update: None,
         catalog: first.catalog.clone(),
         shard: None,
         succeeded: jobs.len() - failed,
@@ -637,7 +770,7 @@ pub fn merge(reports: Vec<(PathBuf, CatalogReport)>) -> Result<CatalogReport, Me
 /// (the image itself is in the registry).
 fn push_built(
     ctx: &Context,
-    results: &[Result<JobBuild, JobFailure>],
+    results: &[JobOutcome],
     target: Option<&PushTarget>,
     key: Option<&crate::sign::PrivateKey>,
 ) -> Result<BTreeMap<usize, Result<Pushed, JobFailure>>, OpsError> {
@@ -647,7 +780,7 @@ fn push_built(
     let (built_at, images): (Vec<usize>, Vec<&Built>) = results
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.as_ref().ok().map(|j| (i, &j.built)))
+        .filter_map(|(i, r)| r.built().map(|j| (i, &j.built)))
         .unzip();
     let out = super::push::push(ctx, &images, target)?;
     let mut pushed: BTreeMap<usize, Result<Pushed, JobFailure>> = built_at
@@ -681,7 +814,7 @@ fn push_built(
             continue;
         }
         // The SBOM and provenance, attached and signed like the image.
-        let (Some(Ok(p)), Ok(jb)) = (pushed.get(i), &results[*i]) else {
+        let (Some(Ok(p)), Some(jb)) = (pushed.get(i), results[*i].built()) else {
             continue;
         };
         let repos = super::sign::repo_refs_of_lock(ctx, &jb.lock);
@@ -725,6 +858,38 @@ fn failed_row(job: &CatalogJob, f: &JobFailure) -> JobRow {
         manifest_out: None,
         failure: Some(f.clone()),
         blobs: Vec::new(),
+        update: None,
+    }
+}
+
+/// The row of a job an update kept: its image as the lock records it.
+fn kept_row(
+    job: &CatalogJob,
+    lock: &Lock,
+    update: &JobUpdate,
+    counts: &BTreeMap<String, usize>,
+) -> JobRow {
+    let image = lock.image.as_ref();
+    let blobs = image.map(|i| i.blobs.clone()).unwrap_or_default();
+    let layers = blobs.len().saturating_sub(1);
+    let shared = blobs[..layers]
+        .iter()
+        .filter(|(d, _)| counts.get(d).copied().unwrap_or(0) > 1)
+        .count();
+    JobRow {
+        job: name_of_unparsed(job),
+        script: job.script.clone(),
+        reference: image.map(|i| i.reference.clone()),
+        manifest_digest: image.map(|i| i.manifest_digest.clone()),
+        layers,
+        layers_shared: shared,
+        layers_own: layers - shared,
+        bytes_new: 0,
+        seconds: 0.0,
+        manifest_out: None,
+        failure: None,
+        blobs,
+        update: Some(update.clone()),
     }
 }
 
@@ -757,6 +922,7 @@ fn built_row(
         manifest_out: None,
         failure: None,
         blobs: image_blobs(b),
+        update: jb.update.clone(),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod outputs;
 pub mod push;
 pub mod resolve;
 pub mod sign;
+pub mod update;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ pub mod metadata;
 mod modules;
 mod repofile;
 mod table;
+pub mod updateinfo;
 mod xml;
 
 use std::collections::BTreeSet;
@@ -606,6 +607,63 @@ impl RepoLoader<'_> {
         Ok(())
     }
 
+    /// The advisories of a loaded repository's `updateinfo.xml` (`None`: it has none), with
+    /// warnings about what was odd in them. Read from the mirror the index came from,
+    /// verified against `repomd.xml` like every metadata file.
+    pub async fn updateinfo(&self, repo: &Repo) -> Result<Option<Advisories>, RepoError> {
+        let src = &repo.source;
+        let mirror = repo.index.base_url.clone();
+        let mirrors = self.mirrors(src).await?;
+        let repomd_url = join_url(&mirror, "repodata/repomd.xml");
+        let bytes = self
+            .transport
+            .get_bytes_with(&repomd_url, REPOMD_LIMIT, src.sslverify)
+            .await
+            .map_err(|source| RepoError::Fetch {
+                repo: src.id.clone(),
+                source,
+            })?;
+        let meta = |url: &str, message: String| RepoError::Metadata {
+            repo: src.id.clone(),
+            url: SafeUrl(url.to_owned()),
+            message,
+        };
+        let mut warnings = Vec::new();
+        if hex::encode(sha2::Sha256::digest(&bytes)) != repo.index.repomd_sha256 {
+            warnings.push(format!(
+                "repo `{}` changed while it was read: its advisories are of a newer revision",
+                src.id
+            ));
+        } else if src.gpgcheck {
+            self.verify_signature(src, &mirror, &bytes).await?;
+        }
+        let md = Repomd::parse(&bytes[..]).map_err(|m| meta(&repomd_url, m))?;
+        let Some(rec) = md.record("updateinfo") else {
+            return Ok(None);
+        };
+        let url = record_url(&mirror, rec);
+        let body = self.fetch_verified(src, &mirror, &mirrors, rec).await?;
+        let (cap, href) = (open_cap(rec, self.max_metadata_bytes), rec.href.clone());
+        let parsed = tokio::task::spawn_blocking(move || {
+            let reader = decompress::open(&body, &href, cap)?;
+            updateinfo::parse(reader)
+        })
+        .await
+        .map_err(|source| RepoError::Task {
+            repo: src.id.clone(),
+            what: "advisories",
+            source,
+        })?
+        .map_err(|m| meta(&url, m))?;
+        let (advisories, more) = parsed;
+        warnings.extend(more.into_iter().map(|w| format!("repo `{}`: {w}", src.id)));
+        Ok(Some(Advisories {
+            repo: src.id.clone(),
+            advisories,
+            warnings,
+        }))
+    }
+
     /// Loads one repository (from the cache when `repomd.xml` is unchanged). With
     /// `with_filelists`, filelists.xml is read too, concurrently with primary.xml.
     pub async fn load(&self, src: &RepoSource, with_filelists: bool) -> Result<Repo, RepoError> {
@@ -994,6 +1052,17 @@ pub mod signature;
 /// filelists.xml as parsed: a hash-ordered path table whose values are package ordinals
 /// indexing `pkgids`, remapped to index positions once primary.xml is read. Building the
 /// table does not need primary.xml, so it runs beside it.
+/// A repository's advisories.
+#[derive(Debug, Clone)]
+pub struct Advisories {
+    /// The repository id.
+    pub repo: String,
+    /// Its advisories, in file order.
+    pub advisories: Vec<updateinfo::Advisory>,
+    /// What was odd in them.
+    pub warnings: Vec<String>,
+}
+
 /// filelists.xml's files as rows: (offset in `blob`, length, index in `pkgids`).
 #[derive(Default)]
 struct FileRows {
@@ -1086,7 +1155,10 @@ mod tests {
                 "<package pkgid=\"{id:064x}\" name=\"p{i}\" arch=\"x86_64\"><version epoch=\"0\" ver=\"1\" rel=\"1\"/>"
             ));
             for f in 0..40 {
-                d.push_str(&format!("<file>/usr/share/p{i}/file-{f}-{}</file>", "x".repeat(20)));
+                d.push_str(&format!(
+                    "<file>/usr/share/p{i}/file-{f}-{}</file>",
+                    "x".repeat(20)
+                ));
             }
             d.push_str("</package>\n");
         }

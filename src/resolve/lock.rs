@@ -52,6 +52,24 @@ pub struct Lock {
     /// The packages.
     #[serde(rename = "package")]
     pub packages: Vec<LockPackage>,
+    /// The image built from them (a catalog's lock records it): what `catalog --update`
+    /// keeps while the packages stay the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<LockImage>,
+}
+
+/// An image as a catalog lock records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LockImage {
+    /// The digest-pinned reference (with the registry host once pushed).
+    pub reference: String,
+    /// The image manifest's digest.
+    pub manifest_digest: String,
+    /// Its layers' and config's digests and sizes, bottom to top: what a node already
+    /// holds when it holds this image.
+    #[serde(default)]
+    pub blobs: Vec<(String, u64)>,
 }
 
 impl Lock {
@@ -79,6 +97,7 @@ impl Lock {
                     why: p.why.clone(),
                 })
                 .collect(),
+            image: None,
         }
     }
 

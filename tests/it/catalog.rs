@@ -735,3 +735,256 @@ fn shards_cover_the_catalog_once_with_the_same_digests() {
         assert!(stderr(&o).contains("is not I/N"), "{bad}: {}", stderr(&o));
     }
 }
+
+/// A catalog of three jobs over the fixture repository and an errata repository whose
+/// revision `updates` points at (a symlink switched between runs).
+struct Errata {
+    top: tempfile::TempDir,
+    cfg: PathBuf,
+    catalog: PathBuf,
+    lock: PathBuf,
+    manifests: PathBuf,
+    layout: PathBuf,
+    registry: String,
+}
+
+impl Errata {
+    fn new(registry: &str) -> Errata {
+        let top = tempfile::tempdir().unwrap();
+        let t = top.path();
+        let cat = t.join("cat");
+        for j in ["ssl-a", "ssl-b", "plain"] {
+            std::fs::create_dir_all(cat.join(j)).unwrap();
+            std::fs::write(
+                cat.join(j).join("job.sh"),
+                format!("#!/bin/bash\n#PBS -N {j}\necho {j}\n"),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            cat.join("catalog.toml"),
+            "[[job]]\nscript = \"ssl-a/job.sh\"\npackages = [\"fx-ssl\"]\n\
+             [[job]]\nscript = \"ssl-b/job.sh\"\npackages = [\"fx-ssl\", \"fx-zlib\"]\n\
+             [[job]]\nscript = \"plain/job.sh\"\npackages = [\"fx-zlib\"]\n",
+        )
+        .unwrap();
+        let main = format!("file://{}", fixture_repos().join("main").display());
+        let updates = format!("file://{}", t.join("updates").display());
+        let mut extra = BASE.to_owned();
+        extra.push_str(&format!("[registry]\ninsecure = [\"{registry}\"]\n"));
+        let cfg = t.join("pipeline.toml");
+        let text = repo_config(
+            &[("fixture", main), ("updates", updates)],
+            &t.join("cache"),
+            &extra,
+        );
+        std::fs::write(&cfg, text).unwrap();
+        Errata {
+            cfg,
+            catalog: cat.join("catalog.toml"),
+            lock: t.join("catalog.lock"),
+            manifests: t.join("manifests"),
+            layout: t.join("layout"),
+            registry: registry.to_owned(),
+            top,
+        }
+    }
+
+    /// Points `updates` at a repository directory.
+    fn revision(&self, dir: &Path) {
+        let link = self.top.path().join("updates");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(dir, link).unwrap();
+    }
+
+    fn run(&self, extra: &[&str]) -> (bool, serde_json::Value) {
+        let mut args = vec![
+            "--push",
+            self.registry.as_str(),
+            "--manifests-out",
+            self.manifests.to_str().unwrap(),
+            "--output",
+            self.layout.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run_catalog(&self.cfg, &self.catalog, &args)
+    }
+
+    fn update(&self, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["--update", "--locked", self.lock.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (ok, v) = self.run(&args);
+        assert!(ok, "{v:#}");
+        v
+    }
+}
+
+fn row<'a>(v: &'a serde_json::Value, job: &str) -> &'a serde_json::Value {
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["job"] == job)
+        .unwrap_or_else(|| panic!("no row {job}: {v:#}"))
+}
+
+/// `--update`: an errata repository moves from v1 to v2 (fx-ssl 1.0-1 → 1.0-2 with a
+/// security advisory in updateinfo.xml, added by modifyrepo_c): exactly the two jobs that
+/// contain fx-ssl are rebuilt and pushed, the report names the advisory, its CVE and the
+/// versions; the third job keeps its digest and its manifest file; the lock is rewritten.
+/// Then v3 (a bugfix-only advisory) with `--security-only` rebuilds nothing.
+#[test]
+fn an_errata_update_rebuilds_exactly_the_jobs_that_contain_the_library() {
+    let reg = crate::build::Registry::start();
+    let e = Errata::new(&reg.host);
+    let repos = fixture_repos();
+    e.revision(&repos.join("update-v1"));
+    let (ok, first) = e.run(&["--lock", e.lock.to_str().unwrap()]);
+    assert!(ok, "{first:#}");
+    let lock_v1 = std::fs::read_to_string(&e.lock).unwrap();
+    assert!(lock_v1.contains("[job.image]"), "{lock_v1}");
+    // The manifests of jobs the update keeps must not be written again.
+    let plain_manifest = e.manifests.join("plain.k8s.yaml");
+    let marked = format!(
+        "{}# untouched\n",
+        std::fs::read_to_string(&plain_manifest).unwrap()
+    );
+    std::fs::write(&plain_manifest, &marked).unwrap();
+
+    e.revision(&repos.join("update-v2"));
+    let v = e.update(&[]);
+    let u = &v["update"];
+    assert_eq!(
+        (&u["rebuilt"], &u["unchanged"], &u["new"]),
+        (&2.into(), &1.into(), &0.into()),
+        "{v:#}"
+    );
+    assert_eq!(u["advisories"][0]["id"], "FXSA-2026:0001", "{u:#}");
+    assert_eq!(u["advisories"][0]["type"], "security");
+    assert_eq!(u["advisories"][0]["cves"][0], "CVE-2026-0001");
+    for job in ["ssl-a", "ssl-b"] {
+        let r = row(&v, job);
+        assert_eq!(r["update"]["status"], "rebuilt", "{r:#}");
+        let c = &r["update"]["changes"];
+        assert_eq!(c.as_array().unwrap().len(), 1, "{r:#}");
+        assert_eq!(
+            (&c[0]["name"], &c[0]["from"], &c[0]["to"]),
+            (&"fx-ssl".into(), &"1.0-1.fx".into(), &"1.0-2.fx".into())
+        );
+        assert_eq!(c[0]["advisories"][0]["severity"], "Important");
+        assert_ne!(
+            r["manifest_digest"],
+            row(&first, job)["manifest_digest"],
+            "{job} was rebuilt"
+        );
+        assert!(r["bytes_new"].as_u64().unwrap() > 0, "{job} was pushed");
+    }
+    let plain = row(&v, "plain");
+    assert_eq!(plain["update"]["status"], "unchanged");
+    assert_eq!(plain["reference"], row(&first, "plain")["reference"]);
+    assert_eq!(plain["bytes_new"], 0);
+    assert_eq!(std::fs::read_to_string(&plain_manifest).unwrap(), marked);
+    // Only the new fx-ssl layer and two configs reach a node that held the old images.
+    let pull = u["node_pull_bytes"].as_u64().unwrap();
+    assert!(pull > 0 && pull < 64 << 10, "{pull}");
+    let lock_v2 = std::fs::read_to_string(&e.lock).unwrap();
+    assert_ne!(lock_v1, lock_v2);
+    assert!(lock_v2.contains("fx-ssl-1.0-2.fx.x86_64"), "{lock_v2}");
+    // The human table says the same.
+    let o = pbsimage(&[
+        "-q",
+        "--config",
+        e.cfg.to_str().unwrap(),
+        "catalog",
+        "--update",
+        "--locked",
+        e.lock.to_str().unwrap(),
+        "--lock-out",
+        e.top.path().join("scratch.lock").to_str().unwrap(),
+        "--output",
+        e.layout.to_str().unwrap(),
+        "--manifests-out",
+        e.top.path().join("scratch").to_str().unwrap(),
+        e.catalog.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("0 rebuilt, 0 new, 3 unchanged"),
+        "{}",
+        stdout(&o)
+    );
+
+    // v3: fx-ssl 1.0-3 with a bugfix advisory only.
+    e.revision(&repos.join("update-v3"));
+    let v = e.update(&["--security-only"]);
+    let u = &v["update"];
+    assert_eq!((&u["rebuilt"], &u["held"]), (&0.into(), &2.into()), "{v:#}");
+    assert_eq!(row(&v, "ssl-a")["update"]["status"], "held");
+    assert_eq!(
+        row(&v, "ssl-a")["update"]["changes"][0]["advisories"][0]["id"],
+        "FXBA-2026:0002"
+    );
+    assert_eq!(v["bytes_pushed"], 0);
+    assert_eq!(std::fs::read_to_string(&e.lock).unwrap(), lock_v2);
+    // Without --security-only the bugfix is rebuilt.
+    let v = e.update(&[]);
+    assert_eq!(v["update"]["rebuilt"], 2, "{v:#}");
+}
+
+/// An updateinfo.xml with broken XML, or with a type dnf does not know, is a warning: the
+/// rebuild still happens.
+#[test]
+fn odd_advisories_are_warnings_and_the_rebuild_still_happens() {
+    require("modifyrepo_c", "createrepo-c");
+    let reg = crate::build::Registry::start();
+    let e = Errata::new(&reg.host);
+    let repos = fixture_repos();
+    e.revision(&repos.join("update-v1"));
+    let (ok, _) = e.run(&["--lock", e.lock.to_str().unwrap()]);
+    assert!(ok);
+    let v1_lock = std::fs::read(&e.lock).unwrap();
+    for (case, xml, warning) in [
+        (
+            "broken",
+            "<?xml version=\"1.0\"?>\n<updates>\n  <update type=\"security\"><id>X</id>\n</updates>\n",
+            "could not be read",
+        ),
+        (
+            "unknown",
+            "<?xml version=\"1.0\"?>\n<updates>\n  <update type=\"hotfix\"><id>FXHA-1</id><pkglist><collection><package name=\"fx-ssl\" epoch=\"0\" version=\"1.0\" release=\"2.fx\" arch=\"x86_64\"/></collection></pkglist></update>\n</updates>\n",
+            "unknown type `hotfix`",
+        ),
+    ] {
+        let dir = e.top.path().join(format!("update-{case}"));
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(repos.join("update-v2"))
+                .arg(&dir),
+        );
+        let file = e.top.path().join("updateinfo.xml");
+        std::fs::write(&file, xml).unwrap();
+        run_ok(
+            Command::new("modifyrepo_c")
+                .arg("--mdtype=updateinfo")
+                .arg(&file)
+                .arg(dir.join("repodata")),
+        );
+        e.revision(&dir);
+        std::fs::write(&e.lock, &v1_lock).unwrap();
+        let v = e.update(&[]);
+        assert_eq!(v["update"]["rebuilt"], 2, "{case}: {v:#}");
+        let warnings = v["update"]["warnings"].to_string();
+        assert!(warnings.contains(warning), "{case}: {warnings}");
+        if case == "unknown" {
+            assert_eq!(
+                row(&v, "ssl-a")["update"]["changes"][0]["advisories"][0]["type"],
+                "hotfix"
+            );
+        }
+    }
+    // --update needs the lock it updates from.
+    let o = pbsimage(&["catalog", "--update", e.catalog.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--locked"), "{}", stderr(&o));
+}
