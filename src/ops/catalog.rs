@@ -26,7 +26,7 @@ use crate::job::JobSpec;
 use crate::needs::Needs;
 use crate::repo::Repo;
 use crate::resolve::Resolution;
-use crate::resolve::lock::{CatalogLock, Lock, LockImage};
+use crate::resolve::lock::{CatalogLock, Lock, LockBlob, LockImage};
 
 /// Why a job of a catalog failed: the stage, the error with its causes, and a hint.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -480,7 +480,7 @@ pub fn run(
             && let Some(image) = &lock.image
         {
             let layers = image.blobs.len().saturating_sub(1);
-            let mine: BTreeSet<&String> = image.blobs[..layers].iter().map(|(d, _)| d).collect();
+            let mine: BTreeSet<&String> = image.blobs[..layers].iter().map(|b| &b.digest).collect();
             for d in mine {
                 *counts.entry(d.clone()).or_insert(0) += 1;
             }
@@ -535,7 +535,14 @@ pub fn run(
                 lock.image = Some(LockImage {
                     reference,
                     manifest_digest: jb.built.image.manifest_digest.clone(),
-                    blobs: row.blobs.clone(),
+                    blobs: row
+                        .blobs
+                        .iter()
+                        .map(|(digest, size)| LockBlob {
+                            digest: digest.clone(),
+                            size: *size,
+                        })
+                        .collect(),
                 });
                 locks.push(lock);
             }
@@ -598,7 +605,7 @@ fn update_summary(u: &UpdateRequest, rows: &[JobRow], warnings: Vec<String>) -> 
         .jobs
         .iter()
         .filter_map(|l| l.image.as_ref())
-        .flat_map(|i| i.blobs.iter().map(|(d, _)| d.as_str()))
+        .flat_map(|i| i.blobs.iter().map(|b| b.digest.as_str()))
         .collect();
     let mut pulled = BTreeSet::new();
     let mut s = UpdateSummary {
@@ -870,7 +877,7 @@ fn kept_row(
     counts: &BTreeMap<String, usize>,
 ) -> JobRow {
     let image = lock.image.as_ref();
-    let blobs = image.map(|i| i.blobs.clone()).unwrap_or_default();
+    let blobs = image.map(LockImage::blob_pairs).unwrap_or_default();
     let layers = blobs.len().saturating_sub(1);
     let shared = blobs[..layers]
         .iter()

@@ -68,8 +68,28 @@ pub struct LockImage {
     pub manifest_digest: String,
     /// Its layers' and config's digests and sizes, bottom to top: what a node already
     /// holds when it holds this image.
-    #[serde(default)]
-    pub blobs: Vec<(String, u64)>,
+    #[serde(default, rename = "blob")]
+    pub blobs: Vec<LockBlob>,
+}
+
+impl LockImage {
+    /// The blobs as (digest, size) pairs.
+    pub fn blob_pairs(&self) -> Vec<(String, u64)> {
+        self.blobs
+            .iter()
+            .map(|b| (b.digest.clone(), b.size))
+            .collect()
+    }
+}
+
+/// A blob of a locked image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockBlob {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 impl Lock {
