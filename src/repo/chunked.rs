@@ -12,7 +12,7 @@
 //! which gives the same answer or the same error (with its byte position) as before.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +34,7 @@ pub(crate) fn parse_parallel<T: Send>(
     mut r: impl Read,
     root: &str,
     workers: usize,
-    parse: impl Fn(&mut dyn BufRead) -> Result<T, String> + Sync,
+    parse: impl Fn(&[u8]) -> Result<T, String> + Sync,
     merge: impl FnMut(T) -> Result<(), String> + Send,
 ) -> Result<(), Fallback> {
     let workers = workers.max(1);
@@ -70,14 +70,14 @@ fn parse_chunks<T>(
     rx: &Mutex<Receiver<Chunk>>,
     tx: SyncSender<(usize, Result<T, String>)>,
     free: Sender<Vec<u8>>,
-    parse: &(impl Fn(&mut dyn BufRead) -> Result<T, String> + Sync),
+    parse: &(impl Fn(&[u8]) -> Result<T, String> + Sync),
 ) {
     loop {
         let next = rx.lock().map(|rx| rx.recv());
         let Ok(Ok((seq, bytes))) = next else {
             return;
         };
-        let parsed = parse(&mut &bytes[..]);
+        let parsed = parse(&bytes);
         let _ = free.send(bytes);
         if tx.send((seq, parsed)).is_err() {
             return;
@@ -197,7 +197,7 @@ mod tests {
             workers,
             |r| {
                 let mut part = Vec::new();
-                parse_primary(r, |p| {
+                crate::repo::metadata::parse_primary_slice(r, |p| {
                     part.push(p);
                     Ok(())
                 })?;

@@ -8,7 +8,7 @@ use super::evr::{Cmp, Evr};
 use crate::digest::Checksum;
 use quick_xml::XmlVersion;
 
-use super::xml::{Ev, XmlStream, attr};
+use super::xml::{Ev, Events, XmlSlice, XmlStream, attr};
 
 /// One `<data type="...">` record of `repomd.xml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -429,9 +429,23 @@ fn package_text(p: &mut Package, element: &[u8], text: &str) {
 /// Streams `primary.xml`, calling `f` for each package.
 pub fn parse_primary<R: BufRead>(
     r: R,
+    f: impl FnMut(Package) -> Result<(), String>,
+) -> Result<u64, String> {
+    primary_events(&mut XmlStream::new(r), f)
+}
+
+/// As [`parse_primary`], over bytes in memory (nothing copied).
+pub(crate) fn parse_primary_slice(
+    bytes: &[u8],
+    f: impl FnMut(Package) -> Result<(), String>,
+) -> Result<u64, String> {
+    primary_events(&mut XmlSlice::new(bytes), f)
+}
+
+fn primary_events(
+    x: &mut impl Events,
     mut f: impl FnMut(Package) -> Result<(), String>,
 ) -> Result<u64, String> {
-    let mut x = XmlStream::new(r);
     let mut pkg: Option<Package> = None;
     let mut text = String::new();
     let mut list = DepList::Ignored;
@@ -441,8 +455,8 @@ pub fn parse_primary<R: BufRead>(
     // Only these elements' text is kept: descriptions and summaries are passed over.
     let mut want_text = false;
     loop {
-        x.keep_text = want_text;
-        match x.event()? {
+        x.set_keep_text(want_text);
+        match x.next_event()? {
             Ev::Start(e) => {
                 text.clear();
                 let local = e.local_name();
@@ -515,15 +529,23 @@ pub fn parse_primary<R: BufRead>(
 }
 
 /// Streams `filelists.xml`, calling `f(pkgid, file)` for each file.
-pub fn parse_filelists<R: BufRead>(r: R, mut f: impl FnMut(&str, &str)) -> Result<(), String> {
-    let mut x = XmlStream::new(r);
+pub fn parse_filelists<R: BufRead>(r: R, f: impl FnMut(&str, &str)) -> Result<(), String> {
+    filelists_events(&mut XmlStream::new(r), f)
+}
+
+/// As [`parse_filelists`], over bytes in memory (nothing copied).
+pub(crate) fn parse_filelists_slice(bytes: &[u8], f: impl FnMut(&str, &str)) -> Result<(), String> {
+    filelists_events(&mut XmlSlice::new(bytes), f)
+}
+
+fn filelists_events(x: &mut impl Events, mut f: impl FnMut(&str, &str)) -> Result<(), String> {
     let mut pkgid = String::new();
     let mut text = String::new();
     let mut in_file = false;
     let mut saw_root = false;
     loop {
-        x.keep_text = in_file;
-        match x.event()? {
+        x.set_keep_text(in_file);
+        match x.next_event()? {
             Ev::Start(e) => match e.local_name().as_ref() {
                 b"filelists" => saw_root = true,
                 b"package" => pkgid = attr(&e, b"pkgid")?.unwrap_or_default(),

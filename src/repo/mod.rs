@@ -394,17 +394,23 @@ fn parse_primary_into_builder(
     let large = i.primary.open_size.is_none_or(|o| o >= PARALLEL_FROM);
     let bad_href = std::sync::Mutex::new(None);
     // Parses a whole file or one chunk into a builder, every location checked.
-    let part = |r: &mut dyn std::io::BufRead| {
-        let mut builder = IndexBuilder::default();
-        metadata::parse_primary(r, |p| {
-            if let Err(e) = check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors) {
-                if let Ok(mut bad) = bad_href.lock() {
-                    bad.get_or_insert(e);
-                }
-                return Err("a package location leaves the repository".to_owned());
+    let add = |builder: &mut IndexBuilder, p: metadata::Package| {
+        if let Err(e) = check_href(&i.repo, &p.href, p.base.as_deref(), &i.mirrors) {
+            if let Ok(mut bad) = bad_href.lock() {
+                bad.get_or_insert(e);
             }
-            builder.add(&p)
-        })?;
+            return Err("a package location leaves the repository".to_owned());
+        }
+        builder.add(&p)
+    };
+    let part = |bytes: &[u8]| {
+        let mut builder = IndexBuilder::default();
+        metadata::parse_primary_slice(bytes, |p| add(&mut builder, p))?;
+        Ok(builder)
+    };
+    let whole = |r: &mut dyn std::io::BufRead| {
+        let mut builder = IndexBuilder::default();
+        metadata::parse_primary(r, |p| add(&mut builder, p))?;
         Ok(builder)
     };
     let parse = |parallel: bool| -> Result<(IndexBuilder, u64), Result<RepoError, String>> {
@@ -416,7 +422,7 @@ fn parse_primary_into_builder(
                 .map(|()| whole)
                 .map_err(|chunked::Fallback(m)| m)
         } else {
-            part(&mut reader)
+            whole(&mut reader)
         };
         if let Some(e) = bad_href.lock().ok().and_then(|mut b| b.take()) {
             return Err(Ok(e));
@@ -870,10 +876,16 @@ impl RepoLoader<'_> {
                     return FileRows::parse(&mut reader);
                 }
                 let mut whole = FileRows::default();
-                chunked::parse_parallel(reader, "filelists", workers, FileRows::parse, |part| {
-                    whole.append(part);
-                    Ok(())
-                })
+                chunked::parse_parallel(
+                    reader,
+                    "filelists",
+                    workers,
+                    FileRows::parse_slice,
+                    |part| {
+                        whole.append(part);
+                        Ok(())
+                    },
+                )
                 .map_err(|chunked::Fallback(m)| m)?;
                 Ok(whole)
             };
@@ -1072,21 +1084,30 @@ struct FileRows {
 }
 
 impl FileRows {
-    /// Parses a whole filelists.xml or one chunk of it.
+    /// Parses a whole filelists.xml.
     fn parse(r: &mut dyn std::io::BufRead) -> Result<FileRows, String> {
         let mut f = FileRows::default();
-        metadata::parse_filelists(r, |pkgid, file| {
-            if f.pkgids.last().map(String::as_str) != Some(pkgid) {
-                f.pkgids.push(pkgid.to_owned());
-            }
-            f.rows.push((
-                f.blob.len() as u32,
-                file.len() as u32,
-                (f.pkgids.len() - 1) as u32,
-            ));
-            f.blob.extend_from_slice(file.as_bytes());
-        })?;
+        metadata::parse_filelists(r, |pkgid, file| f.push(pkgid, file))?;
         Ok(f)
+    }
+
+    /// Parses one chunk of a filelists.xml.
+    fn parse_slice(bytes: &[u8]) -> Result<FileRows, String> {
+        let mut f = FileRows::default();
+        metadata::parse_filelists_slice(bytes, |pkgid, file| f.push(pkgid, file))?;
+        Ok(f)
+    }
+
+    fn push(&mut self, pkgid: &str, file: &str) {
+        if self.pkgids.last().map(String::as_str) != Some(pkgid) {
+            self.pkgids.push(pkgid.to_owned());
+        }
+        self.rows.push((
+            self.blob.len() as u32,
+            file.len() as u32,
+            (self.pkgids.len() - 1) as u32,
+        ));
+        self.blob.extend_from_slice(file.as_bytes());
     }
 
     /// Appends the rows of the next part of the same file, as one parse would have made them.
@@ -1166,10 +1187,16 @@ mod tests {
         let one = FileRows::parse(&mut d.as_bytes()).unwrap();
         for workers in [1, 2, 3] {
             let mut whole = FileRows::default();
-            chunked::parse_parallel(d.as_bytes(), "filelists", workers, FileRows::parse, |p| {
-                whole.append(p);
-                Ok(())
-            })
+            chunked::parse_parallel(
+                d.as_bytes(),
+                "filelists",
+                workers,
+                FileRows::parse_slice,
+                |p| {
+                    whole.append(p);
+                    Ok(())
+                },
+            )
             .unwrap();
             assert_eq!(whole.blob, one.blob);
             assert_eq!(whole.rows, one.rows);

@@ -96,42 +96,99 @@ impl<R: BufRead> XmlStream<R> {
             .reader
             .read_event_into(&mut self.buf)
             .map_err(|e| format!("malformed XML near byte {pos}: {e}"))?;
-        Ok(match ev {
-            Event::Start(s) => Ev::Start(s),
-            Event::Empty(s) => Ev::Empty(s),
-            Event::End(e) => Ev::End(e),
-            Event::Text(_) | Event::CData(_) if !self.keep_text => Ev::Skip,
-            Event::Text(t) => Ev::Text(t.decode().map_err(|e| format!("bad text encoding: {e}"))?),
-            Event::CData(t) => Ev::Text(Cow::Owned(String::from_utf8_lossy(&t).into_owned())),
-            Event::GeneralRef(r) => {
-                if r.is_char_ref() {
-                    match r.resolve_char_ref() {
-                        Ok(Some(_)) if !self.keep_text => Ev::Skip,
-                        Ok(Some(c)) => Ev::Text(Cow::Owned(c.to_string())),
-                        _ => return Err("invalid character reference".into()),
-                    }
-                } else {
-                    let name = r.decode().map_err(|e| e.to_string())?;
-                    let text = Ev::Text(Cow::Borrowed(match name.as_ref() {
-                        "amp" => "&",
-                        "lt" => "<",
-                        "gt" => ">",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        other => return Err(format!("undefined entity `&{other};`")),
-                    }));
-                    if self.keep_text { text } else { Ev::Skip }
-                }
-            }
-            Event::DocType(_) => {
-                return Err(
-                    "DOCTYPE and entity declarations are not allowed in repository metadata".into(),
-                );
-            }
-            Event::Eof => Ev::Eof,
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => Ev::Skip,
-        })
+        convert(ev, self.keep_text)
     }
+}
+
+/// A strict view of repository XML already in memory (a chunk of a large file): events
+/// borrow the bytes themselves, nothing is copied. The caller bounds the slice's size.
+pub(crate) struct XmlSlice<'a> {
+    reader: Reader<&'a [u8]>,
+    /// As [`XmlStream::keep_text`].
+    pub(crate) keep_text: bool,
+}
+
+impl<'a> XmlSlice<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        let mut reader = Reader::from_reader(bytes);
+        let c = reader.config_mut();
+        c.check_end_names = true;
+        c.expand_empty_elements = false;
+        XmlSlice {
+            reader,
+            keep_text: true,
+        }
+    }
+}
+
+/// What the metadata parsers read: a stream or a slice.
+pub(crate) trait Events {
+    /// The next event.
+    fn next_event(&mut self) -> Result<Ev<'_>, String>;
+    /// Whether text is decoded (see [`XmlStream::keep_text`]).
+    fn set_keep_text(&mut self, keep: bool);
+}
+
+impl<R: BufRead> Events for XmlStream<R> {
+    fn next_event(&mut self) -> Result<Ev<'_>, String> {
+        self.event()
+    }
+    fn set_keep_text(&mut self, keep: bool) {
+        self.keep_text = keep;
+    }
+}
+
+impl Events for XmlSlice<'_> {
+    fn next_event(&mut self) -> Result<Ev<'_>, String> {
+        let pos = self.reader.buffer_position();
+        let ev = self
+            .reader
+            .read_event()
+            .map_err(|e| format!("malformed XML near byte {pos}: {e}"))?;
+        convert(ev, self.keep_text)
+    }
+    fn set_keep_text(&mut self, keep: bool) {
+        self.keep_text = keep;
+    }
+}
+
+/// A quick-xml event as an [`Ev`]: only the predefined entities, no DOCTYPE.
+fn convert(ev: Event<'_>, keep_text: bool) -> Result<Ev<'_>, String> {
+    Ok(match ev {
+        Event::Start(s) => Ev::Start(s),
+        Event::Empty(s) => Ev::Empty(s),
+        Event::End(e) => Ev::End(e),
+        Event::Text(_) | Event::CData(_) if !keep_text => Ev::Skip,
+        Event::Text(t) => Ev::Text(t.decode().map_err(|e| format!("bad text encoding: {e}"))?),
+        Event::CData(t) => Ev::Text(Cow::Owned(String::from_utf8_lossy(&t).into_owned())),
+        Event::GeneralRef(r) => {
+            if r.is_char_ref() {
+                match r.resolve_char_ref() {
+                    Ok(Some(_)) if !keep_text => Ev::Skip,
+                    Ok(Some(c)) => Ev::Text(Cow::Owned(c.to_string())),
+                    _ => return Err("invalid character reference".into()),
+                }
+            } else {
+                let name = r.decode().map_err(|e| e.to_string())?;
+                let text = Ev::Text(Cow::Borrowed(match name.as_ref() {
+                    "amp" => "&",
+                    "lt" => "<",
+                    "gt" => ">",
+                    "quot" => "\"",
+                    "apos" => "'",
+                    other => return Err(format!("undefined entity `&{other};`")),
+                }));
+                if keep_text { text } else { Ev::Skip }
+            }
+        }
+        Event::DocType(_) => {
+            return Err(
+                "DOCTYPE and entity declarations are not allowed in repository metadata".into(),
+            );
+        }
+        Event::Eof => Ev::Eof,
+        Event::Decl(_) | Event::PI(_) | Event::Comment(_) => Ev::Skip,
+    })
 }
 
 /// The value of attribute `name` (by qualified name, e.g. `xml:base`).
