@@ -61,6 +61,12 @@ pub enum CatalogError {
     /// `--shard` is not `I/N` with 1 ≤ I ≤ N.
     #[error("--shard `{0}` is not I/N with 1 <= I <= N")]
     Shard(String),
+    /// `--shard auto/N` without a usable `JOB_COMPLETION_INDEX`.
+    #[error("--shard auto/N takes the shard from JOB_COMPLETION_INDEX, which is {}", match value { Some(v) => format!("`{v}`, not a number"), None => "not set".to_owned() })]
+    AutoShard {
+        /// Its value, if set.
+        value: Option<String>,
+    },
 }
 
 /// The revision of a catalog: sha256 of its jobs' script paths relative to `root`, sorted
@@ -93,18 +99,39 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Parses `I/N`.
-    pub fn parse(s: &str) -> Result<Shard, CatalogError> {
+    /// Parses `I/N`, or `auto/N`: shard `JOB_COMPLETION_INDEX + 1` of N (an Indexed Job's
+    /// pod k builds shard k+1), the variable read through `env`.
+    pub fn parse_with(
+        s: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Shard, CatalogError> {
         let bad = || CatalogError::Shard(s.to_owned());
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count): (u32, u32) = (
-            i.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
+        let index: u32 = if i.trim() == "auto" {
+            let v = env("JOB_COMPLETION_INDEX").ok_or(CatalogError::AutoShard { value: None })?;
+            v.trim()
+                .parse::<u32>()
+                .ok()
+                .and_then(|k| k.checked_add(1))
+                .ok_or(CatalogError::AutoShard { value: Some(v) })?
+        } else {
+            i.trim().parse().map_err(|_| bad())?
+        };
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
         if index == 0 || count == 0 || index > count {
             return Err(bad());
         }
         Ok(Shard { index, count })
+    }
+
+    /// Parses `I/N` (`auto/N` reads the process environment).
+    pub fn parse(s: &str) -> Result<Shard, CatalogError> {
+        Shard::parse_with(s, |k| std::env::var(k).ok())
+    }
+
+    /// `I/N`.
+    pub fn spec(&self) -> String {
+        format!("{}/{}", self.index, self.count)
     }
 
     /// Whether the job at `key` (its script's path relative to the catalog, `/`-separated)
@@ -129,6 +156,11 @@ impl crate::hint::Hint for CatalogError {
             CatalogError::Shard(_) => Some(
                 "shards are numbered from 1: --shard 1/3, --shard 2/3 and --shard 3/3 build a \
                  catalog on three machines"
+                    .into(),
+            ),
+            CatalogError::AutoShard { .. } => Some(
+                "auto/N is for the pods of an Indexed Job (`catalog --emit-build-job`), where \
+                 Kubernetes sets JOB_COMPLETION_INDEX; elsewhere give --shard I/N"
                     .into(),
             ),
             CatalogError::Empty { .. } => Some(

@@ -54,7 +54,7 @@ pub(crate) enum Command {
     Build(BuildArgs),
     /// Build (and push) a whole catalog of jobs at once: shared layers, one push plan, a
     /// summary with the distribution cost.
-    Catalog(CatalogArgs),
+    Catalog(Box<CatalogArgs>),
     /// Parse a job script's #PBS directives and show the job spec.
     Parse(ParseArgs),
     /// Show what a job needs from the repositories (ELF and script analysis), and why.
@@ -352,9 +352,49 @@ pub(crate) struct CatalogArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) prepull: Option<PathBuf>,
     /// Build only shard I of N (jobs assigned by their path in the catalog, so N builders
-    /// cover every job exactly once); they meet only in the registry.
+    /// cover every job exactly once); they meet only in the registry. `auto/N`: shard
+    /// JOB_COMPLETION_INDEX+1 (in the pods of --emit-build-job's Indexed Job).
     #[arg(long, value_name = "I/N")]
     pub(crate) shard: Option<String>,
+    /// Build nothing: write the Kubernetes Indexed Job (and its ConfigMap) that builds this
+    /// catalog on the cluster in --build-shards pods, from --builder-image.
+    #[arg(long, value_name = "FILE", requires = "builder_image")]
+    pub(crate) emit_build_job: Option<PathBuf>,
+    /// Pods (shards) of the build Job.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        requires = "emit_build_job"
+    )]
+    pub(crate) build_shards: u32,
+    /// pbsimage's own image (digest-pinned), for the build Job's pods; the binary is at
+    /// /pbs/job/pbsimage unless --builder-binary says otherwise.
+    #[arg(long, value_name = "REF", requires = "emit_build_job")]
+    pub(crate) builder_image: Option<String>,
+    /// The pbsimage binary inside --builder-image.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/pbs/job/pbsimage",
+        requires = "emit_build_job"
+    )]
+    pub(crate) builder_binary: String,
+    /// The PersistentVolumeClaim holding the catalog, mounted read-only in every pod.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "pbsimage-catalog",
+        requires = "emit_build_job"
+    )]
+    pub(crate) catalog_claim: String,
+    /// The catalog's path inside the claim [default: its root for a directory, the file's
+    /// name for a catalog.toml].
+    #[arg(long, value_name = "PATH", requires = "emit_build_job")]
+    pub(crate) catalog_path: Option<String>,
+    /// A kubernetes.io/dockerconfigjson Secret with the registry's credentials.
+    #[arg(long, value_name = "NAME", requires = "emit_build_job")]
+    pub(crate) registry_secret: Option<String>,
     #[command(flatten)]
     pub(crate) image: ImageArgs,
     /// Print the summary as JSON.

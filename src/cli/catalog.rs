@@ -16,11 +16,16 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         args.catalog.parent().map(PathBuf::from).unwrap_or_default()
     };
     let revision = crate::catalog::revision(&jobs, &root);
+    let mut shard_spec = None;
     if let Some(s) = &args.shard {
         let shard = crate::catalog::Shard::parse(s)?;
         jobs = shard.select(jobs, &root);
+        shard_spec = Some(shard.spec());
     }
     let mut ctx = env.context(args.image.offline)?;
+    if let Some(out) = &args.emit_build_job {
+        return emit_build_job(args, &ctx, out, env);
+    }
     // Per-stage bars would interleave across jobs; the catalog shows its own spinner.
     ctx.reporter = std::sync::Arc::new(crate::progress::Silent);
     let (layout, manifests) = super::build::layout_and_choice(
@@ -72,7 +77,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         lock_out,
         prepull: args.prepull.clone(),
         sign,
-        catalog: (revision, args.shard.clone()),
+        catalog: (revision, shard_spec),
     };
     let spinner =
         super::progress::spinner(env.printer.quiet, &format!("building {} jobs", jobs.len()));
@@ -94,6 +99,65 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         )
         .into());
     }
+    Ok(())
+}
+
+/// `--emit-build-job FILE`: the Indexed Job that builds the catalog on the cluster.
+fn emit_build_job(
+    args: &CatalogArgs,
+    ctx: &crate::ops::Context,
+    out: &std::path::Path,
+    env: &Env<'_>,
+) -> Result<()> {
+    let config = &ctx.config;
+    let push =
+        super::build::push_target(&args.image.registry, config, false)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--emit-build-job: the pods push to a registry: give --push HOST or [registry] host"
+            )
+        })?;
+    if args.build_shards == 0 {
+        return Err(anyhow::anyhow!("--build-shards must be at least 1").into());
+    }
+    let (_, manifests) =
+        super::build::layout_and_choice(args.image.output.as_ref(), &args.image.object, config)?;
+    // The pods' settings: these, with the cache in the pod's own volume.
+    let mut settings = config.settings.clone();
+    settings.cache.dir = Some("/cache/pbsimage".into());
+    let pipeline_toml = toml::to_string(&settings)
+        .map_err(|e| anyhow::anyhow!("cannot write the pods' pipeline.toml: {e}"))?;
+    let catalog = args.catalog_path.clone().unwrap_or_else(|| {
+        if args.catalog.is_dir() {
+            ".".into()
+        } else {
+            args.catalog
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }
+    });
+    let yaml = crate::kube::build_job::catalog_build_job(&crate::kube::build_job::BuildJob {
+        name: "pbsimage-catalog-build",
+        namespace: config.settings.kube.namespace.as_deref(),
+        shards: args.build_shards,
+        image: args.builder_image.as_deref().unwrap_or_default(),
+        binary: &args.builder_binary,
+        pipeline_toml: &pipeline_toml,
+        catalog: &catalog,
+        claim: &args.catalog_claim,
+        registry: &push.host,
+        registry_secret: args.registry_secret.as_deref(),
+        plain_http: push.plain_http,
+        run_as: manifests.run_as,
+    })?;
+    crate::ops::outputs::write_file(out, yaml.as_bytes())?;
+    env.printer.data(&format!(
+        "wrote {}: an Indexed Job of {} pods building the catalog from {} into {}",
+        out.display(),
+        args.build_shards,
+        args.builder_image.as_deref().unwrap_or_default(),
+        push.host
+    ));
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! job-specific value reaches it through structured `env`, never through the command line.
 //! Pods follow the restricted Pod Security Standard unless the config opts out of it.
 
+pub mod build_job;
 mod emit;
 pub mod jobset;
 

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn build(cfg: &Path, script: &Path, layout: &Path) -> serde_json::Value {
+pub fn build(cfg: &Path, script: &Path, layout: &Path) -> serde_json::Value {
     let o = pbsimage(&[
         "-q",
         "--config",

@@ -554,7 +554,7 @@ fn a_catalog_lock_records_every_job_and_refuses_drift() {
 fn shards_cover_the_catalog_once_with_the_same_digests() {
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("catalog");
-    for i in 0..12 {
+    for i in 0..20 {
         let d = cat.join(format!("job-{i:02}"));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(
@@ -575,7 +575,7 @@ fn shards_cover_the_catalog_once_with_the_same_digests() {
     );
     assert!(ok, "{v}");
     let all = digests(&v);
-    assert_eq!(all.len(), 12);
+    assert_eq!(all.len(), 20);
     // Three shards at once, each with its own cache, into another registry.
     let shared = crate::build::Registry::start();
     let children: Vec<_> = (1..=3)
@@ -990,4 +990,157 @@ fn odd_advisories_are_warnings_and_the_rebuild_still_happens() {
     let o = pbsimage(&["catalog", "--update", e.catalog.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--locked"), "{}", stderr(&o));
+}
+
+/// pbsimage's own image, built by pbsimage from the fixture repository: a job whose binary
+/// (`#PBS -B`) is pbsimage itself, its libraries (libsolv, libgcc_s, libm, libc) and CA
+/// certificates resolved like any job's; it runs. Then `--emit-build-job` writes the Indexed
+/// Job that runs `--shard auto/N` from that image: valid for Kubernetes, restricted.
+#[test]
+fn the_build_job_runs_shards_from_pbsimages_own_image() {
+    require("umoci", "umoci");
+    require("objcopy", "binutils");
+    let top = tempfile::tempdir().unwrap();
+    let t = top.path();
+    let job = t.join("builder");
+    std::fs::create_dir_all(&job).unwrap();
+    run_ok(
+        Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(env!("CARGO_BIN_EXE_pbsimage"))
+            .arg(job.join("pbsimage")),
+    );
+    std::fs::write(
+        job.join("job.sh"),
+        "#!/bin/sh\n#PBS -N pbsimage\n#PBS -B pbsimage\nexec ./pbsimage \"$@\"\n",
+    )
+    .unwrap();
+    let url = format!("file://{}", fixture_repos().join("main").display());
+    let mut extra = BASE.to_owned();
+    extra.push_str("[needs]\nextra = [\"ca-certificates\"]\n");
+    let cfg = t.join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(&[("fixture", url)], &t.join("cache"), &extra),
+    )
+    .unwrap();
+    let layout = t.join("layout");
+    let v = crate::build::build(&cfg, &job.join("job.sh"), &layout);
+    let reference = v["reference"].as_str().unwrap().to_owned();
+    let bundle = t.join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!(
+                "{}:{}",
+                layout.display(),
+                v["tag"].as_str().unwrap()
+            ))
+            .arg(&bundle),
+    );
+    let root = bundle.join("rootfs");
+    for f in [
+        "pbs/job/pbsimage",
+        "usr/lib64/libsolv.so.1",
+        "etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        assert!(root.join(f).exists(), "{f} is not in the builder image");
+    }
+    assert!(
+        rustix::process::getuid().is_root(),
+        "running the image needs chroot, so root (CI runs as root)"
+    );
+    let o = run_ok(
+        Command::new("/usr/sbin/chroot")
+            .arg(&root)
+            .args(["/pbs/job/pbsimage", "--version"]),
+    );
+    assert!(stdout(&o).starts_with("pbsimage "), "{}", stdout(&o));
+
+    // The build Job over a catalog, from that image.
+    let cat = t.join("cat");
+    for i in 0..3 {
+        let d = cat.join(format!("job-{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("job.sh"),
+            format!("#!/bin/bash\n#PBS -N job-{i}\necho {i}\n"),
+        )
+        .unwrap();
+    }
+    let out = t.join("build-job.yaml");
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "catalog",
+        cat.to_str().unwrap(),
+        "--emit-build-job",
+        out.to_str().unwrap(),
+        "--build-shards",
+        "3",
+        "--builder-image",
+        &format!("registry.example:5000/{reference}"),
+        "--push",
+        "registry.example:5000",
+        "--registry-secret",
+        "regcred",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let yaml = std::fs::read_to_string(&out).unwrap();
+    validate_kubernetes(std::slice::from_ref(&out));
+    let docs: Vec<&str> = yaml.split("\n---\n").collect();
+    assert_eq!(docs.len(), 2, "{yaml}");
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_saphyr::from_str(docs[0]).unwrap();
+    let pipeline = &cm.data.unwrap()["pipeline.toml"];
+    assert!(pipeline.contains("dir = \"/cache/pbsimage\""), "{pipeline}");
+    let job: k8s_openapi::api::batch::v1::Job = serde_saphyr::from_str(docs[1]).unwrap();
+    let spec = job.spec.unwrap();
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(3)));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(
+        pbsimage::kube::restricted_violations(&pod),
+        Vec::<String>::new()
+    );
+    let c = &pod.containers[0];
+    let args = c.args.clone().unwrap().join(" ");
+    assert!(
+        args.contains("--shard auto/3") && args.contains("--push registry.example:5000"),
+        "{args}"
+    );
+    assert_eq!(c.command.clone().unwrap(), ["/pbs/job/pbsimage"]);
+    let volumes = serde_json::to_string(&pod.volumes).unwrap();
+    assert!(
+        volumes.contains("regcred") && volumes.contains("emptyDir"),
+        "{volumes}"
+    );
+
+    // `--shard auto/N` in a pod: JOB_COMPLETION_INDEX 1 is shard 2 of 3.
+    let run = |index: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pbsimage"));
+        c.args(["-q", "--config", cfg.to_str().unwrap(), "catalog", "--json"])
+            .args(["--shard", "auto/3", "--output"])
+            .arg(t.join("shard-layout"))
+            .arg("--manifests-out")
+            .arg(t.join("shard-manifests"))
+            .arg(&cat)
+            .env_remove("JOB_COMPLETION_INDEX");
+        if let Some(i) = index {
+            c.env("JOB_COMPLETION_INDEX", i);
+        }
+        c.output().unwrap()
+    };
+    let o = run(Some("1"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["shard"], "2/3", "{r:#}");
+    for bad in [None, Some("x")] {
+        let o = run(bad);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("JOB_COMPLETION_INDEX"),
+            "{}",
+            stderr(&o)
+        );
+    }
 }
