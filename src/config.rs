@@ -354,6 +354,15 @@ pub struct RegistrySettings {
     /// Blobs uploaded at once.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// Where the shards of a catalog (`--shard I/N`) first place every blob, so a shard that
+    /// needs a blob another shard already sent finds it there (HEAD) and mounts it instead of
+    /// uploading it again.
+    #[serde(default = "default_blob_repository")]
+    pub blob_repository: String,
+}
+
+fn default_blob_repository() -> String {
+    "pbsimage/blobs".into()
 }
 
 fn default_parallel() -> usize {
@@ -367,6 +376,7 @@ impl Default for RegistrySettings {
             insecure: Vec::new(),
             ca_bundle: None,
             parallel: default_parallel(),
+            blob_repository: default_blob_repository(),
         }
     }
 }

@@ -243,6 +243,7 @@ pub(super) fn push_target(
         host,
         plain_http: args.plain_http,
         credentials: crate::registry::auth::CredentialChain::new(given),
+        shard: None,
     }))
 }
 

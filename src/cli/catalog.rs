@@ -52,7 +52,12 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
             (None, args.lock.clone())
         }
     };
-    let push = super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?;
+    let mut push =
+        super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?;
+    if let (Some(p), Some(s)) = (push.as_mut(), &args.shard) {
+        let s = crate::catalog::Shard::parse(s)?;
+        p.shard = Some((s.index, s.count));
+    }
     let sign = super::sign::signing_key(&args.signing, &ctx.config)?;
     if sign.is_some() && push.is_none() {
         return Err(anyhow::anyhow!(

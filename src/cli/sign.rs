@@ -111,6 +111,7 @@ pub(super) fn verify(args: &VerifyArgs, env: &Env<'_>) -> Result<()> {
         host,
         plain_http: args.plain_http,
         credentials: crate::registry::auth::CredentialChain::new(None),
+        shard: None,
     };
     let v = crate::ops::sign::verify(&ctx, &target, &repository, &reference, &key)?;
     if args.json {

@@ -99,6 +99,8 @@ pub struct CatalogBuild {
     pub outcomes: Vec<JobOutcome>,
     /// Advisory warnings.
     pub warnings: Vec<String>,
+    /// Each pushed (or not) image's result, by its job's index.
+    pub pushed: BTreeMap<usize, Result<Pushed, JobFailure>>,
 }
 
 /// How a catalog's images are built.
@@ -129,6 +131,7 @@ pub fn build_all(
     ctx: &Context,
     jobs: &[CatalogJob],
     opts: &BuildOptions,
+    push: Option<PushPlan<'_>>,
 ) -> Result<CatalogBuild, OpsError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -146,60 +149,111 @@ pub fn build_all(
         _ => Default::default(),
     };
     let popularity = popularity(&resolved);
-    let outcomes = pool.install(|| {
-        resolved
-            .into_par_iter()
-            .zip(jobs.par_iter())
-            .map(|((r, secs), j)| {
-                let (spec, needs, res, lock) = match r {
-                    Ok(r) => r,
-                    Err(f) => return JobOutcome::Failed(f),
-                };
-                let update = match &opts.update {
-                    None => None,
-                    Some(u) => {
-                        let old = u.lock.job(&lock.job);
-                        match update::decide(old, &lock, &advisories, u.security_only) {
-                            (update, Some(kept)) => {
-                                return JobOutcome::Kept {
-                                    name: spec.name.clone(),
-                                    lock: Box::new(kept),
-                                    update,
-                                };
-                            }
-                            (update, None) => Some(update),
-                        }
+    let build_one = |((r, secs), j): (ResolvedJob, &CatalogJob)| {
+        let (spec, needs, res, lock) = match r {
+            Ok(r) => r,
+            Err(f) => return JobOutcome::Failed(f),
+        };
+        let update = match &opts.update {
+            None => None,
+            Some(u) => {
+                let old = u.lock.job(&lock.job);
+                match update::decide(old, &lock, &advisories, u.security_only) {
+                    (update, Some(kept)) => {
+                        return JobOutcome::Kept {
+                            name: spec.name.clone(),
+                            lock: Box::new(kept),
+                            update,
+                        };
                     }
-                };
-                let t = Instant::now();
-                let job_opts = JobOptions {
-                    name: j.image.as_deref(),
-                    popularity: Some(&popularity),
-                    user: Some(&opts.user),
-                };
-                match super::build::build_resolved(
-                    ctx,
-                    &spec,
-                    &needs,
-                    &repos,
-                    &res,
-                    &opts.layout,
-                    &job_opts,
-                ) {
-                    Ok(built) => JobOutcome::Built(Box::new(JobBuild {
-                        spec,
-                        needs,
-                        built,
-                        lock,
-                        seconds: secs + t.elapsed().as_secs_f64(),
-                        update,
-                    })),
-                    Err(e) => JobOutcome::Failed(JobFailure::new("build", &e)),
+                    (update, None) => Some(update),
                 }
-            })
-            .collect()
-    });
-    Ok(CatalogBuild { outcomes, warnings })
+            }
+        };
+        let t = Instant::now();
+        let job_opts = JobOptions {
+            name: j.image.as_deref(),
+            popularity: Some(&popularity),
+            user: Some(&opts.user),
+        };
+        match super::build::build_resolved(
+            ctx,
+            &spec,
+            &needs,
+            &repos,
+            &res,
+            &opts.layout,
+            &job_opts,
+        ) {
+            Ok(built) => JobOutcome::Built(Box::new(JobBuild {
+                spec,
+                needs,
+                built,
+                lock,
+                seconds: secs + t.elapsed().as_secs_f64(),
+                update,
+            })),
+            Err(e) => JobOutcome::Failed(JobFailure::new("build", &e)),
+        }
+    };
+    // Built a batch at a time; each batch is pushed (on another thread) while the next one
+    // builds, so the registry's work overlaps the build's.
+    let (outcomes, pushed) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<JobOutcome>)>(1);
+        let pusher = s.spawn(move || {
+            let mut done = Vec::new();
+            for (offset, batch) in rx {
+                let pushed = match &push {
+                    Some(p) => push_built(ctx, &batch, Some(p.target), p.key)?,
+                    None => BTreeMap::new(),
+                };
+                done.push((offset, batch, pushed));
+            }
+            Ok::<_, OpsError>(done)
+        });
+        let mut items = resolved.into_iter().zip(jobs.iter());
+        let mut offset = 0;
+        loop {
+            let chunk: Vec<(ResolvedJob, &CatalogJob)> = items.by_ref().take(BATCH).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            let batch: Vec<JobOutcome> =
+                pool.install(|| chunk.into_par_iter().map(&build_one).collect());
+            if tx.send((offset, batch)).is_err() {
+                break;
+            }
+            offset += n;
+        }
+        drop(tx);
+        let done = pusher.join().map_err(|_| OpsError::Runtime {
+            what: "the push thread",
+            source: std::io::Error::other("it panicked"),
+        })??;
+        let (mut outcomes, mut pushed) = (Vec::with_capacity(jobs.len()), BTreeMap::new());
+        for (offset, batch, p) in done {
+            outcomes.extend(batch);
+            pushed.extend(p.into_iter().map(|(i, r)| (offset + i, r)));
+        }
+        Ok::<_, OpsError>((outcomes, pushed))
+    })?;
+    Ok(CatalogBuild {
+        outcomes,
+        warnings,
+        pushed,
+    })
+}
+
+/// Jobs built before their images are pushed (while the next ones build).
+const BATCH: usize = 64;
+
+/// Where a catalog's images are pushed as they are built, and the key that signs them.
+pub struct PushPlan<'a> {
+    /// The registry.
+    pub target: &'a PushTarget,
+    /// Sign every image pushed.
+    pub key: Option<&'a crate::sign::PrivateKey>,
 }
 
 /// Parses and analyses one job.
@@ -468,8 +522,15 @@ pub fn run(
     run: &CatalogRun,
 ) -> Result<CatalogReport, OpsError> {
     let started = Instant::now();
-    let CatalogBuild { outcomes, warnings } = build_all(ctx, jobs, &run.build)?;
-    let pushed = push_built(ctx, &outcomes, run.push.as_ref(), run.sign.as_ref())?;
+    let plan = run.push.as_ref().map(|target| PushPlan {
+        target,
+        key: run.sign.as_ref(),
+    });
+    let CatalogBuild {
+        outcomes,
+        warnings,
+        pushed,
+    } = build_all(ctx, jobs, &run.build, plan)?;
     let images: Vec<&Built> = outcomes
         .iter()
         .filter_map(|o| o.built().map(|j| &j.built))

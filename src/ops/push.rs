@@ -14,6 +14,9 @@ pub struct PushTarget {
     pub plain_http: bool,
     /// Where credentials for the host are looked up.
     pub credentials: CredentialChain,
+    /// One shard `(I, N)` of a catalog pushing alongside the others (see
+    /// [`crate::registry::Pusher::shard`]).
+    pub shard: Option<(u32, u32)>,
 }
 
 /// One image pushed: its digest-pinned reference with the registry host, and what was sent.
@@ -72,7 +75,14 @@ pub fn push_images(
     let records = KnownBlobs::open(&ctx.cache, host)?;
     let credentials = target.credentials.lookup(host).map_err(PushError::from)?;
     let known = records.load();
-    let scopes = Pusher::scopes(images, &known);
+    let shard = target
+        .shard
+        .map(|(index, count)| crate::registry::ShardPush {
+            blob_repository: ctx.config.settings.registry.blob_repository.clone(),
+            index,
+            count,
+        });
+    let scopes = Pusher::scopes(images, &known, shard.as_ref());
     let pusher = Pusher {
         client: Client::new(
             &ctx.transport.client,
@@ -83,6 +93,7 @@ pub fn push_images(
         ),
         known: std::sync::Mutex::new(known),
         parallel: ctx.config.settings.registry.parallel,
+        shard,
     };
     let results = ctx.block_on(pusher.push_all(images));
     records.record(

@@ -262,6 +262,22 @@ pub struct Pusher<'a> {
     pub known: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Blobs in flight at once.
     pub parallel: usize,
+    /// One shard of several pushing at once: every blob goes first to this shared
+    /// repository (where the other shards' HEAD finds it), then is mounted into the images'
+    /// repositories; and the blobs are sent starting `(I-1)/N` of the way through the
+    /// digest-ordered list, so concurrent shards start on different blobs.
+    pub shard: Option<ShardPush>,
+}
+
+/// How a shard of a catalog pushes (see [`Pusher::shard`]).
+#[derive(Debug, Clone)]
+pub struct ShardPush {
+    /// The repository every shard places blobs in first.
+    pub blob_repository: String,
+    /// This shard, 1-based.
+    pub index: u32,
+    /// How many shards.
+    pub count: u32,
 }
 
 /// A copy of an error shared by several images (the first keeps the original).
@@ -282,13 +298,15 @@ fn shared(e: &PushError) -> PushError {
 }
 
 impl Pusher<'_> {
-    /// The token scopes a push of `images` needs: push to each image's repository, pull from
-    /// each mount source.
+    /// The token scopes a push of `images` needs: push to each image's repository (and a
+    /// shard's blob repository), pull from each mount source.
     pub fn scopes(
         images: &[ImagePush<'_>],
         known: &std::collections::BTreeMap<String, String>,
+        shard: Option<&ShardPush>,
     ) -> Vec<String> {
         let mut repos: Vec<&str> = images.iter().map(|i| i.repository.as_str()).collect();
+        repos.extend(shard.map(|s| s.blob_repository.as_str()));
         repos.sort();
         repos.dedup();
         let mut s: Vec<String> = repos
@@ -345,7 +363,14 @@ impl Pusher<'_> {
         let homes = blob_homes(images, &results);
         let sent = self.send_homes(images, &homes).await;
         let placed = self.place_elsewhere(images, &results, &homes, &sent).await;
-        let ready = reports(images, &mut results, &homes, &sent, &placed);
+        let ready = reports(
+            images,
+            &mut results,
+            &homes,
+            &sent,
+            &placed,
+            self.shard.is_some(),
+        );
         let manifests: Vec<(usize, Result<PushReport, PushError>)> =
             futures_util::stream::iter(ready)
                 .map(|(i, report)| async move {
@@ -400,26 +425,60 @@ impl Pusher<'_> {
             .collect()
     }
 
-    /// Each distinct blob once, into the repository of its home image.
+    /// Each distinct blob once, into the repository of its home image (a shard: into the
+    /// shared blob repository, in the order of [`shard_order`]).
     async fn send_homes<'i>(
         &self,
         images: &[ImagePush<'_>],
         homes: &BTreeMap<&'i str, (usize, &'i Blob<'i>)>,
     ) -> BTreeMap<&'i str, Result<Outcome, PushError>> {
-        futures_util::stream::iter(homes)
-            .map(|(d, (i, b))| async move {
-                let r = self.push_blob(&images[*i].repository, d, b).await;
+        let order: Vec<(&'i str, usize, &'i Blob<'i>, bool)> = match &self.shard {
+            Some(s) => shard_order(images, homes, s),
+            None => homes
+                .iter()
+                .map(|(d, (i, b))| (*d, *i, *b, false))
+                .collect(),
+        };
+        futures_util::stream::iter(order)
+            .map(|(d, i, b, wait)| async move {
+                let repository = match &self.shard {
+                    Some(s) => &s.blob_repository,
+                    None => &images[i].repository,
+                };
+                if wait {
+                    self.wait_for(repository, d).await;
+                }
+                let r = self.push_blob(repository, d, b).await;
                 if r.is_ok() {
                     self.known
                         .lock()
                         .expect("not poisoned")
-                        .insert(d.to_string(), images[*i].repository.clone());
+                        .insert(d.to_string(), repository.clone());
                 }
-                (*d, r)
+                (d, r)
             })
             .buffer_unordered(self.parallel.max(1))
             .collect()
             .await
+    }
+
+    /// Waits, up to [`SHARD_WAIT`], for another shard to place `digest` in `repository`
+    /// (any answer but 404 ends the wait: the push that follows reports it).
+    async fn wait_for(&self, repository: &str, digest: &str) {
+        let url = format!("{}/{repository}/blobs/{digest}", self.client.base());
+        let started = std::time::Instant::now();
+        while started.elapsed() < SHARD_WAIT {
+            let head = self
+                .client
+                .send(&format!("blob {digest}"), || {
+                    Ok(self.client.http.head(&url))
+                })
+                .await;
+            if !matches!(&head, Ok(r) if r.status().as_u16() == 404) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// The other images' repositories: HEAD, then mount from where the blob now is.
@@ -436,7 +495,9 @@ impl Pusher<'_> {
                 continue;
             }
             for (d, b) in &img.blobs {
-                if homes[d.as_str()].0 != i && sent[d.as_str()].is_ok() {
+                // A shard's blobs went to the shared repository: every image mounts them.
+                let home = homes[d.as_str()].0 == i && self.shard.is_none();
+                if !home && sent[d.as_str()].is_ok() {
                     rest.push((i, d, b));
                 }
             }
@@ -523,16 +584,6 @@ impl Pusher<'_> {
     ) -> Result<Outcome, PushError> {
         let base = self.client.base();
         let what = format!("blob {digest}");
-        let url = format!("{base}/{repository}/blobs/{digest}");
-        let head = self
-            .client
-            .send(&what, || Ok(self.client.http.head(&url)))
-            .await?;
-        match head.status().as_u16() {
-            200..=299 => return Ok(Outcome::Skipped),
-            404 => {}
-            _ => return Err(self.client.status_error(&what, head).await),
-        }
         let mut location = None;
         let from = self
             .known
@@ -541,6 +592,20 @@ impl Pusher<'_> {
             .get(digest)
             .filter(|r| *r != repository)
             .cloned();
+        // With a mount source, the mount itself is the check (it succeeds whether or not the
+        // repository already links the blob): one request instead of a HEAD and a POST.
+        if from.is_none() {
+            let url = format!("{base}/{repository}/blobs/{digest}");
+            let head = self
+                .client
+                .send(&what, || Ok(self.client.http.head(&url)))
+                .await?;
+            match head.status().as_u16() {
+                200..=299 => return Ok(Outcome::Skipped),
+                404 => {}
+                _ => return Err(self.client.status_error(&what, head).await),
+            }
+        }
         if let Some(from) = from {
             let mount = format!("{base}/{repository}/blobs/uploads/?mount={digest}&from={from}");
             let m = self
@@ -633,6 +698,44 @@ impl Pusher<'_> {
 type ImageResult = Result<PushReport, PushError>;
 
 /// Each distinct blob of the images still to push, with its home: the first image that has it.
+/// How long a shard waits for the shard that owns a shared blob to send it.
+const SHARD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A shard's blobs in sending order, each with whether to wait for its owner first. A blob
+/// several of this shard's images use is probably used by the other shards too; exactly one
+/// shard owns it (by its digest) and sends it first thing, the others send theirs last and
+/// wait for the owner's copy to appear in the shared repository before sending their own.
+/// The other blobs go between, starting `(I-1)/N` of the way through the list.
+fn shard_order<'i>(
+    images: &[ImagePush<'_>],
+    homes: &BTreeMap<&'i str, (usize, &'i Blob<'i>)>,
+    s: &ShardPush,
+) -> Vec<(&'i str, usize, &'i Blob<'i>, bool)> {
+    let mut users: BTreeMap<&str, usize> = BTreeMap::new();
+    for img in images {
+        for (d, _) in &img.blobs {
+            *users.entry(d.as_str()).or_default() += 1;
+        }
+    }
+    let owner = |d: &str| {
+        let hex = d.rsplit(':').next().unwrap_or(d);
+        let n = u64::from_str_radix(hex.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+        n % u64::from(s.count.max(1)) + 1 == u64::from(s.index)
+    };
+    let (mut mine, mut single, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    for (d, (i, b)) in homes {
+        match (users.get(d).copied().unwrap_or(0) > 1, owner(d)) {
+            (true, true) => mine.push((*d, *i, *b, false)),
+            (true, false) => theirs.push((*d, *i, *b, true)),
+            (false, _) => single.push((*d, *i, *b, false)),
+        }
+    }
+    let n = single.len();
+    let at = n * (s.index.saturating_sub(1) as usize) / (s.count.max(1) as usize);
+    single.rotate_left(at.min(n));
+    mine.into_iter().chain(single).chain(theirs).collect()
+}
+
 fn blob_homes<'i>(
     images: &'i [ImagePush<'i>],
     results: &[Option<ImageResult>],
@@ -657,6 +760,7 @@ fn reports(
     homes: &BTreeMap<&str, (usize, &Blob<'_>)>,
     sent: &BTreeMap<&str, Result<Outcome, PushError>>,
     placed: &BTreeMap<(usize, &str), Result<Outcome, PushError>>,
+    shard: bool,
 ) -> Vec<(usize, PushReport)> {
     let mut ready = Vec::new();
     for (i, img) in images.iter().enumerate() {
@@ -666,13 +770,17 @@ fn reports(
         let mut report = PushReport::default();
         let mut failed = None;
         for (d, _) in &img.blobs {
-            let o = match &sent[d.as_str()] {
-                o if homes[d.as_str()].0 == i => o,
+            let home = homes[d.as_str()].0 == i;
+            let o: Result<&Outcome, &PushError> = match &sent[d.as_str()] {
+                o if home && !shard => o.as_ref(),
                 Err(e) => {
                     failed.get_or_insert_with(|| shared(e));
                     continue;
                 }
-                Ok(_) => &placed[&(i, d.as_str())],
+                // A shard's home image: the blob went to the shared repository (what it
+                // sent counts here) and was mounted into the image's own.
+                Ok(sent) if home => placed[&(i, d.as_str())].as_ref().map(|_| sent),
+                Ok(_) => placed[&(i, d.as_str())].as_ref(),
             };
             match o {
                 Ok(Outcome::Skipped) => report.skipped.push(d.clone()),

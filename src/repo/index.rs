@@ -155,6 +155,27 @@ fn frame_segments(magic: &[u8; 8], parts: &[&[&[u8]]]) -> Vec<u8> {
     out
 }
 
+/// As [`checked`], reading the file in pieces instead of mapping it.
+fn crc_by_reading(file: &std::fs::File, magic: &[u8; 8]) -> bool {
+    use std::io::Read as _;
+    let mut r = file;
+    let mut head = [0u8; 16];
+    if r.read_exact(&mut head).is_err() || &head[..8] != magic {
+        return false;
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => crc.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    u32::from_le_bytes([head[8], head[9], head[10], head[11]]) == crc.finalize()
+}
+
 fn checked(b: &[u8], magic: &[u8; 8]) -> bool {
     b.len() >= 16
         && &b[..8] == magic
@@ -450,12 +471,23 @@ impl RepoIndex {
         let stamp = stamp_of(&file)?;
         let stamp_path = path.with_extension("idx.stamp");
         let trusted = std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp);
+        // The first open checks the CRC by reading the file (the page cache, not this
+        // process's memory, holds what it reads), then the tables' structure.
+        if !trusted && !crc_by_reading(&file, MAGIC) {
+            return None;
+        }
         // SAFETY: as in `map`: cache files are renamed into place and never written again.
         let data = Backing::Mapped(unsafe { memmap2::Mmap::map(&file) }.ok()?);
-        let idx = RepoIndex::from_backing(data, !trusted)?;
+        let idx = RepoIndex::from_backing_with(data, false, !trusted)?;
         if !trusted {
             // A stamp that cannot be written costs the next run a CRC, nothing else.
             let _ = crate::cache::write_file_atomic(&stamp_path, stamp.as_bytes());
+            // The check read every page; the resolution needs few of them again.
+            if let Backing::Mapped(m) = &idx.data {
+                // SAFETY: a read-only shared file mapping: dropped pages are read again from
+                // the file (unchanged, see above) when next touched.
+                let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            }
         }
         Some(idx)
     }
@@ -467,6 +499,11 @@ impl RepoIndex {
     }
 
     fn from_backing(data: Backing, verify_crc: bool) -> Option<RepoIndex> {
+        RepoIndex::from_backing_with(data, verify_crc, verify_crc)
+    }
+
+    /// As [`RepoIndex::from_backing`], checking the CRC and the tables' structure apart.
+    fn from_backing_with(data: Backing, verify_crc: bool, full_tables: bool) -> Option<RepoIndex> {
         let crc_ok = if verify_crc {
             checked(&data, MAGIC)
         } else {
@@ -481,7 +518,7 @@ impl RepoIndex {
         if s[1].len() % 8 != 0 {
             return None;
         }
-        let check = if verify_crc {
+        let check = if full_tables {
             Table::new
         } else {
             Table::shallow
