@@ -699,13 +699,14 @@ type ImageResult = Result<PushReport, PushError>;
 
 /// Each distinct blob of the images still to push, with its home: the first image that has it.
 /// How long a shard waits for the shard that owns a shared blob to send it.
-const SHARD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const SHARD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A shard's blobs in sending order, each with whether to wait for its owner first. A blob
-/// several of this shard's images use is probably used by the other shards too; exactly one
-/// shard owns it (by its digest) and sends it first thing, the others send theirs last and
-/// wait for the owner's copy to appear in the shared repository before sending their own.
-/// The other blobs go between, starting `(I-1)/N` of the way through the list.
+/// a quarter or more of this push's images use (the base layer, the most common packages)
+/// is all but certainly used by every other shard too; exactly one shard owns it (by its
+/// digest) and sends it first thing, the others send theirs last and wait for the owner's
+/// copy to appear in the shared repository before sending their own. The other blobs go
+/// between, starting `(I-1)/N` of the way through the list.
 fn shard_order<'i>(
     images: &[ImagePush<'_>],
     homes: &BTreeMap<&'i str, (usize, &'i Blob<'i>)>,
@@ -722,9 +723,10 @@ fn shard_order<'i>(
         let n = u64::from_str_radix(hex.get(..16).unwrap_or("0"), 16).unwrap_or(0);
         n % u64::from(s.count.max(1)) + 1 == u64::from(s.index)
     };
+    let common = (images.len() / 4).max(2);
     let (mut mine, mut single, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
     for (d, (i, b)) in homes {
-        match (users.get(d).copied().unwrap_or(0) > 1, owner(d)) {
+        match (users.get(d).copied().unwrap_or(0) >= common, owner(d)) {
             (true, true) => mine.push((*d, *i, *b, false)),
             (true, false) => theirs.push((*d, *i, *b, true)),
             (false, _) => single.push((*d, *i, *b, false)),
