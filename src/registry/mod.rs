@@ -475,10 +475,16 @@ impl Pusher<'_> {
                 })
                 .await;
             if !matches!(&head, Ok(r) if r.status().as_u16() == 404) {
+                tracing::debug!(
+                    "blob {digest}: another shard's copy after {:?} ({:?})",
+                    started.elapsed(),
+                    head.map(|r| r.status())
+                );
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        tracing::debug!("blob {digest}: no other shard sent it within {SHARD_WAIT:?}");
     }
 
     /// The other images' repositories: HEAD, then mount from where the blob now is.
@@ -608,19 +614,27 @@ impl Pusher<'_> {
         }
         if let Some(from) = from {
             let mount = format!("{base}/{repository}/blobs/uploads/?mount={digest}&from={from}");
-            let m = self
-                .client
-                .send(&what, || Ok(self.client.http.post(&mount)))
-                .await?;
-            match m.status().as_u16() {
-                201 => {
-                    self.check_digest(&what, &m, digest)?;
-                    return Ok(Outcome::Mounted);
+            // Under many concurrent mounts of one blob, docker-registry now and then answers
+            // one with an upload session although the source has the blob: asked again, it
+            // mounts. (The unused session expires on the registry.)
+            for attempt in 0..2 {
+                let m = self
+                    .client
+                    .send(&what, || Ok(self.client.http.post(&mount)))
+                    .await?;
+                match m.status().as_u16() {
+                    201 => {
+                        self.check_digest(&what, &m, digest)?;
+                        return Ok(Outcome::Mounted);
+                    }
+                    // Not mounted; the registry opened an upload session instead.
+                    202 => location = self.location(&m),
+                    // Mount refused (the source is gone, or not readable to us): upload.
+                    _ => break,
                 }
-                // Not mounted; the registry opened an upload session instead.
-                202 => location = self.location(&m),
-                // Mount refused (the source is gone, or not readable to us): upload.
-                _ => {}
+                if attempt == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             }
         }
         for _session in 0..3 {
