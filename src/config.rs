@@ -567,6 +567,23 @@ pub struct KubeSettings {
     /// needs the JobSet controller). Off: such a job is refused.
     #[serde(default)]
     pub allow_jobset: bool,
+    /// How a multi-node job's ranks are started: `none` (an Indexed Job and a headless
+    /// Service; the sister pods wait for node 0) or `mpi-operator` (a Kubeflow MPIJob: a
+    /// launcher and ssh-reachable workers; the cluster needs the MPI Operator, the image
+    /// gets an sshd and an ssh client).
+    #[serde(default)]
+    pub mpi: MpiMode,
+}
+
+/// `[kube] mpi`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MpiMode {
+    /// An Indexed Job and a headless Service.
+    #[default]
+    None,
+    /// A Kubeflow MPIJob (`kubeflow.org/v2beta1`).
+    MpiOperator,
 }
 
 fn default_gpu_models() -> BTreeMap<String, String> {
@@ -633,6 +650,7 @@ impl Default for KubeSettings {
             run_as_name: None,
             gpu_models: default_gpu_models(),
             allow_jobset: false,
+            mpi: MpiMode::None,
         }
     }
 }

@@ -2,18 +2,11 @@
 
 use super::args::NeedsArgs;
 use super::{Env, Result};
-use crate::needs::NeedsAnalyzer;
 
 pub(super) fn exec(args: &NeedsArgs, env: &Env<'_>) -> Result<()> {
     let job = env.parse_script(&args.script)?;
     let config = env.config()?;
-    let s = &config.settings;
-    let analyzer = NeedsAnalyzer {
-        settings: &s.needs,
-        basearch: s.vars.get("basearch").map(String::as_str),
-        default_shell: &s.kube.default_shell,
-    };
-    let needs = analyzer.analyze(&job)?;
+    let needs = crate::ops::resolve::needs_for(&config, &job)?;
     if args.json {
         env.printer.json(&needs);
         return Ok(());

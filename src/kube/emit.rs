@@ -18,9 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::{
     ANN, COMMAND, Emitter, HOME_DIR, INDEXED_NAME_MAX, JOBSET_NAME_MAX, JobUser, KubeError,
     LABEL_JOB, MANAGED_BY, Manifest, NAME_DIGEST_LEN, Naming, Object, Shape, TMP_DIR, env,
-    env_field, jobset, join_under, restricted_container, restricted_pod, shape,
+    env_field, jobset, join_under, mpijob, restricted_container, restricted_pod, shape,
 };
-use crate::config::{KubeKind, OutputVolume, QueueMapping};
+use crate::config::{KubeKind, MpiMode, OutputVolume, QueueMapping};
 use crate::image::ImageRef;
 use crate::job::{JobSpec, Join};
 
@@ -51,6 +51,13 @@ impl Emitter<'_> {
                     spec: Some(pod_spec),
                     status: None,
                 }))]
+            }
+            KubeKind::Job
+                if plan.multi_node
+                    && job.array.is_none()
+                    && self.settings.mpi == MpiMode::MpiOperator =>
+            {
+                vec![self.mpijob(job, &plan, meta, labels, pod_spec)]
             }
             KubeKind::Job if plan.multi_node && job.array.is_some() => {
                 vec![self.jobset(job, &mut plan, meta, labels, pod_spec)]
@@ -422,6 +429,15 @@ impl Emitter<'_> {
         }
     }
 
+    /// Retries: `[kube] rerun-limit` for `#PBS -r y`, else none.
+    fn backoff(&self, job: &JobSpec) -> i32 {
+        if job.rerunnable == Some(true) {
+            self.settings.rerun_limit
+        } else {
+            0
+        }
+    }
+
     /// A batch/v1 Job around the pod: Indexed for arrays (per-index retries) and for
     /// multi-node jobs (done when node 0 is).
     fn job(
@@ -432,11 +448,7 @@ impl Emitter<'_> {
         labels: BTreeMap<String, String>,
         pod_spec: PodSpec,
     ) -> Object {
-        let backoff = if job.rerunnable == Some(true) {
-            self.settings.rerun_limit
-        } else {
-            0
-        };
+        let backoff = self.backoff(job);
         let template = PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(labels),
@@ -533,6 +545,75 @@ impl Emitter<'_> {
                     publish_not_ready_addresses: Some(true),
                 }),
                 suspend: job.hold.then_some(true),
+            },
+        }))
+    }
+
+    /// An MPIJob (the MPI Operator) for a multi-node job: the launcher runs the job's script
+    /// (its PBS_NODEFILE lists the workers, `ppn` lines each, and its `mpirun` reaches them
+    /// over ssh on [`mpijob::SSH_PORT`]); each worker runs a non-root sshd with the key pair
+    /// the operator generates and mounts in the job's home. The operator makes the workers'
+    /// headless Service, so pbsimage emits none.
+    fn mpijob(
+        &self,
+        job: &JobSpec,
+        plan: &Plan<'_>,
+        meta: ObjectMeta,
+        labels: BTreeMap<String, String>,
+        pod_spec: PodSpec,
+    ) -> Object {
+        let ssh_dir = format!("{}/.ssh", HOME_DIR);
+        let template = |spec: PodSpec| PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels.clone()),
+                ..Default::default()
+            }),
+            spec: Some(spec),
+        };
+        let deadline = pod_spec.active_deadline_seconds;
+        let mut launcher = pod_spec.clone();
+        launcher.subdomain = None;
+        if let Some(envs) = launcher.containers[0].env.as_mut() {
+            for e in envs.iter_mut() {
+                if e.name == "PBSIMAGE_HOST_PREFIX" {
+                    e.value = Some(format!("{}-worker", plan.name));
+                }
+            }
+            for (k, v) in mpijob::launcher_env() {
+                envs.push(env(k, v));
+            }
+        }
+        let mut worker = pod_spec;
+        worker.subdomain = None;
+        worker.active_deadline_seconds = None;
+        let c = &mut worker.containers[0];
+        c.name = "worker".into();
+        c.command = Some(mpijob::worker_command(&ssh_dir, HOME_DIR));
+        c.args = None;
+        let backoff = self.backoff(job);
+        let replica = |replicas: u32, spec: PodSpec| mpijob::ReplicaSpec {
+            replicas: i32::try_from(replicas).unwrap_or(i32::MAX),
+            restart_policy: "Never".into(),
+            template: template(spec),
+        };
+        Object::MpiJob(Box::new(mpijob::MpiJob {
+            api_version: mpijob::API_VERSION.into(),
+            kind: "MPIJob".into(),
+            metadata: meta,
+            spec: mpijob::MpiJobSpec {
+                slots_per_worker: i32::try_from(plan.shape.ppn).unwrap_or(i32::MAX),
+                run_policy: mpijob::RunPolicy {
+                    clean_pod_policy: "Running".into(),
+                    backoff_limit: backoff,
+                    active_deadline_seconds: deadline,
+                    suspend: job.hold.then_some(true),
+                },
+                ssh_auth_mount_path: ssh_dir.clone(),
+                mpi_implementation: "OpenMPI".into(),
+                mpi_replica_specs: BTreeMap::from([
+                    ("Launcher".to_string(), replica(1, launcher)),
+                    ("Worker".to_string(), replica(plan.shape.nodes, worker)),
+                ]),
             },
         }))
     }

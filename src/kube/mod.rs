@@ -8,6 +8,7 @@
 pub mod build_job;
 mod emit;
 pub mod jobset;
+pub mod mpijob;
 
 use std::collections::BTreeMap;
 
@@ -340,6 +341,8 @@ pub enum Object {
     Service(Box<Service>),
     /// A JobSet (arrays of multi-node jobs, with `allow-jobset`).
     JobSet(Box<jobset::JobSet>),
+    /// An MPIJob (multi-node jobs, with `[kube] mpi = "mpi-operator"`).
+    MpiJob(Box<mpijob::MpiJob>),
 }
 
 /// The objects for one job, in apply order, plus what did not map.
@@ -383,6 +386,14 @@ impl Manifest {
                 .template
                 .spec
                 .as_ref()?
+                .template
+                .spec
+                .as_ref(),
+            // The launcher: the pod that runs the script.
+            Object::MpiJob(m) => m
+                .spec
+                .mpi_replica_specs
+                .get("Launcher")?
                 .template
                 .spec
                 .as_ref(),
@@ -537,6 +548,12 @@ fn cray_shape(width: u32, r: &crate::job::resources::Resources, top_gpus: u32) -
         per,
         width,
     )
+}
+
+/// How many nodes (pods) a job runs on; 1 when its resources do not say or cannot be read
+/// (the emitter reports those).
+pub fn node_count(job: &JobSpec) -> u32 {
+    shape(job, &mut Vec::new()).map_or(1, |s| s.nodes)
 }
 
 fn shape(job: &JobSpec, warnings: &mut Vec<String>) -> Result<Shape, KubeError> {

@@ -23,13 +23,27 @@ pub struct Resolved {
 
 /// What the job needs (ELF analysis of its binary, its script's commands, `[needs] extra`).
 pub fn needs(ctx: &Context, job: &JobSpec) -> Result<Needs, OpsError> {
-    let s = &ctx.config.settings;
-    Ok(NeedsAnalyzer {
+    needs_for(&ctx.config, job)
+}
+
+/// What `job` needs under `config` (`pbsimage needs` too): the analysis of its binary and
+/// script, and what the Kubernetes side adds (an MPIJob's sshd and ssh client).
+pub fn needs_for(config: &crate::config::Config, job: &JobSpec) -> Result<Needs, OpsError> {
+    let s = &config.settings;
+    let mut needs = NeedsAnalyzer {
         settings: &s.needs,
         basearch: s.vars.get("basearch").map(String::as_str),
         default_shell: &s.kube.default_shell,
     }
-    .analyze(job)?)
+    .analyze(job)?;
+    // An MPIJob's workers run sshd, and its launcher's mpirun reaches them with ssh.
+    if s.kube.mpi == crate::config::MpiMode::MpiOperator && crate::kube::node_count(job) > 1 {
+        needs.add_extra(
+            &["/usr/sbin/sshd".to_owned(), "/usr/bin/ssh".to_owned()],
+            "[kube] mpi = \"mpi-operator\"",
+        )?;
+    }
+    Ok(needs)
 }
 
 /// Loads every enabled repository, concurrently; file lists too when one of `needs` has a

@@ -100,6 +100,10 @@ fn emitted_manifests() {
                     let back: pbsimage::kube::jobset::JobSet = serde_saphyr::from_str(doc).unwrap();
                     assert_eq!(&back, js.as_ref(), "{name}");
                 }
+                Object::MpiJob(mj) => {
+                    let back: pbsimage::kube::mpijob::MpiJob = serde_saphyr::from_str(doc).unwrap();
+                    assert_eq!(&back, mj.as_ref(), "{name}");
+                }
                 Object::Pod(_) => unreachable!(),
             }
         }
@@ -465,4 +469,103 @@ fn an_array_of_multi_node_jobs_is_a_jobset() {
     .unwrap();
     let err = try_emit(&job, &off, KubeKind::Job).unwrap_err();
     assert!(err.hint().unwrap().contains("allow-jobset"), "{err}");
+}
+
+/// `[kube] mpi = "mpi-operator"`: a multi-node job becomes a Kubeflow MPIJob — one launcher
+/// running the script (its PBS_NODEFILE names the workers, its mpirun reaches their sshd
+/// port), one worker per node running a non-root sshd with the operator's keys — valid
+/// against the MPI Operator's CRD, every pod restricted; the image needs sshd and ssh.
+#[test]
+fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
+    use pbsimage::kube::mpijob::{MpiJob, SSH_PORT};
+    let config = pbsimage::config::Config::from_str(
+        "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"mpi-operator\"\n",
+        pbsimage::config::Origin::Embedded,
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let job = parse_fixture(std::path::Path::new("fixtures/jobs/multinode-mpi")).unwrap();
+    let m = emit(&job, &config, KubeKind::Job);
+    let [Object::MpiJob(mj)] = &m.objects[..] else {
+        panic!("{:?}", m.objects)
+    };
+    let mj: &MpiJob = mj;
+    assert_eq!(mj.api_version, "kubeflow.org/v2beta1");
+    assert_eq!(mj.spec.slots_per_worker, 4);
+    assert_eq!(
+        mj.spec.run_policy.active_deadline_seconds,
+        Some(2 * 3600 + 60)
+    );
+    let launcher = &mj.spec.mpi_replica_specs["Launcher"];
+    let worker = &mj.spec.mpi_replica_specs["Worker"];
+    assert_eq!((launcher.replicas, worker.replicas), (1, 2));
+    let name = mj.metadata.name.clone().unwrap();
+    let lpod = launcher.template.spec.as_ref().unwrap();
+    let wpod = worker.template.spec.as_ref().unwrap();
+    for p in [lpod, wpod] {
+        assert_eq!(restricted_violations(p), Vec::<String>::new());
+        assert!(p.subdomain.is_none(), "the operator names the pods");
+    }
+    let env = |k: &str| {
+        lpod.containers[0]
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == k)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(env("PBSIMAGE_HOST_PREFIX"), Some(format!("{name}-worker")));
+    assert_eq!(env("PBSIMAGE_PPN_LIST").as_deref(), Some("4,4"));
+    assert!(
+        env("OMPI_MCA_plm_rsh_args")
+            .unwrap()
+            .contains(&format!("-p {SSH_PORT}")),
+        "{:?}",
+        env("OMPI_MCA_plm_rsh_args")
+    );
+    let wc = wpod.containers[0].command.clone().unwrap().join(" ");
+    assert!(
+        wc.starts_with("/usr/sbin/sshd -D -e") && wc.contains(&format!("Port={SSH_PORT}")),
+        "{wc}"
+    );
+    assert!(
+        wc.contains(&format!("HostKey={}/id_rsa", mj.spec.ssh_auth_mount_path)),
+        "{wc}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mpijob.yaml");
+    std::fs::write(&file, m.to_yaml().unwrap()).unwrap();
+    validate_custom_resources("kubeflow.org_mpijobs.yaml", std::slice::from_ref(&file));
+    // Arrays of multi-node jobs stay JobSets (an MPIJob has no array); single-node jobs Jobs.
+    let single = parse_fixture(std::path::Path::new("fixtures/jobs/openmp")).unwrap();
+    assert!(matches!(
+        &emit(&single, &config, KubeKind::Job).objects[..],
+        [Object::Job(_)]
+    ));
+    // The image gets an sshd and an ssh client.
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        "[vars]\nbasearch = \"x86_64\"\n[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"mpi-operator\"\n",
+    )
+    .unwrap();
+    let script = dir.path().join("job.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\n#PBS -N ranks\n#PBS -l nodes=2:ppn=4\nmpirun -np 8 hostname\n",
+    )
+    .unwrap();
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "needs",
+        script.to_str().unwrap(),
+    ]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("/usr/sbin/sshd") && text.contains("/usr/bin/ssh"),
+        "{text}{}",
+        stderr(&o)
+    );
 }
