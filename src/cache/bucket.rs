@@ -15,10 +15,10 @@ pub enum Bucket {
     /// Repository indexes, one directory per repository id, keyed by repomd.xml's digest.
     ///
     /// ```text
-    /// repo-index-v1/<repo-id>/<repomd-sha256>.idx      memory-mapped index (CRC-checked)
-    /// repo-index-v1/<repo-id>/<repomd-sha256>.idx.stamp  size, mtime, inode its CRC was checked at
-    /// repo-index-v1/<repo-id>/<repomd-sha256>.files    file lists, when a job needed them
-    /// repo-index-v1/<repo-id>/<repomd-sha256>.hidden-v1-<streams>  packages modules hide
+    /// repo-index-v2/<repo-id>/<repomd-sha256>.idx      memory-mapped index (CRC-checked)
+    /// repo-index-v2/<repo-id>/<repomd-sha256>.idx.stamp  size, mtime, inode its CRC was checked at
+    /// repo-index-v2/<repo-id>/<repomd-sha256>.files    file lists, when a job needed them
+    /// repo-index-v2/<repo-id>/<repomd-sha256>.hidden-v1-<streams>  packages modules hide
     /// ```
     RepoIndex,
     /// Layer records: which packages, options and format gave which blob.
@@ -76,7 +76,7 @@ impl Bucket {
     pub fn path(self) -> &'static str {
         match self {
             Bucket::Blobs => "blobs/sha256",
-            Bucket::RepoIndex => "repo-index-v1",
+            Bucket::RepoIndex => "repo-index-v2",
             Bucket::Layers => "layers-v1",
             Bucket::Pushes => "pushes-v1",
             Bucket::LdConf => "ldconf-v1",
@@ -112,7 +112,9 @@ mod tests {
     #[test]
     fn stale_buckets() {
         assert!(Bucket::is_stale("layers-v0"));
-        assert!(Bucket::is_stale("repo-index-v2"));
+        assert!(Bucket::is_stale("repo-index-v1"));
+        assert!(Bucket::is_stale("repo-index-v3"));
+        assert!(!Bucket::is_stale("repo-index-v2"));
         assert!(!Bucket::is_stale("layers-v1"));
         assert!(!Bucket::is_stale("blobs"));
         assert!(!Bucket::is_stale("oci"));

@@ -16,11 +16,13 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         args.catalog.parent().map(PathBuf::from).unwrap_or_default()
     };
     let revision = crate::catalog::revision(&jobs, &root);
-    let mut shard_spec = None;
-    if let Some(s) = &args.shard {
-        let shard = crate::catalog::Shard::parse(s)?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(crate::catalog::Shard::parse)
+        .transpose()?;
+    if let Some(shard) = &shard {
         jobs = shard.select(jobs, &root);
-        shard_spec = Some(shard.spec());
     }
     let mut ctx = env.context(args.image.offline)?;
     if let Some(out) = &args.emit_build_job {
@@ -54,8 +56,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
     };
     let mut push =
         super::build::push_target(&args.image.registry, &ctx.config, args.image.offline)?;
-    if let (Some(p), Some(s)) = (push.as_mut(), &args.shard) {
-        let s = crate::catalog::Shard::parse(s)?;
+    if let (Some(p), Some(s)) = (push.as_mut(), &shard) {
         p.shard = Some((s.index, s.count));
     }
     let sign = super::sign::signing_key(&args.signing, &ctx.config)?;
@@ -82,7 +83,7 @@ pub(super) fn exec(args: &CatalogArgs, env: &Env<'_>) -> Result<()> {
         lock_out,
         prepull: args.prepull.clone(),
         sign,
-        catalog: (revision, shard_spec),
+        catalog: (revision, shard.map(|s| s.spec())),
     };
     let spinner =
         super::progress::spinner(env.printer.quiet, &format!("building {} jobs", jobs.len()));

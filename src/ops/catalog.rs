@@ -355,12 +355,6 @@ pub struct Distribution {
     pub ratio: f64,
 }
 
-/// Distribution cost of the given images (layers and configs, compressed sizes).
-pub fn distribution(images: &[&Built]) -> Distribution {
-    let blobs: Vec<Vec<(String, u64)>> = images.iter().map(|b| image_blobs(b)).collect();
-    distribution_of(blobs.iter().map(Vec::as_slice))
-}
-
 /// An image's layers (bottom to top) then its config: digests and sizes.
 fn image_blobs(b: &Built) -> Vec<(String, u64)> {
     b.layers
@@ -402,21 +396,31 @@ impl Distribution {
     }
 }
 
-/// How many of the images have each layer.
-pub fn layer_counts(images: &[&Built]) -> BTreeMap<String, usize> {
+/// How many of the images have each layer; each image given as its blobs, layers then config
+/// (see [`image_blobs`]).
+pub fn layer_counts<'b>(
+    images: impl IntoIterator<Item = &'b [(String, u64)]>,
+) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for b in images {
-        let mine: BTreeSet<String> = b
-            .layers
-            .stack
-            .iter()
-            .map(|l| l.layer.digest.to_string())
-            .collect();
+    for blobs in images {
+        let layers = &blobs[..blobs.len().saturating_sub(1)];
+        let mine: BTreeSet<&String> = layers.iter().map(|(d, _)| d).collect();
         for d in mine {
-            *counts.entry(d).or_insert(0) += 1;
+            *counts.entry(d.clone()).or_insert(0) += 1;
         }
     }
     counts
+}
+
+/// Of an image's blobs (layers then config), how many layers and how many of them another
+/// image of `counts` has too.
+fn layers_shared(blobs: &[(String, u64)], counts: &BTreeMap<String, usize>) -> (usize, usize) {
+    let layers = &blobs[..blobs.len().saturating_sub(1)];
+    let shared = layers
+        .iter()
+        .filter(|(d, _)| counts.get(d).copied().unwrap_or(0) > 1)
+        .count();
+    (layers.len(), shared)
 }
 
 /// One job's row of the catalog report.
@@ -531,22 +535,16 @@ pub fn run(
         warnings,
         pushed,
     } = build_all(ctx, jobs, &run.build, plan)?;
-    let images: Vec<&Built> = outcomes
+    // Every image of the catalog now, built or kept: which layers they share.
+    let blob_lists: Vec<Vec<(String, u64)>> = outcomes
         .iter()
-        .filter_map(|o| o.built().map(|j| &j.built))
+        .filter_map(|o| match o {
+            JobOutcome::Built(jb) => Some(image_blobs(&jb.built)),
+            JobOutcome::Kept { lock, .. } => lock.image.as_ref().map(LockImage::blob_pairs),
+            JobOutcome::Failed(_) => None,
+        })
         .collect();
-    let mut counts = layer_counts(&images);
-    for o in &outcomes {
-        if let JobOutcome::Kept { lock, .. } = o
-            && let Some(image) = &lock.image
-        {
-            let layers = image.blobs.len().saturating_sub(1);
-            let mine: BTreeSet<&String> = image.blobs[..layers].iter().map(|b| &b.digest).collect();
-            for d in mine {
-                *counts.entry(d.clone()).or_insert(0) += 1;
-            }
-        }
-    }
+    let counts = layer_counts(blob_lists.iter().map(Vec::as_slice));
     let mut rows = Vec::new();
     let mut seen_new = BTreeSet::new();
     let mut references: Vec<(String, String)> = Vec::new();
@@ -787,27 +785,12 @@ pub fn merge(reports: Vec<(PathBuf, CatalogReport)>) -> Result<CatalogReport, Me
     }
     jobs.sort_by(|a, b| a.script.cmp(&b.script));
     // Layers (not configs) shared between images, over every shard.
-    let layer_sets: Vec<BTreeSet<String>> = jobs
-        .iter()
-        .map(|j| {
-            j.blobs
-                .iter()
-                .take(j.layers)
-                .map(|(d, _)| d.clone())
-                .collect()
-        })
-        .collect();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for set in &layer_sets {
-        for d in set {
-            *counts.entry(d.clone()).or_default() += 1;
-        }
-    }
-    for (j, set) in jobs.iter_mut().zip(&layer_sets) {
+    let counts = layer_counts(jobs.iter().map(|j| j.blobs.as_slice()));
+    for j in jobs.iter_mut() {
         if j.failure.is_none() {
-            let shared = set.iter().filter(|d| counts[d.as_str()] > 1).count();
+            let (layers, shared) = layers_shared(&j.blobs, &counts);
             j.layers_shared = shared;
-            j.layers_own = j.layers - shared;
+            j.layers_own = layers - shared;
         }
     }
     let distribution = distribution_of(
@@ -939,11 +922,7 @@ fn kept_row(
 ) -> JobRow {
     let image = lock.image.as_ref();
     let blobs = image.map(LockImage::blob_pairs).unwrap_or_default();
-    let layers = blobs.len().saturating_sub(1);
-    let shared = blobs[..layers]
-        .iter()
-        .filter(|(d, _)| counts.get(d).copied().unwrap_or(0) > 1)
-        .count();
+    let (layers, shared) = layers_shared(&blobs, counts);
     JobRow {
         job: name_of_unparsed(job),
         script: job.script.clone(),
@@ -968,20 +947,19 @@ fn built_row(
     seen_new: &mut BTreeSet<String>,
 ) -> JobRow {
     let b = &jb.built;
-    let layers = &b.layers.stack;
-    let shared = layers
-        .iter()
-        .filter(|l| counts.get(l.layer.digest.as_ref()).copied().unwrap_or(0) > 1)
-        .count();
+    let blobs = image_blobs(b);
+    let (layers, shared) = layers_shared(&blobs, counts);
     JobRow {
         job: jb.spec.name.to_string(),
         script: job.script.clone(),
         reference: Some(b.reference.clone()),
         manifest_digest: Some(b.image.manifest_digest.clone()),
-        layers: layers.len(),
+        layers,
         layers_shared: shared,
-        layers_own: layers.len() - shared,
-        bytes_new: layers
+        layers_own: layers - shared,
+        bytes_new: b
+            .layers
+            .stack
             .iter()
             .filter(|l| !l.cached && seen_new.insert(l.layer.digest.to_string()))
             .map(|l| l.layer.size)
@@ -989,7 +967,7 @@ fn built_row(
         seconds: jb.seconds,
         manifest_out: None,
         failure: None,
-        blobs: image_blobs(b),
+        blobs,
         update: jb.update.clone(),
     }
 }

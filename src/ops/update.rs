@@ -140,7 +140,8 @@ pub struct UpdateSummary {
 }
 
 /// The advisories of every repository; a repository whose advisories cannot be read gives
-/// a warning and none (the update goes on: the package changes are still known).
+/// a warning and none (the update goes on: the package changes are still known). The
+/// warnings go into the update's report (its table and `--json`).
 pub fn advisories(ctx: &Context, repos: &[Repo]) -> (Vec<Advisories>, Vec<String>) {
     let loader = ctx.loader();
     let read = ctx.block_on(futures_util::future::join_all(
@@ -160,9 +161,6 @@ pub fn advisories(ctx: &Context, repos: &[Repo]) -> (Vec<Advisories>, Vec<String
                 crate::hint::chain(&e)
             )),
         }
-    }
-    for w in &warnings {
-        tracing::warn!("{w}");
     }
     (out, warnings)
 }
@@ -191,9 +189,8 @@ pub fn changes(old: &Lock, new: &Lock, advisories: &[Advisories]) -> Vec<Package
             .collect::<BTreeMap<_, _>>()
     };
     let (before, after) = (index(old), index(new));
-    let mut keys: Vec<&(String, String)> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
+    let keys: std::collections::BTreeSet<&(String, String)> =
+        before.keys().chain(after.keys()).collect();
     let mut out = Vec::new();
     for key in keys {
         let (b, a) = (before.get(key), after.get(key));

@@ -445,10 +445,12 @@ impl Pusher<'_> {
                     Some(s) => &s.blob_repository,
                     None => &images[i].repository,
                 };
-                if wait {
-                    self.wait_for(repository, d).await;
-                }
-                let r = self.push_blob(repository, d, b).await;
+                // Another shard's copy is there: nothing to send (the wait's HEAD said so).
+                let r = if wait && self.wait_for(repository, d).await {
+                    Ok(Outcome::Skipped)
+                } else {
+                    self.push_blob(repository, d, b).await
+                };
                 if r.is_ok() {
                     self.known
                         .lock()
@@ -462,29 +464,34 @@ impl Pusher<'_> {
             .await
     }
 
-    /// Waits, up to [`SHARD_WAIT`], for another shard to place `digest` in `repository`
-    /// (any answer but 404 ends the wait: the push that follows reports it).
-    async fn wait_for(&self, repository: &str, digest: &str) {
+    /// Waits, up to [`SHARD_WAIT`], for another shard to place `digest` in `repository`:
+    /// true once it is there. Any other answer than 200 or 404 ends the wait (false: the
+    /// push that follows reports it).
+    async fn wait_for(&self, repository: &str, digest: &str) -> bool {
         let url = format!("{}/{repository}/blobs/{digest}", self.client.base());
         let started = std::time::Instant::now();
         while started.elapsed() < SHARD_WAIT {
-            let head = self
+            let status = self
                 .client
                 .send(&format!("blob {digest}"), || {
                     Ok(self.client.http.head(&url))
                 })
-                .await;
-            if !matches!(&head, Ok(r) if r.status().as_u16() == 404) {
-                tracing::debug!(
-                    "blob {digest}: another shard's copy after {:?} ({:?})",
-                    started.elapsed(),
-                    head.map(|r| r.status())
-                );
-                return;
+                .await
+                .map(|r| r.status().as_u16());
+            match status {
+                Ok(404) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                Ok(200..=299) => {
+                    tracing::debug!(
+                        "blob {digest}: another shard's copy after {:?}",
+                        started.elapsed()
+                    );
+                    return true;
+                }
+                _ => return false,
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         tracing::debug!("blob {digest}: no other shard sent it within {SHARD_WAIT:?}");
+        false
     }
 
     /// The other images' repositories: HEAD, then mount from where the blob now is.

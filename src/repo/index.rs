@@ -75,6 +75,7 @@ struct Meta {
     repomd_sha256: String,
     primary: RepomdRecord,
     filelists: Option<RepomdRecord>,
+    updateinfo: Option<RepomdRecord>,
     modules: Option<ModuleIndex>,
     /// (package, obsoletes entry) for the few packages that obsolete anything.
     obsoletes: Vec<(u32, Dep)>,
@@ -97,6 +98,8 @@ pub struct RepoIndex {
     pub primary: RepomdRecord,
     /// filelists.xml's record, if the repository has one.
     pub filelists: Option<RepomdRecord>,
+    /// updateinfo.xml's record (advisories), if the repository has one.
+    pub updateinfo: Option<RepomdRecord>,
     /// Module streams, if the repository has modules.yaml.
     pub modules: Option<ModuleIndex>,
     obsoletes: Vec<(u32, Dep)>,
@@ -136,23 +139,32 @@ fn sections(b: &[u8], n: usize) -> Option<Vec<Range<usize>>> {
     (at == b.len()).then_some(out)
 }
 
-/// An index file's bytes: the magic, a CRC-32 of everything after the first 16 bytes (in
+/// Writes an index file: the magic, a CRC-32 of everything after the first 16 bytes (in
 /// bytes 8..12), then each part as its little-endian u64 length and its bytes. A part is
-/// given as the segments it is made of.
-fn frame_segments(magic: &[u8; 8], parts: &[&[&[u8]]]) -> Vec<u8> {
-    let len = |p: &[&[u8]]| p.iter().map(|s| s.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(16 + parts.iter().map(|p| len(p) + 8).sum::<usize>());
-    out.extend_from_slice(magic);
-    out.extend_from_slice(&[0u8; 8]);
+/// given as the segments it is made of; the CRC is computed first, so `w` is written once,
+/// front to back.
+fn write_frame(
+    w: &mut impl std::io::Write,
+    magic: &[u8; 8],
+    parts: &[&[&[u8]]],
+) -> std::io::Result<()> {
+    let len = |p: &[&[u8]]| p.iter().map(|s| s.len()).sum::<usize>() as u64;
+    let mut crc = crc32fast::Hasher::new();
     for p in parts {
-        out.extend_from_slice(&(len(p) as u64).to_le_bytes());
+        crc.update(&len(p).to_le_bytes());
+        p.iter().for_each(|s| crc.update(s));
+    }
+    let mut head = [0u8; 16];
+    head[..8].copy_from_slice(magic);
+    head[8..12].copy_from_slice(&crc.finalize().to_le_bytes());
+    w.write_all(&head)?;
+    for p in parts {
+        w.write_all(&len(p).to_le_bytes())?;
         for s in *p {
-            out.extend_from_slice(s);
+            w.write_all(s)?;
         }
     }
-    let crc = crc32fast::hash(&out[16..]);
-    out[8..12].copy_from_slice(&crc.to_le_bytes());
-    out
+    Ok(())
 }
 
 /// As [`checked`], reading the file in pieces instead of mapping it.
@@ -196,6 +208,8 @@ pub struct IndexHeader {
     pub primary: RepomdRecord,
     /// filelists.xml's record.
     pub filelists: Option<RepomdRecord>,
+    /// updateinfo.xml's record.
+    pub updateinfo: Option<RepomdRecord>,
     /// Module streams.
     pub modules: Option<ModuleIndex>,
 }
@@ -328,7 +342,16 @@ impl IndexBuilder {
 
     /// The finished index, built in memory.
     pub fn finish(self, h: IndexHeader) -> Result<RepoIndex, String> {
-        self.finish_with(h, |parts| Ok(Backing::Owned(frame_segments(MAGIC, parts))))
+        self.finish_with(h, |parts| {
+            let size = 16
+                + parts
+                    .iter()
+                    .map(|p| 8 + p.iter().map(|s| s.len()).sum::<usize>())
+                    .sum::<usize>();
+            let mut out = Vec::with_capacity(size);
+            write_frame(&mut out, MAGIC, parts).map_err(|e| e.to_string())?;
+            Ok(Backing::Owned(out))
+        })
     }
 
     /// The finished index, written to `out` (a new, empty file) and mapped from it: the
@@ -336,24 +359,8 @@ impl IndexBuilder {
     pub fn finish_into(self, h: IndexHeader, out: &std::fs::File) -> Result<RepoIndex, String> {
         self.finish_with(h, |parts| {
             let io = |e: std::io::Error| format!("writing the index: {e}");
-            let mut crc = crc32fast::Hasher::new();
-            for p in parts {
-                let len: usize = p.iter().map(|s| s.len()).sum();
-                crc.update(&(len as u64).to_le_bytes());
-                p.iter().for_each(|s| crc.update(s));
-            }
             let mut w = std::io::BufWriter::with_capacity(256 << 10, out);
-            let mut head = [0u8; 16];
-            head[..8].copy_from_slice(MAGIC);
-            head[8..12].copy_from_slice(&crc.finalize().to_le_bytes());
-            w.write_all(&head).map_err(io)?;
-            for p in parts {
-                let len: usize = p.iter().map(|s| s.len()).sum();
-                w.write_all(&(len as u64).to_le_bytes()).map_err(io)?;
-                for s in *p {
-                    w.write_all(s).map_err(io)?;
-                }
-            }
+            write_frame(&mut w, MAGIC, parts).map_err(io)?;
             w.flush().map_err(io)?;
             drop(w);
             // SAFETY: `out` is this process's new temporary file, renamed into the cache
@@ -364,7 +371,7 @@ impl IndexBuilder {
     }
 
     /// Finishes the sections and hands them to `store`, which frames them (see
-    /// [`frame_segments`]) into the index's bytes.
+    /// [`write_frame`]) into the index's bytes.
     fn finish_with(
         mut self,
         h: IndexHeader,
@@ -376,6 +383,7 @@ impl IndexBuilder {
             repomd_sha256: h.repomd_sha256,
             primary: h.primary,
             filelists: h.filelists,
+            updateinfo: h.updateinfo,
             modules: h.modules,
             obsoletes: std::mem::take(&mut self.obsoletes),
             supplements: std::mem::take(&mut self.supplements),
@@ -440,6 +448,7 @@ impl RepoIndex {
             base_url,
             primary,
             filelists,
+            updateinfo: None,
             modules,
         })
     }
@@ -535,6 +544,7 @@ impl RepoIndex {
             base_url: String::new(),
             primary: meta.primary,
             filelists: meta.filelists,
+            updateinfo: meta.updateinfo,
             modules: meta.modules,
             obsoletes: meta.obsoletes,
             supplements: meta.supplements,

@@ -32,8 +32,7 @@ pub use index::{FileIndex, IndexBuilder, IndexHeader, RepoIndex};
 use metadata::{Repomd, RepomdRecord};
 pub use modules::ModuleIndex;
 
-/// Version of the on-disk index format; part of the cache bucket name.
-
+/// Why a repository cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     /// No mirror of the repository could be read.
@@ -363,6 +362,8 @@ struct IndexInput {
     primary: RepomdRecord,
     primary_url: String,
     filelists: Option<RepomdRecord>,
+    /// updateinfo.xml's record (read only when a catalog update asks for advisories).
+    updateinfo: Option<RepomdRecord>,
     body: std::fs::File,
     /// modules.yaml: its record, URL and file.
     modules: Option<(RepomdRecord, String, std::fs::File)>,
@@ -477,6 +478,7 @@ fn build_index(i: IndexInput) -> Result<(RepoIndex, tempfile::NamedTempFile), Re
                 base_url: i.mirror,
                 primary: i.primary,
                 filelists: i.filelists,
+                updateinfo: i.updateinfo,
                 modules,
             },
             i.out.as_file(),
@@ -615,37 +617,20 @@ impl RepoLoader<'_> {
 
     /// The advisories of a loaded repository's `updateinfo.xml` (`None`: it has none), with
     /// warnings about what was odd in them. Read from the mirror the index came from,
-    /// verified against `repomd.xml` like every metadata file.
+    /// verified against the checksum its `repomd.xml` gave, like every metadata file.
     pub async fn updateinfo(&self, repo: &Repo) -> Result<Option<Advisories>, RepoError> {
+        // The record is the one of the repomd.xml the index was built from (and whose
+        // signature was checked then): the advisories match the packages resolved.
+        let Some(rec) = &repo.index.updateinfo else {
+            return Ok(None);
+        };
         let src = &repo.source;
         let mirror = repo.index.base_url.clone();
         let mirrors = self.mirrors(src).await?;
-        let repomd_url = join_url(&mirror, "repodata/repomd.xml");
-        let bytes = self
-            .transport
-            .get_bytes_with(&repomd_url, REPOMD_LIMIT, src.sslverify)
-            .await
-            .map_err(|source| RepoError::Fetch {
-                repo: src.id.clone(),
-                source,
-            })?;
         let meta = |url: &str, message: String| RepoError::Metadata {
             repo: src.id.clone(),
             url: SafeUrl(url.to_owned()),
             message,
-        };
-        let mut warnings = Vec::new();
-        if hex::encode(sha2::Sha256::digest(&bytes)) != repo.index.repomd_sha256 {
-            warnings.push(format!(
-                "repo `{}` changed while it was read: its advisories are of a newer revision",
-                src.id
-            ));
-        } else if src.gpgcheck {
-            self.verify_signature(src, &mirror, &bytes).await?;
-        }
-        let md = Repomd::parse(&bytes[..]).map_err(|m| meta(&repomd_url, m))?;
-        let Some(rec) = md.record("updateinfo") else {
-            return Ok(None);
         };
         let url = record_url(&mirror, rec);
         let body = self.fetch_verified(src, &mirror, &mirrors, rec).await?;
@@ -661,12 +646,14 @@ impl RepoLoader<'_> {
             source,
         })?
         .map_err(|m| meta(&url, m))?;
-        let (advisories, more) = parsed;
-        warnings.extend(more.into_iter().map(|w| format!("repo `{}`: {w}", src.id)));
+        let (advisories, warnings) = parsed;
         Ok(Some(Advisories {
             repo: src.id.clone(),
             advisories,
-            warnings,
+            warnings: warnings
+                .into_iter()
+                .map(|w| format!("repo `{}`: {w}", src.id))
+                .collect(),
         }))
     }
 
@@ -828,6 +815,7 @@ impl RepoLoader<'_> {
             primary: primary.clone(),
             primary_url: record_url(mirror, primary),
             filelists: md.record("filelists").cloned(),
+            updateinfo: md.record("updateinfo").cloned(),
             body,
             modules,
             cap: open_cap(primary, self.max_metadata_bytes),

@@ -133,7 +133,7 @@ fn modules_follow_default_and_enabled_streams() {
         ours(&defaults, &node),
         BTreeSet::from(["nodejs-18.19.0-1.module+fx.18.x86_64".to_string()])
     );
-    let remembered = std::fs::read_dir(cache.path().join("repo-index-v1/modular"))
+    let remembered = std::fs::read_dir(cache.path().join("repo-index-v2/modular"))
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -222,7 +222,7 @@ fn committed_config_resolves_the_paper_job() {
         ])
     );
     assert!(
-        d.path().join("cache/repo-index-v1/fixture").is_dir(),
+        d.path().join("cache/repo-index-v2/fixture").is_dir(),
         "cache/ beside pipeline.toml"
     );
 }

@@ -275,7 +275,7 @@ fn a_damaged_index_with_its_old_stamp_is_rebuilt_not_believed() {
     let needs = needs_of(&["bash", "libstdc++.so.6()(64bit)"], Arch::X86_64);
     let want = ours(&ctx, &needs);
     let _ = ours(&ctx, &needs); // a warm run: its open checks the CRC and leaves the stamp
-    let dir = cache.path().join("repo-index-v1/main");
+    let dir = cache.path().join("repo-index-v2/main");
     let idx = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
