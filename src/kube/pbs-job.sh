@@ -116,6 +116,11 @@ else
         j=$(( j + 1 ))
     done
     PBS_NODENUM=0
+    # A single-node job starts its MPI ranks on its own node only: Open MPI's isolated
+    # launcher and Hydra's fork launcher (Open MPI's ssh launcher refuses to start when the
+    # image has no ssh, though it would never need it here).
+    : "${OMPI_MCA_plm:=isolated}" "${HYDRA_LAUNCHER:=fork}"
+    export OMPI_MCA_plm HYDRA_LAUNCHER
 fi
 PBS_NODEFILE=$nodefile
 export PBS_NODEFILE PBS_NODENUM

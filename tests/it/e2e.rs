@@ -147,7 +147,15 @@ impl E2e {
         let v = self.build(script, &[]);
         let bundle = self.unpack(script, v["reference"].as_str().unwrap());
         let p = self.play(script, None, env);
-        assert_eq!(p.exit, 0, "{p:?}");
+        if p.exit != 0 {
+            let err = self
+                .collected(script, "e")
+                .map(|f| std::fs::read_to_string(f).unwrap_or_default());
+            let out = self
+                .collected(script, "o")
+                .map(|f| std::fs::read_to_string(f).unwrap_or_default());
+            panic!("the job failed: {p:?}\nits .o: {out:?}\nits .e: {err:?}");
+        }
         (v, self.job_output(script, &p), bundle)
     }
 
@@ -664,30 +672,44 @@ fn a_job_over_its_memory_limit_is_killed_and_reported() {
     assert!(p.stderr.contains("killed by signal 9"), "{p:?}");
 }
 
-/// `module load mpi/openmpi-x86_64` then `mpirun -np 2 ./hello` under the runtime, as uid 1000
-/// in a non-login bash: the wrapper's BASH_ENV gives the script `module`, the module puts the
-/// stack's bin on PATH, and its launcher starts both ranks. (The fixture's launcher is a
-/// stand-in that runs the ranks one after the other; real Open MPI is issue 16's next step.)
+/// A single-node MPI job as HPC users write it (fixtures/jobs/mpi-hello: `module load
+/// mpi/openmpi-x86_64`, then `mpirun -np 2 ./hello_mpi`, a C program built with the host's
+/// mpicc) under the runtime, as uid 1000 with a read-only root: the wrapper's BASH_ENV gives
+/// the script `module`, the modulefile puts Open MPI's bin and lib on PATH and
+/// LD_LIBRARY_PATH, and the real Open MPI (the fixture `openmpi`, Debian's build in EL's
+/// layout) starts both ranks, which talk to each other (the allreduce).
 #[test]
-fn a_module_loaded_launcher_runs_its_ranks() {
+fn a_single_node_mpi_job_runs_its_ranks_with_open_mpi() {
     let e = setup();
-    let d = e.job(
-        "ranks",
-        &[
-            (
-                "hello.c",
-                "#include <stdio.h>\n#include <stdlib.h>\nint main(void) { const char *r = getenv(\"OMPI_COMM_WORLD_RANK\"), *n = getenv(\"OMPI_COMM_WORLD_SIZE\"); printf(\"rank %s of %s\\n\", r ? r : \"?\", n ? n : \"?\"); return 0; }\n",
-            ),
-            (
-                "job.sh",
-                "#!/bin/bash\n#PBS -N ranks\n#PBS -l nodes=1:ppn=2\n#PBS -B hello\nmodule load mpi/openmpi-x86_64\necho \"MPI_HOME=$MPI_HOME\"\nmpirun -np 2 ./hello\n",
-            ),
-        ],
+    require("mpicc", "libopenmpi-dev");
+    let d = e.job("ranks", &[]);
+    for f in ["job.sh", "hello_mpi.c"] {
+        std::fs::copy(Path::new("fixtures/jobs/mpi-hello").join(f), d.join(f)).unwrap();
+    }
+    run_ok(
+        Command::new("mpicc")
+            .args(["-O2", "-o", "hello_mpi", "hello_mpi.c"])
+            .current_dir(&d),
     );
-    cc(&d, &["-O2", "-o", "hello", "hello.c"]);
-    let (v, out, _) = e.run(&d.join("job.sh"), &[]);
-    assert_eq!(
-        out, "MPI_HOME=/usr/lib64/openmpi\nrank 0 of 2\nrank 1 of 2\n",
-        "{v}"
-    );
+    let (_, out, bundle) = e.run(&d.join("job.sh"), &[]);
+    let manifest =
+        std::fs::read_to_string(bundle.join("rootfs/var/lib/rpmmanifest/container-manifest-2"))
+            .unwrap();
+    for p in ["openmpi", "pmix", "hwloc-libs", "environment-modules"] {
+        assert!(
+            manifest.lines().any(|l| l.split('\t').next() == Some(p))
+                || (p == "environment-modules" && manifest.contains("fx-modules")),
+            "{p}: {manifest}"
+        );
+    }
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.remove(0), "MPI_HOME=/usr/lib64/openmpi", "{out}");
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (r, l) in lines.iter().enumerate() {
+        assert!(
+            l.starts_with(&format!("rank {r} of 2 on ")) && l.ends_with(": sum of ranks 1"),
+            "{out}"
+        );
+    }
 }

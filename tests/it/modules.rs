@@ -2,8 +2,9 @@
 //! the `module` command are needs; commands after an MPI module load are looked for in its
 //! `bin` first; an MPI launcher is required when the job has several slots; and the loaded
 //! module's launcher runs under the container runtime, as uid 1000, in a non-login shell.
-//! (fixtures/rpms/fx-openmpi.spec lays out EL's openmpi with a stand-in launcher;
-//! fx-modules.spec a stand-in of environment-modules' profile script.)
+//! (The fixture `openmpi` is Debian's Open MPI build in EL's layout, from
+//! fixtures/rpms/host/openmpi.files; fx-modules.spec a stand-in of environment-modules'
+//! profile script.)
 
 use std::path::{Path, PathBuf};
 
@@ -91,7 +92,7 @@ fn module_loads_and_launchers_are_needs() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(
-        names.contains(&"fx-openmpi") && names.contains(&"fx-modules"),
+        names.contains(&"openmpi") && names.contains(&"pmix") && names.contains(&"fx-modules"),
         "{names:?}"
     );
 }
