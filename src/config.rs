@@ -568,9 +568,11 @@ pub struct KubeSettings {
     #[serde(default)]
     pub allow_jobset: bool,
     /// How a multi-node job's ranks are started: `none` (an Indexed Job and a headless
-    /// Service; the sister pods wait for node 0) or `mpi-operator` (a Kubeflow MPIJob: a
-    /// launcher and ssh-reachable workers; the cluster needs the MPI Operator, the image
-    /// gets an sshd and an ssh client).
+    /// Service; the sister pods wait for node 0), `ssh` (the same, and the sister pods run
+    /// a non-root sshd keyed by a Secret pbsimage generates for the job, which node 0's
+    /// mpirun reaches; the image gets an sshd and an ssh client) or `mpi-operator` (a
+    /// Kubeflow MPIJob: the launcher is node 0 and ssh-reachable workers the others; the
+    /// cluster needs the MPI Operator, which makes the keys; the image gets sshd and ssh).
     #[serde(default)]
     pub mpi: MpiMode,
 }
@@ -582,8 +584,26 @@ pub enum MpiMode {
     /// An Indexed Job and a headless Service.
     #[default]
     None,
+    /// An Indexed Job (a JobSet for arrays) whose sister pods run sshd with a generated key.
+    Ssh,
     /// A Kubeflow MPIJob (`kubeflow.org/v2beta1`).
     MpiOperator,
+}
+
+impl MpiMode {
+    /// Whether the job's pods reach each other over ssh (its image needs sshd and ssh).
+    pub fn uses_ssh(self) -> bool {
+        matches!(self, MpiMode::Ssh | MpiMode::MpiOperator)
+    }
+
+    /// The setting as written in pipeline.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MpiMode::None => "none",
+            MpiMode::Ssh => "ssh",
+            MpiMode::MpiOperator => "mpi-operator",
+        }
+    }
 }
 
 fn default_gpu_models() -> BTreeMap<String, String> {

@@ -10,7 +10,8 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, NFSVolumeSource,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecurityContext, Service, ServiceSpec, Volume, VolumeMount,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, Service, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -18,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::{
     ANN, COMMAND, Emitter, HOME_DIR, INDEXED_NAME_MAX, JOBSET_NAME_MAX, JobUser, KubeError,
     LABEL_JOB, MANAGED_BY, Manifest, NAME_DIGEST_LEN, Naming, Object, Shape, TMP_DIR, env,
-    env_field, jobset, join_under, mpijob, restricted_container, restricted_pod, shape,
+    env_field, jobset, join_under, mpijob, restricted_container, restricted_pod, shape, ssh,
 };
 use crate::config::{KubeKind, MpiMode, OutputVolume, QueueMapping};
 use crate::image::ImageRef;
@@ -39,7 +40,12 @@ impl Emitter<'_> {
     pub fn emit(&self, job: &JobSpec, image: &ImageRef) -> Result<Manifest, KubeError> {
         let mut plan = self.plan(job, image)?;
         let (meta, labels) = self.metadata(job, &plan);
-        let pod_spec = self.pod_spec(job, image, &mut plan);
+        let mut pod_spec = self.pod_spec(job, image, &mut plan);
+        let mut secret = None;
+        if plan.multi_node && self.kind == KubeKind::Job && self.settings.mpi == MpiMode::Ssh {
+            secret = Some(self.ssh_secret(job, &plan, &labels)?);
+            add_ssh(&mut pod_spec, &plan.name);
+        }
         let objects = match self.kind {
             KubeKind::Pod => {
                 if job.hold {
@@ -70,6 +76,8 @@ impl Emitter<'_> {
                 objects
             }
         };
+        // The Secret first: the pods mount it.
+        let objects = secret.into_iter().chain(objects).collect();
         Ok(Manifest {
             objects,
             warnings: plan.warnings,
@@ -549,11 +557,14 @@ impl Emitter<'_> {
         }))
     }
 
-    /// An MPIJob (the MPI Operator) for a multi-node job: the launcher runs the job's script
-    /// (its PBS_NODEFILE lists the workers, `ppn` lines each, and its `mpirun` reaches them
-    /// over ssh on [`mpijob::SSH_PORT`]); each worker runs a non-root sshd with the key pair
-    /// the operator generates and mounts in the job's home. The operator makes the workers'
-    /// headless Service, so pbsimage emits none.
+    /// An MPIJob (the MPI Operator) for a multi-node job: the launcher is node 0, as PBS's
+    /// mother superior (it runs the job's script and ranks of its own:
+    /// `runLauncherAsWorker`), the workers the other nodes; PBS_NODEFILE lists the
+    /// launcher then the workers (the host names the operator gives them), `ppn` lines
+    /// each. Node 0's `mpirun` reaches the workers' non-root sshd (the wrapper's sister
+    /// mode) through pbsimage's remote shell, with the key pair the operator generates and
+    /// mounts in the job's home. The operator makes the headless Service, so pbsimage emits
+    /// none.
     fn mpijob(
         &self,
         job: &JobSpec,
@@ -562,7 +573,6 @@ impl Emitter<'_> {
         labels: BTreeMap<String, String>,
         pod_spec: PodSpec,
     ) -> Object {
-        let ssh_dir = format!("{}/.ssh", HOME_DIR);
         let template = |spec: PodSpec| PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(labels.clone()),
@@ -570,26 +580,31 @@ impl Emitter<'_> {
             }),
             spec: Some(spec),
         };
+        let name = &plan.name;
+        let workers = plan.shape.nodes.saturating_sub(1);
+        let nodes: Vec<String> = std::iter::once(format!("{name}-launcher.{name}"))
+            .chain((0..workers).map(|i| format!("{name}-worker-{i}.{name}")))
+            .collect();
         let deadline = pod_spec.active_deadline_seconds;
         let mut launcher = pod_spec.clone();
         launcher.subdomain = None;
         if let Some(envs) = launcher.containers[0].env.as_mut() {
-            for e in envs.iter_mut() {
-                if e.name == "PBSIMAGE_HOST_PREFIX" {
-                    e.value = Some(format!("{}-worker", plan.name));
-                }
-            }
-            for (k, v) in mpijob::launcher_env() {
-                envs.push(env(k, v));
-            }
+            envs.retain(|e| e.name != "PBSIMAGE_HOST_PREFIX" && e.name != "PBSIMAGE_SUBDOMAIN");
+            envs.push(env("PBSIMAGE_NODES", nodes.join(",")));
+            envs.push(env("PBSIMAGE_ROLE", "launcher"));
+            envs.extend(ssh::launcher_env());
         }
         let mut worker = pod_spec;
         worker.subdomain = None;
         worker.active_deadline_seconds = None;
         let c = &mut worker.containers[0];
         c.name = "worker".into();
-        c.command = Some(mpijob::worker_command(&ssh_dir, HOME_DIR));
-        c.args = None;
+        if let Some(envs) = c.env.as_mut() {
+            envs.retain(|e| e.name != "PBSIMAGE_HOST_PREFIX" && e.name != "PBSIMAGE_SUBDOMAIN");
+            envs.push(env("PBSIMAGE_NODES", nodes.join(",")));
+            envs.push(env("PBSIMAGE_ROLE", "worker"));
+            envs.extend(ssh::worker_env());
+        }
         let backoff = self.backoff(job);
         let replica = |replicas: u32, spec: PodSpec| mpijob::ReplicaSpec {
             replicas: i32::try_from(replicas).unwrap_or(i32::MAX),
@@ -602,20 +617,36 @@ impl Emitter<'_> {
             metadata: meta,
             spec: mpijob::MpiJobSpec {
                 slots_per_worker: i32::try_from(plan.shape.ppn).unwrap_or(i32::MAX),
+                run_launcher_as_worker: Some(true),
                 run_policy: mpijob::RunPolicy {
                     clean_pod_policy: "Running".into(),
                     backoff_limit: backoff,
                     active_deadline_seconds: deadline,
                     suspend: job.hold.then_some(true),
                 },
-                ssh_auth_mount_path: ssh_dir.clone(),
+                ssh_auth_mount_path: ssh::ssh_dir(),
                 mpi_implementation: "OpenMPI".into(),
                 mpi_replica_specs: BTreeMap::from([
                     ("Launcher".to_string(), replica(1, launcher)),
-                    ("Worker".to_string(), replica(plan.shape.nodes, worker)),
+                    ("Worker".to_string(), replica(workers, worker)),
                 ]),
             },
         }))
+    }
+
+    /// The Secret holding job `plan.name`'s ssh key pair (`[kube] mpi = "ssh"`).
+    fn ssh_secret(
+        &self,
+        job: &JobSpec,
+        plan: &Plan<'_>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Object, KubeError> {
+        let secret = ssh::secret(&plan.name, self.settings.namespace.clone(), labels.clone())
+            .map_err(|source| KubeError::SshKey {
+                job: job.name.to_string(),
+                source,
+            })?;
+        Ok(Object::Secret(Box::new(secret)))
     }
 
     /// The headless Service that gives a multi-node job's pods their host names.
@@ -757,6 +788,41 @@ fn output_path(mount: &str, p: &str, warnings: &mut Vec<String>) -> String {
         p.to_owned()
     } else {
         join_under(mount, p)
+    }
+}
+
+/// `[kube] mpi = "ssh"`: every pod mounts the job's Secret in its home (readable by the
+/// job's group: root owns the files, so ssh's and sshd's checks of a key's mode pass); node 0
+/// launches through pbsimage's remote shell, the other nodes run sshd.
+fn add_ssh(spec: &mut PodSpec, name: &str) {
+    let sc = spec.security_context.get_or_insert_with(Default::default);
+    if sc.fs_group.is_none() {
+        sc.fs_group = sc.run_as_group;
+    }
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: "pbs-ssh".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(ssh::secret_name(name)),
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let c = &mut spec.containers[0];
+    c.volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            name: "pbs-ssh".into(),
+            mount_path: ssh::ssh_dir(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    let envs = c.env.get_or_insert_with(Vec::new);
+    envs.extend(ssh::launcher_env());
+    for w in ssh::worker_env() {
+        if !envs.iter().any(|e| e.name == w.name) {
+            envs.push(w);
+        }
     }
 }
 

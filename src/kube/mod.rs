@@ -9,6 +9,7 @@ pub mod build_job;
 mod emit;
 pub mod jobset;
 pub mod mpijob;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,11 @@ use crate::job::JobSpec;
 pub const WRAPPER_PATH: &str = "/usr/libexec/pbsimage/pbs-job";
 /// The wrapper's source; the image stage installs it at [`WRAPPER_PATH`].
 pub const WRAPPER_SCRIPT: &str = include_str!("pbs-job.sh");
+/// Where the MPI launchers' remote shell lives in every image (Open MPI's `plm_rsh_agent`,
+/// Hydra's `HYDRA_LAUNCHER_EXEC` in the ssh modes of `[kube] mpi`).
+pub const RSH_PATH: &str = "/usr/libexec/pbsimage/pbs-rsh";
+/// The remote shell's source; the image stage installs it at [`RSH_PATH`].
+pub const RSH_SCRIPT: &str = include_str!("pbs-rsh.sh");
 /// The container command: the same for every job.
 pub const COMMAND: [&str; 1] = [WRAPPER_PATH];
 /// Scratch directory (`TMPDIR`), an emptyDir over the image's `/tmp`.
@@ -62,6 +68,15 @@ pub enum KubeError {
     Root {
         /// The job's name.
         job: String,
+    },
+    /// The job's ssh key pair cannot be made.
+    #[error("cannot make the ssh key of job `{job}`")]
+    SshKey {
+        /// The job's name.
+        job: String,
+        /// Why.
+        #[source]
+        source: ssh::SshKeyError,
     },
     /// The objects cannot be serialized as YAML.
     #[error("cannot serialize the manifest")]
@@ -115,7 +130,7 @@ impl crate::hint::Hint for KubeError {
                  (4gb is 4 GiB)"
                     .into(),
             ),
-            KubeError::Serialize(_) => None,
+            KubeError::Serialize(_) | KubeError::SshKey { .. } => None,
             KubeError::ArrayOfMultiNode { .. } => Some(
                 "set [kube] allow-jobset = true to emit a JobSet (jobset.x-k8s.io, one Indexed \
                  Job per element; the cluster needs the JobSet controller), or submit the \
@@ -343,6 +358,8 @@ pub enum Object {
     JobSet(Box<jobset::JobSet>),
     /// An MPIJob (multi-node jobs, with `[kube] mpi = "mpi-operator"`).
     MpiJob(Box<mpijob::MpiJob>),
+    /// The job's ssh key pair (multi-node jobs, with `[kube] mpi = "ssh"`).
+    Secret(Box<k8s_openapi::api::core::v1::Secret>),
 }
 
 /// The objects for one job, in apply order, plus what did not map.
@@ -355,6 +372,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Whether the objects include a Secret (its file should be readable by its owner only).
+    pub fn has_secret(&self) -> bool {
+        self.objects.iter().any(|o| matches!(o, Object::Secret(_)))
+    }
+
     /// Multi-document YAML, `---` between documents.
     pub fn to_yaml(&self) -> Result<String, KubeError> {
         let mut out = String::new();
@@ -378,7 +400,7 @@ impl Manifest {
         self.objects.iter().find_map(|o| match o {
             Object::Job(j) => j.spec.as_ref()?.template.spec.as_ref(),
             Object::Pod(p) => p.spec.as_ref(),
-            Object::Service(_) => None,
+            Object::Service(_) | Object::Secret(_) => None,
             Object::JobSet(s) => s
                 .spec
                 .replicated_jobs

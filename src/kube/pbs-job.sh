@@ -17,7 +17,12 @@
 #   PBSIMAGE_JOIN        oe | eo (-j)
 #   PBSIMAGE_UMASK       octal umask (-W umask=...)
 #   PBSIMAGE_ARRAY       array ranges start-end:step,... ; JOB_COMPLETION_INDEX picks one
-#   PBSIMAGE_PPN_LIST    slots per node, for multi-node jobs (with HOST_PREFIX, SUBDOMAIN)
+#   PBSIMAGE_PPN_LIST    slots per node, for multi-node jobs (with HOST_PREFIX, SUBDOMAIN,
+#                        or NODES: the nodes' host names, comma-separated, node 0 first)
+#   PBSIMAGE_ROLE        launcher | worker; default: node 0 (JOB_COMPLETION_INDEX) launches
+#   PBSIMAGE_SISTER      what a worker does: sleep (the default) or sshd (the launcher's
+#                        mpirun reaches it with the job's key in PBSIMAGE_SSH_DIR, on
+#                        PBSIMAGE_SSH_PORT, through the remote shell pbs-rsh)
 #   PBSIMAGE_ARRAY_INDEX in a JobSet: the array element (the replicated Job's index)
 set -eu
 
@@ -92,21 +97,42 @@ fi
 nodefile=$tmp/pbs_nodefile
 : >"$nodefile"
 if [ -n "${PBSIMAGE_PPN_LIST:-}" ]; then
+    : >"$nodefile.openmpi"
+    : >"$nodefile.hydra"
     i=0
     saved_ifs=$IFS
     IFS=,
-    prefix=$PBSIMAGE_HOST_PREFIX
+    prefix=${PBSIMAGE_HOST_PREFIX:-}
     [ -n "${PBSIMAGE_ARRAY_INDEX:-}" ] && prefix=$prefix-$PBSIMAGE_ARRAY_INDEX
+    set -f
+    # shellcheck disable=SC2086 # the node list is split on commas
+    set -- ${PBSIMAGE_NODES:-}
+    set +f
     for ppn in $PBSIMAGE_PPN_LIST; do
+        if [ $# -gt 0 ]; then
+            node=$1
+            shift
+        else
+            node=$prefix-$i.${PBSIMAGE_SUBDOMAIN:-}
+        fi
         j=0
         while [ "$j" -lt "$ppn" ]; do
-            printf '%s-%s.%s\n' "$prefix" "$i" "$PBSIMAGE_SUBDOMAIN" >>"$nodefile"
+            printf '%s\n' "$node" >>"$nodefile"
             j=$(( j + 1 ))
         done
+        printf '%s slots=%s\n' "$node" "$ppn" >>"$nodefile.openmpi"
+        printf '%s:%s\n' "$node" "$ppn" >>"$nodefile.hydra"
         i=$(( i + 1 ))
     done
     IFS=$saved_ifs
     PBS_NODENUM=$index
+    # mpirun finds the job's nodes as under PBS (where it asks TORQUE's task manager): the
+    # default host files of Open MPI and Hydra list them with their slots (Open MPI counts a
+    # host listed once as one slot per core), and host names keep their domain (the
+    # headless Service's name is what resolves).
+    : "${OMPI_MCA_orte_default_hostfile:=$nodefile.openmpi}" "${OMPI_MCA_orte_keep_fqdn_hostnames:=true}"
+    : "${HYDRA_HOST_FILE:=$nodefile.hydra}"
+    export OMPI_MCA_orte_default_hostfile OMPI_MCA_orte_keep_fqdn_hostnames HYDRA_HOST_FILE
 else
     host=localhost
     [ -r /proc/sys/kernel/hostname ] && read -r host </proc/sys/kernel/hostname
@@ -126,8 +152,25 @@ PBS_NODEFILE=$nodefile
 export PBS_NODEFILE PBS_NODENUM
 
 # Sister nodes of a multi-node job stay up for the launcher (mpirun) of node 0; the Job's
-# success policy ends them when node 0 succeeds.
-if [ -n "${PBSIMAGE_PPN_LIST:-}" ] && [ "$index" != 0 ]; then
+# success policy (or the MPI Operator) ends them when the launcher ends.
+role=${PBSIMAGE_ROLE:-}
+if [ -z "$role" ]; then
+    role=launcher
+    [ -n "${PBSIMAGE_PPN_LIST:-}" ] && [ "$index" != 0 ] && role=worker
+fi
+if [ "$role" = worker ] && [ "${PBSIMAGE_SISTER:-sleep}" = sshd ]; then
+    # A non-root sshd configured on its command line (the image needs no sshd_config): the
+    # job's key is its host key and the only key it lets in.
+    ssh_dir=${PBSIMAGE_SSH_DIR:?PBSIMAGE_SSH_DIR is not set: the worker has no ssh key}
+    [ -x /usr/sbin/sshd ] || { echo "pbsimage: this worker needs /usr/sbin/sshd (openssh-server) in the image" >&2; exit 1; }
+    [ -r "$ssh_dir/id_rsa" ] || { echo "pbsimage: cannot read the job's ssh key $ssh_dir/id_rsa" >&2; exit 1; }
+    exec /usr/sbin/sshd -D -e -f /dev/null -o "Port=${PBSIMAGE_SSH_PORT:-2222}" \
+        -o "HostKey=$ssh_dir/id_rsa" -o "AuthorizedKeysFile=$ssh_dir/authorized_keys" \
+        -o "PidFile=$tmp/sshd.pid" -o StrictModes=no -o PasswordAuthentication=no \
+        -o KbdInteractiveAuthentication=no -o UsePAM=no -o PermitUserEnvironment=no \
+        -o X11Forwarding=no -o AllowTcpForwarding=no
+fi
+if [ "$role" = worker ]; then
     command -v sleep >/dev/null || { echo "pbsimage: sister nodes need sleep (coreutils) in the image" >&2; exit 1; }
     trap 'exit 0' TERM INT
     while :; do

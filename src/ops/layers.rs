@@ -453,6 +453,11 @@ pub fn job_files(job_dir: &str, job: &JobSpec, needs: &Needs) -> Vec<JobFile> {
             source: JobSource::Bytes(crate::kube::WRAPPER_SCRIPT.as_bytes().to_vec()),
         },
         JobFile {
+            dest: crate::kube::RSH_PATH.into(),
+            mode: 0o755,
+            source: JobSource::Bytes(crate::kube::RSH_SCRIPT.as_bytes().to_vec()),
+        },
+        JobFile {
             dest: format!("{dir}/{name}"),
             mode: 0o755,
             source: JobSource::Path(job.script.clone()),

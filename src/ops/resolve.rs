@@ -27,7 +27,8 @@ pub fn needs(ctx: &Context, job: &JobSpec) -> Result<Needs, OpsError> {
 }
 
 /// What `job` needs under `config` (`pbsimage needs` too): the analysis of its binary and
-/// script, and what the Kubernetes side adds (an MPIJob's sshd and ssh client).
+/// script, and what the Kubernetes side adds (the sshd and ssh client of `[kube] mpi`'s ssh
+/// modes).
 pub fn needs_for(config: &crate::config::Config, job: &JobSpec) -> Result<Needs, OpsError> {
     let s = &config.settings;
     let mut needs = NeedsAnalyzer {
@@ -36,11 +37,11 @@ pub fn needs_for(config: &crate::config::Config, job: &JobSpec) -> Result<Needs,
         default_shell: &s.kube.default_shell,
     }
     .analyze(job)?;
-    // An MPIJob's workers run sshd, and its launcher's mpirun reaches them with ssh.
-    if s.kube.mpi == crate::config::MpiMode::MpiOperator && crate::kube::node_count(job) > 1 {
+    // Sister nodes run sshd, and node 0's mpirun reaches them with ssh.
+    if s.kube.mpi.uses_ssh() && crate::kube::node_count(job) > 1 {
         needs.add_extra(
             &["/usr/sbin/sshd".to_owned(), "/usr/bin/ssh".to_owned()],
-            "[kube] mpi = \"mpi-operator\"",
+            &format!("[kube] mpi = \"{}\"", s.kube.mpi.as_str()),
         )?;
     }
     Ok(needs)

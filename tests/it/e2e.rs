@@ -25,10 +25,14 @@ struct E2e {
 }
 
 fn setup() -> E2e {
+    setup_with(Podman::new(), "")
+}
+
+/// [`setup`] with this podman, and `kube` added to the `[kube]` section.
+fn setup_with(podman: Podman, kube: &str) -> E2e {
     require("skopeo", "skopeo");
     require("umoci", "umoci");
     require("gcc", "gcc");
-    let podman = Podman::new();
     let reg = Registry::start();
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -47,7 +51,10 @@ fn setup() -> E2e {
             reg.host
         ),
     )
-    .replace("[kube]\n", "[kube]\nallow-host-path = true\n");
+    .replace(
+        "[kube]\n",
+        &format!("[kube]\nallow-host-path = true\n{kube}"),
+    );
     std::fs::write(&cfg, text).unwrap();
     E2e {
         reg,
@@ -712,4 +719,257 @@ fn a_single_node_mpi_job_runs_its_ranks_with_open_mpi() {
             "{out}"
         );
     }
+}
+
+/// The nodes of a multi-node job as the controller would make them, played in the test's
+/// network namespace: pod `i` of `pods` is node `i` (hostname, subdomain and, standing in
+/// for the headless Service's DNS, host aliases of every node), at address 10 + i; `key`
+/// replaces the ssh Secret volume with a hostPath directory whose files are as kubelet
+/// makes a Secret volume's (root's, the job's group, mode 0440). Node 0 runs to its end;
+/// the others are started first. Returns node 0's run.
+fn play_nodes(
+    e: &E2e,
+    reference: &str,
+    pods: Vec<(String, k8s_openapi::api::core::v1::Pod)>,
+    subdomain: &str,
+    key: &Path,
+) -> Played {
+    use k8s_openapi::api::core::v1::{HostAlias, HostPathVolumeSource};
+    e.podman.pull(reference);
+    let ip = |i: usize| e.podman.address(10 + i as u8);
+    let aliases: Vec<HostAlias> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, (host, _))| HostAlias {
+            ip: ip(i),
+            hostnames: Some(vec![format!("{host}.{subdomain}")]),
+        })
+        .collect();
+    let mut names = Vec::new();
+    for (i, (host, mut pod)) in pods.into_iter().enumerate().rev() {
+        pod.metadata.name = Some(host.clone());
+        let spec = pod.spec.as_mut().unwrap();
+        spec.hostname = Some(host.clone());
+        spec.subdomain = Some(subdomain.to_owned());
+        spec.host_aliases = Some(aliases.clone());
+        for v in spec.volumes.iter_mut().flatten() {
+            if v.name == "pbs-ssh" {
+                v.secret = None;
+                v.host_path = Some(HostPathVolumeSource {
+                    path: key.display().to_string(),
+                    type_: Some("Directory".into()),
+                });
+            }
+        }
+        e.podman
+            .start(&pod, &["--network", &e.podman.network(), "--ip", &ip(i)]);
+        names.push(host);
+    }
+    let launcher = names.last().unwrap().clone();
+    let ctr = {
+        let pod = &names[names.len() - 1];
+        let o = e.podman.run(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("pod={pod}"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|n| !n.ends_with("-infra"))
+            .unwrap()
+            .to_owned()
+    };
+    let p = e.podman.wait(&ctr);
+    let mut worker_logs = String::new();
+    for n in &names {
+        if *n != launcher {
+            let o = e.podman.cmd().args(["pod", "logs", n]).output().unwrap();
+            worker_logs.push_str(&String::from_utf8_lossy(&o.stdout));
+            worker_logs.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+        e.podman.run(&["pod", "rm", "--force", n]);
+    }
+    if p.exit != 0 {
+        let read = |s: &str| {
+            e.collected(Path::new("."), s)
+                .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        };
+        panic!(
+            "node 0 failed: {p:?}\nits .o: {:?}\nits .e: {:?}\nthe other nodes: {worker_logs}",
+            read("o"),
+            read("e")
+        );
+    }
+    p
+}
+
+/// The key pair's directory as kubelet makes a Secret volume: files owned by root, group
+/// the pods' fsGroup (1000), mode 0440.
+fn key_dir(e: &E2e, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let dir = e.podman.dir().join("ssh-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in files {
+        let f = dir.join(name);
+        std::fs::write(&f, bytes).unwrap();
+        run_ok(Command::new("chown").arg("0:1000").arg(&f));
+        run_ok(Command::new("chmod").arg("0440").arg(&f));
+    }
+    dir
+}
+
+/// A two-node MPI job's build for the networked tests: fixtures/jobs/mpi-hello on
+/// `nodes=2:ppn=1`, built with the host's mpicc; returns the script and the summary.
+fn two_node_job(e: &E2e, name: &str) -> (PathBuf, serde_json::Value) {
+    require("mpicc", "libopenmpi-dev");
+    let d = e.job(name, &[]);
+    std::fs::copy("fixtures/jobs/mpi-hello/hello_mpi.c", d.join("hello_mpi.c")).unwrap();
+    let script = std::fs::read_to_string("fixtures/jobs/mpi-hello/job.sh")
+        .unwrap()
+        .replace("nodes=1:ppn=2", "nodes=2:ppn=1");
+    std::fs::write(d.join("job.sh"), script).unwrap();
+    run_ok(
+        Command::new("mpicc")
+            .args(["-O2", "-o", "hello_mpi", "hello_mpi.c"])
+            .current_dir(&d),
+    );
+    let v = e.build(&d.join("job.sh"), &[]);
+    (d.join("job.sh"), v)
+}
+
+/// Both ranks of a two-node job, each on its own node: rank r on `hosts[r]`.
+fn assert_two_ranks(out: &str, hosts: [&str; 2]) {
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.remove(0), "MPI_HOME=/usr/lib64/openmpi", "{out}");
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            format!("rank 0 of 2 on {}: sum of ranks 1", hosts[0]),
+            format!("rank 1 of 2 on {}: sum of ranks 1", hosts[1]),
+        ],
+        "{out}"
+    );
+}
+
+/// `[kube] mpi = "ssh"`: the Indexed Job's two pods, in a network namespace the test makes.
+/// Node 1 runs the job's sshd (as uid 1000, read-only root, the generated Secret's key);
+/// node 0's `mpirun` (no host file given: the wrapper's node file is Open MPI's default)
+/// starts rank 1 there through pbsimage's remote shell, which carries the module's PATH and
+/// LD_LIBRARY_PATH to orted. Both ranks report their own host names.
+#[test]
+fn a_two_node_mpi_job_runs_across_two_pods_over_ssh() {
+    let e = setup_with(Podman::networked(), "mpi = \"ssh\"\n");
+    let (script, v) = two_node_job(&e, "two");
+    let manifest = script.with_extension("k8s.yaml");
+    validate_kubernetes(std::slice::from_ref(&manifest));
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_saphyr::from_str(yaml.split("\n---\n").next().unwrap()).unwrap();
+    let data = secret.data.unwrap();
+    let key = key_dir(
+        &e,
+        &data
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.0.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let job: k8s_openapi::api::batch::v1::Job =
+        serde_saphyr::from_str(yaml.split("\n---\n").nth(1).unwrap()).unwrap();
+    let name = job.metadata.name.clone().unwrap();
+    let pods = (0..2)
+        .map(|i| {
+            let mut pod = crate::podman::pod_of(&yaml, &format!("{name}-{i}"));
+            let c = &mut pod.spec.as_mut().unwrap().containers[0];
+            c.env
+                .get_or_insert_with(Vec::new)
+                .push(k8s_openapi::api::core::v1::EnvVar {
+                    name: "JOB_COMPLETION_INDEX".into(),
+                    value: Some(i.to_string()),
+                    value_from: None,
+                });
+            (format!("{name}-{i}"), pod)
+        })
+        .collect();
+    let p = play_nodes(&e, v["reference"].as_str().unwrap(), pods, &name, &key);
+    let out = e.job_output(&script, &p);
+    assert_two_ranks(&out, [&format!("{name}-0"), &format!("{name}-1")]);
+}
+
+/// `[kube] mpi = "mpi-operator"`: the MPIJob's launcher (node 0, which runs ranks too) and its
+/// one worker, as the MPI Operator makes them (pods from the replica templates, host names
+/// `<job>-launcher` and `<job>-worker-0` under the job's Service, a key pair it generates —
+/// here ssh-keygen — mounted at sshAuthMountPath), in a network namespace the test makes.
+/// The MPIJob first passes the operator's CRD schema.
+#[test]
+fn an_mpijob_runs_its_launcher_and_worker_over_ssh() {
+    require("ssh-keygen", "openssh-client");
+    let e = setup_with(Podman::networked(), "mpi = \"mpi-operator\"\n");
+    let (script, v) = two_node_job(&e, "mpijob");
+    let manifest = script.with_extension("k8s.yaml");
+    validate_custom_resources("kubeflow.org_mpijobs.yaml", std::slice::from_ref(&manifest));
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    let mj: pbsimage::kube::mpijob::MpiJob = serde_saphyr::from_str(&yaml).unwrap();
+    let name = mj.metadata.name.clone().unwrap();
+    assert_eq!(mj.spec.ssh_auth_mount_path, "/pbs/home/.ssh");
+    let keyfile = e.podman.dir().join("operator-key");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-N", "", "-C", "mpi-operator", "-f"])
+            .arg(&keyfile),
+    );
+    let public = std::fs::read(keyfile.with_extension("pub")).unwrap();
+    let key = key_dir(
+        &e,
+        &[
+            ("id_rsa", std::fs::read(&keyfile).unwrap()),
+            ("id_rsa.pub", public.clone()),
+            ("authorized_keys", public),
+        ],
+    );
+    let pod = |role: &str, host: String| {
+        let spec = mj.spec.mpi_replica_specs[role]
+            .template
+            .spec
+            .clone()
+            .unwrap();
+        let mut spec = spec;
+        // The operator's Secret volume at sshAuthMountPath (the test's hostPath stands in).
+        spec.volumes
+            .get_or_insert_with(Vec::new)
+            .push(k8s_openapi::api::core::v1::Volume {
+                name: "pbs-ssh".into(),
+                secret: Some(Default::default()),
+                ..Default::default()
+            });
+        spec.containers[0]
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(k8s_openapi::api::core::v1::VolumeMount {
+                name: "pbs-ssh".into(),
+                mount_path: mj.spec.ssh_auth_mount_path.clone(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        (
+            host,
+            k8s_openapi::api::core::v1::Pod {
+                metadata: Default::default(),
+                spec: Some(spec),
+                status: None,
+            },
+        )
+    };
+    let pods = vec![
+        pod("Launcher", format!("{name}-launcher")),
+        pod("Worker", format!("{name}-worker-0")),
+    ];
+    let p = play_nodes(&e, v["reference"].as_str().unwrap(), pods, &name, &key);
+    let out = e.job_output(&script, &p);
+    assert_two_ranks(
+        &out,
+        [&format!("{name}-launcher"), &format!("{name}-worker-0")],
+    );
 }

@@ -104,6 +104,11 @@ fn emitted_manifests() {
                     let back: pbsimage::kube::mpijob::MpiJob = serde_saphyr::from_str(doc).unwrap();
                     assert_eq!(&back, mj.as_ref(), "{name}");
                 }
+                Object::Secret(s) => {
+                    let back: k8s_openapi::api::core::v1::Secret =
+                        serde_saphyr::from_str(doc).unwrap();
+                    assert_eq!(&back, s.as_ref(), "{name}");
+                }
                 Object::Pod(_) => unreachable!(),
             }
         }
@@ -477,7 +482,8 @@ fn an_array_of_multi_node_jobs_is_a_jobset() {
 /// against the MPI Operator's CRD, every pod restricted; the image needs sshd and ssh.
 #[test]
 fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
-    use pbsimage::kube::mpijob::{MpiJob, SSH_PORT};
+    use pbsimage::kube::mpijob::MpiJob;
+    use pbsimage::kube::ssh::SSH_PORT;
     let config = pbsimage::config::Config::from_str(
         "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"mpi-operator\"\n",
         pbsimage::config::Origin::Embedded,
@@ -496,18 +502,25 @@ fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
         mj.spec.run_policy.active_deadline_seconds,
         Some(2 * 3600 + 60)
     );
+    // PBS's node 0 is the launcher, and runs ranks too; the other node is a worker.
+    assert_eq!(mj.spec.run_launcher_as_worker, Some(true));
     let launcher = &mj.spec.mpi_replica_specs["Launcher"];
     let worker = &mj.spec.mpi_replica_specs["Worker"];
-    assert_eq!((launcher.replicas, worker.replicas), (1, 2));
+    assert_eq!((launcher.replicas, worker.replicas), (1, 1));
     let name = mj.metadata.name.clone().unwrap();
     let lpod = launcher.template.spec.as_ref().unwrap();
     let wpod = worker.template.spec.as_ref().unwrap();
     for p in [lpod, wpod] {
         assert_eq!(restricted_violations(p), Vec::<String>::new());
         assert!(p.subdomain.is_none(), "the operator names the pods");
+        assert_eq!(
+            p.containers[0].command.as_deref(),
+            Some(&["/usr/libexec/pbsimage/pbs-job".to_owned()][..]),
+            "both run the wrapper"
+        );
     }
-    let env = |k: &str| {
-        lpod.containers[0]
+    let env_of = |p: &k8s_openapi::api::core::v1::PodSpec, k: &str| {
+        p.containers[0]
             .env
             .as_ref()
             .unwrap()
@@ -515,8 +528,18 @@ fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
             .find(|e| e.name == k)
             .and_then(|e| e.value.clone())
     };
-    assert_eq!(env("PBSIMAGE_HOST_PREFIX"), Some(format!("{name}-worker")));
+    let env = |k: &str| env_of(lpod, k);
+    assert_eq!(
+        env("PBSIMAGE_NODES"),
+        Some(format!("{name}-launcher.{name},{name}-worker-0.{name}"))
+    );
+    assert_eq!(env("PBSIMAGE_HOST_PREFIX"), None);
     assert_eq!(env("PBSIMAGE_PPN_LIST").as_deref(), Some("4,4"));
+    assert_eq!(env("PBSIMAGE_ROLE").as_deref(), Some("launcher"));
+    assert_eq!(
+        env("OMPI_MCA_plm_rsh_agent").as_deref(),
+        Some("/usr/libexec/pbsimage/pbs-rsh")
+    );
     assert!(
         env("OMPI_MCA_plm_rsh_args")
             .unwrap()
@@ -524,14 +547,11 @@ fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
         "{:?}",
         env("OMPI_MCA_plm_rsh_args")
     );
-    let wc = wpod.containers[0].command.clone().unwrap().join(" ");
-    assert!(
-        wc.starts_with("/usr/sbin/sshd -D -e") && wc.contains(&format!("Port={SSH_PORT}")),
-        "{wc}"
-    );
-    assert!(
-        wc.contains(&format!("HostKey={}/id_rsa", mj.spec.ssh_auth_mount_path)),
-        "{wc}"
+    assert_eq!(env_of(wpod, "PBSIMAGE_ROLE").as_deref(), Some("worker"));
+    assert_eq!(env_of(wpod, "PBSIMAGE_SISTER").as_deref(), Some("sshd"));
+    assert_eq!(
+        env_of(wpod, "PBSIMAGE_SSH_DIR"),
+        Some(mj.spec.ssh_auth_mount_path.clone())
     );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mpijob.yaml");
@@ -568,4 +588,105 @@ fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
         "{text}{}",
         stderr(&o)
     );
+}
+
+/// `[kube] mpi = "ssh"`, for clusters without the MPI Operator: the Indexed Job and its
+/// headless Service as before, plus a Secret with a fresh Ed25519 key pair that every pod
+/// mounts in the job's home (group-readable: the pods' fsGroup is the job's group); node 0
+/// launches through pbsimage's remote shell, the others run sshd. Arrays of multi-node jobs
+/// (JobSets) share one Secret. Everything passes kubernetes-validate and the restricted check.
+#[test]
+fn a_multi_node_job_in_ssh_mode_carries_its_key_as_a_secret() {
+    use k8s_openapi::api::core::v1::Secret;
+    let config = pbsimage::config::Config::from_str(
+        "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"ssh\"\nallow-jobset = true\n",
+        pbsimage::config::Origin::Embedded,
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let job = parse_fixture(std::path::Path::new("fixtures/jobs/multinode-mpi")).unwrap();
+    let m = emit(&job, &config, KubeKind::Job);
+    assert!(m.has_secret());
+    let [Object::Secret(secret), Object::Job(j), Object::Service(_)] = &m.objects[..] else {
+        panic!("{:?}", m.objects)
+    };
+    let name = j.metadata.name.clone().unwrap();
+    assert_eq!(secret.metadata.name, Some(format!("{name}-ssh")));
+    let data = secret.data.as_ref().unwrap();
+    assert_eq!(data["authorized_keys"], data["id_rsa.pub"]);
+    assert!(String::from_utf8_lossy(&data["id_rsa"].0).contains("OPENSSH PRIVATE KEY"));
+    let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(restricted_violations(pod), Vec::<String>::new());
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().fs_group,
+        Some(1000),
+        "the key is readable through the job's group"
+    );
+    let vol = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "pbs-ssh")
+        .expect("the key's volume");
+    let sv = vol.secret.as_ref().unwrap();
+    assert_eq!(sv.secret_name, Some(format!("{name}-ssh")));
+    assert_eq!(sv.default_mode, Some(0o440));
+    let c = &pod.containers[0];
+    let mount = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "pbs-ssh")
+        .unwrap();
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/pbs/home/.ssh", Some(true))
+    );
+    let env = |k: &str| {
+        c.env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == k)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(env("PBSIMAGE_SISTER").as_deref(), Some("sshd"));
+    assert_eq!(
+        env("HYDRA_LAUNCHER_EXEC").as_deref(),
+        Some("/usr/libexec/pbsimage/pbs-rsh")
+    );
+    assert_eq!(
+        env("PBSIMAGE_ROLE"),
+        None,
+        "node 0 launches, the others serve"
+    );
+    // Each emission makes a new key.
+    let again = emit(&job, &config, KubeKind::Job);
+    let Object::Secret(s2) = &again.objects[0] else {
+        panic!()
+    };
+    assert_ne!(s2.data, secret.data);
+    let back: Secret =
+        serde_saphyr::from_str(m.to_yaml().unwrap().split("\n---\n").next().unwrap()).unwrap();
+    assert_eq!(&back, secret.as_ref());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssh.yaml");
+    std::fs::write(&file, m.to_yaml().unwrap()).unwrap();
+    validate_kubernetes(std::slice::from_ref(&file));
+    // An array of multi-node jobs: one Secret, then the JobSet whose pods mount it.
+    let array = parse_fixture(std::path::Path::new("fixtures/jobs/array-mpi")).unwrap();
+    let am = emit(&array, &config, KubeKind::Job);
+    let [Object::Secret(_), Object::JobSet(js)] = &am.objects[..] else {
+        panic!("{:?}", am.objects)
+    };
+    let yaml = serde_saphyr::to_string(js.as_ref()).unwrap();
+    assert!(
+        yaml.contains("pbs-ssh") && yaml.contains("PBSIMAGE_SISTER"),
+        "{yaml}"
+    );
+    let file = dir.path().join("jobset.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    validate_custom_resources("jobset.x-k8s.io_jobsets.yaml", std::slice::from_ref(&file));
 }
