@@ -82,6 +82,18 @@ pub fn module_bin_dirs(name: &str) -> Vec<String> {
     }
 }
 
+/// The need of command `cmd` run after a `module load`: `cmd` in the modules' `PATH`
+/// directories `bins`, then in the default command directories (a plain command need while
+/// no directory is known).
+pub fn module_command_kind(bins: &[String], cmd: &str) -> NeedKind {
+    if bins.is_empty() {
+        return NeedKind::Command(cmd.to_owned());
+    }
+    let mut paths: Vec<String> = bins.iter().map(|d| format!("{d}/{cmd}")).collect();
+    paths.extend(COMMAND_DIRS.iter().map(|d| format!("{d}/{cmd}")));
+    NeedKind::File(paths)
+}
+
 /// Why a job's needs cannot be found.
 #[derive(Debug, thiserror::Error)]
 pub enum NeedsError {
@@ -223,9 +235,57 @@ pub struct Needs {
     pub host_provided: Vec<HostProvided>,
     /// Libraries loaded at run time by name, which no header shows.
     pub notes: Vec<String>,
+    /// The modules the script loads from the repositories (not `modules-from-host`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<ModuleLoad>,
+    /// Commands looked for in the modules' `PATH` directories first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub module_commands: Vec<String>,
+}
+
+/// A module the script loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleLoad {
+    /// Its name (`mpi/openmpi-x86_64`).
+    pub name: String,
+    /// Its modulefile's candidate paths (the need's).
+    pub modulefile: Vec<String>,
+    /// Where its commands are looked for: EL's convention until its modulefile is read
+    /// (`ops::modules`), then the modulefile's `PATH` directories.
+    pub bin_dirs: Vec<String>,
 }
 
 impl Needs {
+    /// Looks for the module commands in `bins` (then the default command directories).
+    /// Returns whether any need changed.
+    pub fn set_module_bins(&mut self, bins: Vec<String>) -> bool {
+        let old: Vec<String> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.bin_dirs.iter().cloned())
+            .collect();
+        if old == bins {
+            return false;
+        }
+        let mut changed = false;
+        for cmd in &self.module_commands {
+            let from = module_command_kind(&old, cmd);
+            let to = module_command_kind(&bins, cmd);
+            for n in self.needs.iter_mut().filter(|n| n.kind == from) {
+                n.kind = to.clone();
+                changed = true;
+            }
+        }
+        // Recorded as one list: the modules' directories in load order.
+        if let Some((first, rest)) = self.modules.split_first_mut() {
+            first.bin_dirs = bins;
+            for m in rest {
+                m.bin_dirs.clear();
+            }
+        }
+        changed
+    }
+
     /// Adds capabilities (or absolute paths) the job needs besides what analysis found: a
     /// catalog's per-job `packages`. `origin` says where they came from.
     pub fn add_extra(&mut self, extra: &[String], origin: &str) -> Result<(), NeedsError> {
@@ -480,6 +540,8 @@ pub struct NeedsAnalyzer<'a> {
 #[derive(Default)]
 struct Collector {
     needs: BTreeMap<NeedKind, (Vec<String>, bool)>,
+    modules: Vec<ModuleLoad>,
+    module_commands: Vec<String>,
 }
 
 impl Collector {
@@ -532,7 +594,10 @@ impl NeedsAnalyzer<'_> {
             Some(b) => (b.static_binary, b.bundled, b.host, b.notes),
             None => (false, Vec::new(), Vec::new(), BTreeSet::new()),
         };
+        let (modules, module_commands) = (c.modules, c.module_commands);
         Ok(Needs {
+            modules,
+            module_commands,
             arch,
             kube_arch: arch.kube_name(),
             package_arches: arch.package_arches().to_vec(),
@@ -641,8 +706,9 @@ impl NeedsAnalyzer<'_> {
 
     /// The modules the script loads (their modulefiles and the `module` command, required),
     /// and the commands it runs (optional, as clusters mount programs too; an MPI launcher is
-    /// required when the job has several slots or loads an MPI module). After an MPI module
-    /// load, commands are looked for in its `bin` directory first.
+    /// required when the job has several slots or loads an MPI module). After a module load,
+    /// commands are looked for in its `PATH` directories first: EL's convention for MPI
+    /// modules here, the modulefile's own once `ops::modules` has read it.
     fn command_needs(&self, job: &JobSpec, script_name: &str, c: &mut Collector) {
         let body = job.body_line.map(|l| l as usize - 1).unwrap_or(0);
         let lines = match std::fs::read(&job.script) {
@@ -664,6 +730,11 @@ impl NeedsAnalyzer<'_> {
             }
             c.add(NeedKind::File(modulefile_paths(&m.name)), origin, false);
             module_bins.extend(module_bin_dirs(&m.name));
+            c.modules.push(ModuleLoad {
+                name: m.name.clone(),
+                modulefile: modulefile_paths(&m.name),
+                bin_dirs: module_bin_dirs(&m.name),
+            });
             mpi_module |= m.name.starts_with("mpi/")
                 || m.name.split('/').next().is_some_and(|n| n.contains("mpi"));
         }
@@ -681,13 +752,11 @@ impl NeedsAnalyzer<'_> {
                 MPI_LAUNCHERS.contains(&cmd.name.as_str()) && (several_slots || mpi_module);
             let kind = if cmd.name.starts_with('/') {
                 NeedKind::File(usrmove_alternatives(&cmd.name))
-            } else if !module_bins.is_empty() {
-                let mut paths: Vec<String> = module_bins
-                    .iter()
-                    .map(|d| format!("{d}/{}", cmd.name))
-                    .collect();
-                paths.extend(COMMAND_DIRS.iter().map(|d| format!("{d}/{}", cmd.name)));
-                NeedKind::File(paths)
+            } else if !c.modules.is_empty() {
+                if !c.module_commands.contains(&cmd.name) {
+                    c.module_commands.push(cmd.name.clone());
+                }
+                module_command_kind(&module_bins, &cmd.name)
             } else {
                 NeedKind::Command(cmd.name)
             };

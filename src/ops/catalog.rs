@@ -293,8 +293,8 @@ fn resolve_all(
     let mut out = Vec::with_capacity(jobs.len());
     for ((r, secs), j) in prepared.into_iter().zip(jobs) {
         let t = Instant::now();
-        let r = r.and_then(|(spec, needs)| {
-            let resolution = super::resolve::resolve(ctx, &mut repos, &needs)
+        let r = r.and_then(|(spec, mut needs)| {
+            let resolution = super::resolve::resolve_with_modules(ctx, &mut repos, &mut needs)
                 .map_err(|e| JobFailure::new("resolve", &e))?;
             let key = lock_key(&opts.root, &j.script);
             let lock = Lock::new(&key, &repos, &resolution);

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod fetch;
 pub mod image;
 pub mod layers;
+pub mod modules;
 pub mod outputs;
 pub mod push;
 pub mod resolve;
@@ -71,6 +72,15 @@ pub enum OpsError {
     /// The Kubernetes manifest.
     #[error(transparent)]
     Kube(#[from] crate::kube::KubeError),
+    /// A package that ships a modulefile the script loads cannot be read.
+    #[error("cannot read the modulefile in package {package}")]
+    Module {
+        /// The package.
+        package: String,
+        /// Why.
+        #[source]
+        source: Box<crate::rpm::RpmError>,
+    },
     /// A job script.
     #[error(transparent)]
     Job(#[from] crate::job::JobError),

@@ -117,6 +117,21 @@ pub fn resolve(ctx: &Context, repos: &mut [Repo], needs: &Needs) -> Result<Resol
     resolve_once(ctx, repos, needs)
 }
 
+/// [`resolve`], then, when the script loads modules, again if their modulefiles put
+/// commands elsewhere than EL's convention guessed ([`super::modules::refine`]).
+pub fn resolve_with_modules(
+    ctx: &Context,
+    repos: &mut [Repo],
+    needs: &mut Needs,
+) -> Result<Resolution, OpsError> {
+    let first = resolve(ctx, repos, needs)?;
+    if super::modules::refine(ctx, needs, &first)? {
+        resolve(ctx, repos, needs)
+    } else {
+        Ok(first)
+    }
+}
+
 fn resolve_once(ctx: &Context, repos: &mut [Repo], needs: &Needs) -> Result<Resolution, OpsError> {
     let arches = arches(ctx, needs);
     let base = &ctx.config.settings.base.packages;
@@ -146,9 +161,9 @@ fn resolve_once(ctx: &Context, repos: &mut [Repo], needs: &Needs) -> Result<Reso
 
 /// Needs, repositories and resolution for one job.
 pub fn resolve_job(ctx: &Context, job: &JobSpec) -> Result<Resolved, OpsError> {
-    let needs = needs(ctx, job)?;
+    let mut needs = needs(ctx, job)?;
     let mut repos = load_repos(ctx, &[&needs])?;
-    let resolution = resolve(ctx, &mut repos, &needs)?;
+    let resolution = resolve_with_modules(ctx, &mut repos, &mut needs)?;
     Ok(Resolved {
         needs,
         repos,

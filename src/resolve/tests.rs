@@ -123,6 +123,8 @@ fn needs(caps: &[&str]) -> Needs {
         bundled: Vec::new(),
         host_provided: Vec::new(),
         notes: Vec::new(),
+        modules: Vec::new(),
+        module_commands: Vec::new(),
     }
 }
 

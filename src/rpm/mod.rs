@@ -614,6 +614,18 @@ pub fn read_texts(
     wanted: impl Fn(&str) -> bool,
     limit: u64,
 ) -> Result<Vec<String>, RpmError> {
+    Ok(read_named_texts(path, wanted, limit)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect())
+}
+
+/// [`read_texts`] with each file's path: (path, text).
+pub fn read_named_texts(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+    limit: u64,
+) -> Result<Vec<(String, String)>, RpmError> {
     let mut r = RpmReader::open(path)?;
     let files = r.files.clone();
     let mut out = Vec::new();
@@ -636,7 +648,7 @@ pub fn read_texts(
                 path: path.to_owned(),
                 source: err,
             })?;
-        out.push(text);
+        out.push((name, text));
     }
     Ok(out)
 }

@@ -3,8 +3,7 @@
 //! `bin` first; an MPI launcher is required when the job has several slots; and the loaded
 //! module's launcher runs under the container runtime, as uid 1000, in a non-login shell.
 //! (The fixture `openmpi` is Debian's Open MPI build in EL's layout, from
-//! fixtures/rpms/host/openmpi.files; fx-modules.spec a stand-in of environment-modules'
-//! profile script.)
+//! fixtures/rpms/host/openmpi.files; environment-modules is the host's, with tclsh.)
 
 use std::path::{Path, PathBuf};
 
@@ -92,7 +91,10 @@ fn module_loads_and_launchers_are_needs() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(
-        names.contains(&"openmpi") && names.contains(&"pmix") && names.contains(&"fx-modules"),
+        names.contains(&"openmpi")
+            && names.contains(&"pmix")
+            && names.contains(&"environment-modules")
+            && names.contains(&"tcl"),
         "{names:?}"
     );
 }
@@ -141,4 +143,54 @@ fn ml_modules_without_a_provider_and_site_modules() {
     );
     let o = resolve(&cfg, &script, false);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A site tool behind its modulefile (fixtures/rpms/fx-sitetool.spec: `/opt/fxsim/<v>/bin`,
+/// a directory of versions whose Tcl sets `root` and prepends `$root/bin`), and a decoy
+/// `fxsim` in `/usr/bin` (fx-fxsim-decoy). No convention names /opt/fxsim: the needs first
+/// look in the default PATH; once resolution has chosen the modulefile's package, its
+/// highest version's modulefile is read from the package and the command is looked for where
+/// the module puts it. The job gets the module's fxsim, not the decoy.
+#[test]
+fn a_modulefile_says_where_its_commands_are() {
+    let d = tempfile::tempdir().unwrap();
+    let script = job(d.path(), "module load tools/fxsim\nfxsim --run\n");
+    let cfg = config(d.path(), BASE);
+    let o = resolve(&cfg, &script, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let packages = v["packages"].as_array().unwrap();
+    let names: Vec<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"fx-fxsim-decoy"), "{names:?}");
+    let tool = packages
+        .iter()
+        .find(|p| p["name"] == "fx-sitetool")
+        .expect("the module's package");
+    let satisfies: Vec<&str> = tool["satisfies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        satisfies
+            .iter()
+            .any(|s| s.starts_with("file /opt/fxsim/2.1/bin/fxsim ← job.sh line 3")),
+        "{satisfies:?}"
+    );
+    // Without the module, the same command is the decoy's.
+    let plain = job(d.path(), "fxsim --run\n");
+    let o = resolve(&cfg, &plain, true);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fx-fxsim-decoy"),
+        "{v}"
+    );
 }

@@ -60,6 +60,8 @@ pub(crate) fn needs_of(caps: &[&str], arch: Arch) -> Needs {
         bundled: vec![],
         host_provided: vec![],
         notes: vec![],
+        modules: vec![],
+        module_commands: vec![],
     }
 }
 
