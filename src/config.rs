@@ -261,6 +261,20 @@ pub struct NeedsSettings {
     /// `module load` of them needs nothing from the repositories.
     #[serde(default)]
     pub modules_from_host: Vec<String>,
+    /// What provides the `module` command: environment-modules (the default) or Lmod.
+    #[serde(default)]
+    pub module_system: ModuleSystem,
+}
+
+/// `[needs] module-system`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModuleSystem {
+    /// Environment Modules (`/etc/profile.d/modules.sh`, EL's `environment-modules`).
+    #[default]
+    EnvironmentModules,
+    /// Lmod (`/usr/share/lmod/lmod/init/profile`, EL's `Lmod`).
+    Lmod,
 }
 
 /// Layer compression.
@@ -473,6 +487,71 @@ fn default_mount() -> String {
     "/pbs/output".into()
 }
 
+/// `[kube.software-volume]`: the site's software tree (what `[needs] modules-from-host`
+/// modules come from), mounted read-only where the site has it (`/apps`); `modulepath` are
+/// its modulefile directories, put on `MODULEPATH` after the image's own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "type",
+    deny_unknown_fields
+)]
+pub enum SoftwareVolume {
+    /// An NFS export.
+    Nfs {
+        /// The NFS server.
+        server: String,
+        /// The exported directory.
+        path: String,
+        /// Where it is mounted in the container (the site's path: `/apps`).
+        mount_path: String,
+        /// Its modulefile directories.
+        #[serde(default)]
+        modulepath: Vec<String>,
+    },
+    /// A PersistentVolumeClaim.
+    Pvc {
+        /// The claim name.
+        claim: String,
+        /// Where it is mounted in the container.
+        mount_path: String,
+        /// Its modulefile directories.
+        #[serde(default)]
+        modulepath: Vec<String>,
+    },
+    /// A node directory (needs `allow-host-path = true`).
+    HostPath {
+        /// The directory on the node.
+        path: String,
+        /// Where it is mounted in the container.
+        mount_path: String,
+        /// Its modulefile directories.
+        #[serde(default)]
+        modulepath: Vec<String>,
+    },
+}
+
+impl SoftwareVolume {
+    /// Where the tree is mounted in the container.
+    pub fn mount_path(&self) -> &str {
+        match self {
+            SoftwareVolume::Nfs { mount_path, .. }
+            | SoftwareVolume::Pvc { mount_path, .. }
+            | SoftwareVolume::HostPath { mount_path, .. } => mount_path,
+        }
+    }
+
+    /// Its modulefile directories.
+    pub fn modulepath(&self) -> &[String] {
+        match self {
+            SoftwareVolume::Nfs { modulepath, .. }
+            | SoftwareVolume::Pvc { modulepath, .. }
+            | SoftwareVolume::HostPath { modulepath, .. } => modulepath,
+        }
+    }
+}
+
 impl OutputVolume {
     /// Where the volume is mounted in the container.
     pub fn mount_path(&self) -> &str {
@@ -512,6 +591,9 @@ pub struct KubeSettings {
     /// Where PBS output files go (`-o`, `-e`, `<name>.o<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_volume: Option<OutputVolume>,
+    /// The site's software tree, mounted read-only (`[needs] modules-from-host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_volume: Option<SoftwareVolume>,
     /// Allow a `host-path` output volume (breaks the restricted Pod Security Standard).
     #[serde(default)]
     pub allow_host_path: bool,
@@ -654,6 +736,7 @@ impl Default for KubeSettings {
             namespace: None,
             kind: KubeKind::default(),
             output_volume: None,
+            software_volume: None,
             allow_host_path: false,
             default_queue: default_queue(),
             queues: BTreeMap::new(),
@@ -876,6 +959,38 @@ impl Config {
                 Some("hostPath volumes break the restricted Pod Security Standard; prefer nfs or pvc"),
             ));
         }
+        if let Some(SoftwareVolume::HostPath { .. }) = &k.software_volume
+            && !k.allow_host_path
+        {
+            return Err(self.invalid(
+                "[kube] software-volume of type host-path needs allow-host-path = true".into(),
+                Some("hostPath volumes break the restricted Pod Security Standard; prefer nfs or pvc"),
+            ));
+        }
+        if let Some(v) = &k.software_volume {
+            let mp = v.mount_path();
+            let reserved = [crate::kube::TMP_DIR, JOB_HOME, k.work_dir.as_str()];
+            if !mp.starts_with('/')
+                || mp == "/"
+                || reserved
+                    .iter()
+                    .any(|r| Path::new(mp).starts_with(r) || Path::new(r).starts_with(mp))
+            {
+                return Err(self.invalid(
+                    format!(
+                        "[kube] software-volume mount-path `{mp}` must be an absolute directory \
+                         apart from /tmp, {JOB_HOME} and the work dir"
+                    ),
+                    Some("use the path the site's software has on its nodes, such as /apps"),
+                ));
+            }
+            if let Some(bad) = v.modulepath().iter().find(|m| !m.starts_with('/')) {
+                return Err(self.invalid(
+                    format!("[kube] software-volume modulepath `{bad}` must be absolute"),
+                    None,
+                ));
+            }
+        }
         if let Some(v) = &k.output_volume
             && !v.mount_path().starts_with('/')
         {
@@ -1072,6 +1187,56 @@ mod tests {
                     b.end
                 );
             }
+        }
+    }
+
+    #[test]
+    fn software_volume_and_module_system() {
+        let c = parse(
+            "[needs]\nmodule-system = \"lmod\"\n[kube]\nrun-as-user = 1000\n\
+             [kube.software-volume]\ntype = \"nfs\"\nserver = \"nfs\"\npath = \"/export/apps\"\n\
+             mount-path = \"/apps\"\nmodulepath = [\"/apps/modulefiles\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.settings.needs.module_system, ModuleSystem::Lmod);
+        let v = c.settings.kube.software_volume.unwrap();
+        assert_eq!(
+            (v.mount_path(), v.modulepath()),
+            ("/apps", &["/apps/modulefiles".to_owned()][..])
+        );
+        for (bad, why) in [
+            (
+                "type = \"pvc\"\nclaim = \"a\"\n",
+                "missing field `mount-path`",
+            ),
+            (
+                "type = \"pvc\"\nclaim = \"a\"\nmount-path = \"/tmp/apps\"\n",
+                "apart from /tmp",
+            ),
+            (
+                "type = \"pvc\"\nclaim = \"a\"\nmount-path = \"/\"\n",
+                "apart from /tmp",
+            ),
+            (
+                "type = \"pvc\"\nclaim = \"a\"\nmount-path = \"/apps\"\nmodulepath = [\"m\"]\n",
+                "must be absolute",
+            ),
+            (
+                "type = \"host-path\"\npath = \"/x\"\nmount-path = \"/apps\"\n",
+                "allow-host-path",
+            ),
+        ] {
+            let e = parse(&format!(
+                "[kube]\nrun-as-user = 1000\n[kube.software-volume]\n{bad}"
+            ))
+            .unwrap_err();
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            assert!(text.contains(why), "{bad}: {text}");
         }
     }
 

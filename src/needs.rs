@@ -41,13 +41,17 @@ pub const MODULE_ROOTS: &[&str] = &[
     "/usr/share/lmod/lmod/modulefiles/Core",
 ];
 
-/// What makes `module` a command in a non-login shell: environment-modules' or Lmod's
-/// profile script (the wrapper points `BASH_ENV` at it).
-pub const MODULES_INIT: &[&str] = &[
-    "/etc/profile.d/modules.sh",
-    "/usr/share/Modules/init/bash",
-    "/usr/share/lmod/lmod/init/bash",
-];
+/// What makes `module` a command in a non-login shell: environment-modules' profile script
+/// or init file, or Lmod's profile (`[needs] module-system`); the wrapper points `BASH_ENV`
+/// at the first of them the image has.
+pub fn modules_init(system: crate::config::ModuleSystem) -> &'static [&'static str] {
+    match system {
+        crate::config::ModuleSystem::EnvironmentModules => {
+            &["/etc/profile.d/modules.sh", "/usr/share/Modules/init/bash"]
+        }
+        crate::config::ModuleSystem::Lmod => &["/usr/share/lmod/lmod/init/profile"],
+    }
+}
 
 /// MPI launchers: required when the job has several slots or loads an MPI module.
 const MPI_LAUNCHERS: &[&str] = &["mpirun", "mpiexec", "mpiexec.hydra", "orterun"];
@@ -740,7 +744,12 @@ impl NeedsAnalyzer<'_> {
         }
         if let Some(first) = modules.first() {
             c.add(
-                NeedKind::File(MODULES_INIT.iter().map(|p| p.to_string()).collect()),
+                NeedKind::File(
+                    modules_init(self.settings.module_system)
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect(),
+                ),
                 format!("{script_name} line {}: module", first.line),
                 false,
             );

@@ -21,7 +21,7 @@ use super::{
     LABEL_JOB, MANAGED_BY, Manifest, NAME_DIGEST_LEN, Naming, Object, Shape, TMP_DIR, env,
     env_field, jobset, join_under, mpijob, restricted_container, restricted_pod, shape, ssh,
 };
-use crate::config::{KubeKind, MpiMode, OutputVolume, QueueMapping};
+use crate::config::{KubeKind, MpiMode, OutputVolume, QueueMapping, SoftwareVolume};
 use crate::image::ImageRef;
 use crate::job::{JobSpec, Join};
 
@@ -375,6 +375,24 @@ impl Emitter<'_> {
                 ..Default::default()
             })
             .collect();
+        if let Some(sw) = &self.settings.software_volume {
+            volumes.push(software_volume(sw));
+            mounts.push(VolumeMount {
+                name: "pbs-software".into(),
+                mount_path: sw.mount_path().into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+            if !sw.modulepath().is_empty() {
+                // The image's module directories first, then the site's.
+                let path: Vec<&str> = crate::needs::MODULE_ROOTS
+                    .iter()
+                    .copied()
+                    .chain(sw.modulepath().iter().map(String::as_str))
+                    .collect();
+                envs.push(env("MODULEPATH", path.join(":")));
+            }
+        }
         let Some(vol) = &self.settings.output_volume else {
             if job.stdout_path.is_some() || job.stderr_path.is_some() {
                 warnings.push(
@@ -827,6 +845,38 @@ fn add_ssh(spec: &mut PodSpec, name: &str) {
 }
 
 /// The output volume's source.
+/// The site's software tree, read-only.
+fn software_volume(vol: &SoftwareVolume) -> Volume {
+    let source = Volume {
+        name: "pbs-software".into(),
+        ..Default::default()
+    };
+    match vol {
+        SoftwareVolume::Nfs { server, path, .. } => Volume {
+            nfs: Some(NFSVolumeSource {
+                server: server.clone(),
+                path: path.clone(),
+                read_only: Some(true),
+            }),
+            ..source
+        },
+        SoftwareVolume::Pvc { claim, .. } => Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(true),
+            }),
+            ..source
+        },
+        SoftwareVolume::HostPath { path, .. } => Volume {
+            host_path: Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some("Directory".into()),
+            }),
+            ..source
+        },
+    }
+}
+
 fn output_volume(vol: &OutputVolume) -> Volume {
     let source = Volume {
         name: "pbs-output".into(),
@@ -1148,6 +1198,54 @@ mod tests {
             e.emit(&mpi, &pinned()),
             Err(KubeError::Generate { .. })
         ));
+    }
+
+    #[test]
+    fn the_site_software_tree_is_mounted_read_only_with_its_modulefiles() {
+        let mut s = settings();
+        s.software_volume = Some(SoftwareVolume::Nfs {
+            server: "nfs.example.org".into(),
+            path: "/export/apps".into(),
+            mount_path: "/apps".into(),
+            modulepath: vec!["/apps/modulefiles".into()],
+        });
+        let m = emitter(&s).emit(&job(""), &pinned()).unwrap();
+        let pod = m.pod_spec().unwrap();
+        let v = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "pbs-software")
+            .unwrap();
+        let nfs = v.nfs.as_ref().unwrap();
+        assert_eq!(
+            (nfs.server.as_str(), nfs.path.as_str(), nfs.read_only),
+            ("nfs.example.org", "/export/apps", Some(true))
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "pbs-software")
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/apps", Some(true))
+        );
+        let path = env_of(&m, "MODULEPATH").unwrap();
+        assert!(
+            path.starts_with("/usr/share/modulefiles:") && path.ends_with(":/apps/modulefiles"),
+            "{path}"
+        );
+        assert!(restricted_violations(pod).is_empty());
+        // Without modulefile directories, MODULEPATH is the image's own business.
+        s.software_volume = Some(SoftwareVolume::Pvc {
+            claim: "apps".into(),
+            mount_path: "/apps".into(),
+            modulepath: vec![],
+        });
+        let m = emitter(&s).emit(&job(""), &pinned()).unwrap();
+        assert_eq!(env_of(&m, "MODULEPATH"), None);
     }
 
     #[test]

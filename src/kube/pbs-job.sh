@@ -85,11 +85,18 @@ if [ -n "${PBSIMAGE_CHDIR:-}" ]; then
     }
 fi
 
-# `module` in a non-login bash, as on the cluster's compute nodes: environment-modules' (or
-# Lmod's) profile script, read by bash at start through BASH_ENV.
-if [ -z "${BASH_ENV:-}" ] && [ -r /etc/profile.d/modules.sh ]; then
-    BASH_ENV=/etc/profile.d/modules.sh
-    export BASH_ENV
+# `module` in a non-login bash, as on the cluster's compute nodes: environment-modules'
+# profile script (or Lmod's, which sets its MODULEPATH too), read by bash at start through
+# BASH_ENV.
+if [ -z "${BASH_ENV:-}" ]; then
+    for init in /etc/profile.d/modules.sh /usr/share/Modules/init/bash \
+        /usr/share/lmod/lmod/init/profile; do
+        if [ -r "$init" ]; then
+            BASH_ENV=$init
+            export BASH_ENV
+            break
+        fi
+    done
 fi
 
 # PBS_NODEFILE: one line per slot. (TMPDIR is an emptyDir; no mkdir needed or assumed.)

@@ -972,3 +972,56 @@ fn an_mpijob_runs_its_launcher_and_worker_over_ssh() {
         [&format!("{name}-launcher"), &format!("{name}-worker-0")],
     );
 }
+
+/// A site module from the centre's software tree (`[needs] modules-from-host`), as on the
+/// cluster: the tree is `[kube.software-volume]` (here a hostPath standing for the NFS export)
+/// mounted read-only at /apps, its modulefile directory on MODULEPATH after the image's. The
+/// image has only environment-modules for it; the job loads the site's module with the real
+/// modulecmd (a versioned Tcl modulefile with a variable), runs the tool from /apps, and
+/// also loads the image's Open MPI module beside it.
+#[test]
+fn a_site_module_comes_from_the_mounted_software_tree() {
+    let e = setup();
+    let apps = e.podman.dir().join("apps");
+    let bin = apps.join("hello/1.2/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("hello-site"),
+        "#!/bin/sh\necho \"hello from the site tree, $HELLO_ROOT\"\n",
+    )
+    .unwrap();
+    run_ok(Command::new("chmod").arg("755").arg(bin.join("hello-site")));
+    let mf = apps.join("modulefiles/site/hello");
+    std::fs::create_dir_all(&mf).unwrap();
+    for v in ["1.0", "1.2"] {
+        std::fs::write(
+            mf.join(v),
+            format!(
+                "#%Module1.0\nset root /apps/hello/{v}\nprepend-path PATH $root/bin\nsetenv HELLO_ROOT $root\n"
+            ),
+        )
+        .unwrap();
+    }
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&apps));
+    let mut cfg = std::fs::read_to_string(&e.cfg).unwrap();
+    cfg.push_str(&format!(
+        "[needs]\nmodules-from-host = [\"site/*\"]\n\
+         [kube.software-volume]\ntype = \"host-path\"\npath = \"{}\"\nmount-path = \"/apps\"\n\
+         modulepath = [\"/apps/modulefiles\"]\n",
+        apps.display()
+    ));
+    std::fs::write(&e.cfg, cfg).unwrap();
+    let d = e.job(
+        "site",
+        &[(
+            "job.sh",
+            "#!/bin/bash\n#PBS -N site\nmodule load site/hello\nhello-site\n\
+             module load mpi/openmpi-x86_64\necho \"$LOADEDMODULES\"\n",
+        )],
+    );
+    let (_, out, _) = e.run(&d.join("job.sh"), &[]);
+    assert_eq!(
+        out,
+        "hello from the site tree, /apps/hello/1.2\nsite/hello/1.2:mpi/openmpi-x86_64\n"
+    );
+}

@@ -194,3 +194,26 @@ fn a_modulefile_says_where_its_commands_are() {
         "{v}"
     );
 }
+
+/// `[needs] module-system = "lmod"`: the `module` command is Lmod's (its profile, which the
+/// wrapper points BASH_ENV at), not environment-modules'.
+#[test]
+fn lmod_when_configured() {
+    let d = tempfile::tempdir().unwrap();
+    let script = job(d.path(), "module load gcc\n./a.out\n");
+    let cfg = config(
+        d.path(),
+        &format!("{BASE}[needs]\nmodule-system = \"lmod\"\n"),
+    );
+    let init = |n: &[serde_json::Value]| {
+        n.iter()
+            .find(|x| x["origins"][0] == "job.sh line 2: module")
+            .expect("the module command")["value"]
+            .clone()
+    };
+    assert_eq!(
+        init(&needs(&script, Some(&cfg))),
+        serde_json::json!(["/usr/share/lmod/lmod/init/profile"])
+    );
+    assert_eq!(init(&needs(&script, None))[0], "/etc/profile.d/modules.sh");
+}
