@@ -125,6 +125,14 @@ impl Emitter<'_> {
                 job: job.name.to_string(),
             });
         }
+        if multi_node && s.mpi == MpiMode::None {
+            warnings.push(format!(
+                "a job on {} nodes with [kube] mpi = \"none\": the other nodes' pods only wait, \
+                 and nothing lets node 0's mpirun start ranks on them; set [kube] mpi = \"ssh\" \
+                 (or \"mpi-operator\" where the MPI Operator runs)",
+                shape.nodes
+            ));
+        }
         let jobset = multi_node && job.array.is_some();
         if jobset && !s.allow_jobset {
             return Err(KubeError::ArrayOfMultiNode {
