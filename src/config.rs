@@ -969,7 +969,8 @@ impl Config {
         }
         if let Some(v) = &k.software_volume {
             let mp = v.mount_path();
-            let reserved = [crate::kube::TMP_DIR, JOB_HOME, k.work_dir.as_str()];
+            // The job's writable directories: /tmp (TMPDIR), its home, its work dir.
+            let reserved = ["/tmp", JOB_HOME, k.work_dir.as_str()];
             if !mp.starts_with('/')
                 || mp == "/"
                 || reserved
