@@ -45,6 +45,13 @@ pub enum Bucket {
     /// sysusers-v1/<rpm-sha256>.json      [{"kind": "u", "name": "tss", "id": 59, ...}, ...]
     /// ```
     SysUsers,
+    /// The `PATH` directories of a package's modulefiles, per RPM checksum (what
+    /// `module load` puts first on `PATH`; see `ops::modules`).
+    ///
+    /// ```text
+    /// modulefiles-v1/<algo>-<hex>.json   {"/usr/share/modulefiles/mpi/openmpi-x86_64": ["/usr/lib64/openmpi/bin"], ...}
+    /// ```
+    ModulePaths,
     /// The default OCI image layout of `pbsimage build` (blobs hard-linked from `blobs/`).
     ///
     /// ```text
@@ -61,13 +68,14 @@ pub enum Bucket {
 
 impl Bucket {
     /// Every bucket this version knows.
-    pub const ALL: [Bucket; 8] = [
+    pub const ALL: [Bucket; 9] = [
         Bucket::Blobs,
         Bucket::RepoIndex,
         Bucket::Layers,
         Bucket::Pushes,
         Bucket::LdConf,
         Bucket::SysUsers,
+        Bucket::ModulePaths,
         Bucket::Layout,
         Bucket::Locks,
     ];
@@ -81,6 +89,7 @@ impl Bucket {
             Bucket::Pushes => "pushes-v1",
             Bucket::LdConf => "ldconf-v1",
             Bucket::SysUsers => "sysusers-v1",
+            Bucket::ModulePaths => "modulefiles-v1",
             Bucket::Layout => "oci",
             Bucket::Locks => "locks",
         }

@@ -6,6 +6,8 @@
 //! `prepend_path("PATH", …)` in Lua). When that differs, the commands' needs change and the
 //! job is resolved again.
 
+use std::collections::BTreeMap;
+
 use super::{Context, OpsError};
 use crate::needs::Needs;
 use crate::resolve::{Chosen, Resolution};
@@ -46,14 +48,47 @@ fn provider<'r>(res: &'r Resolution, modulefile: &[String]) -> Option<&'r Chosen
         .find(|p| p.satisfies.iter().any(|s| s.starts_with(&label)))
 }
 
-/// The `PATH` directories of the modulefile in package `p` (fetched into the cache, verified);
-/// `None` when the package holds no such file. A bare module name is a directory of versions:
-/// its highest version's file is read.
+/// The `PATH` directories of the modulefile in package `p`; `None` when the package holds no
+/// such file. A bare module name is a directory of versions: its highest version's file is
+/// read.
 fn modulefile_path_dirs(
     ctx: &Context,
     p: &Chosen,
     modulefile: &[String],
 ) -> Result<Option<Vec<String>>, OpsError> {
+    let all = package_module_paths(ctx, p)?;
+    let version_of = |f: &str| {
+        modulefile.iter().any(|m| {
+            f.strip_prefix(m.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .is_some_and(|v| !v.starts_with('.') && !v.contains('/'))
+        })
+    };
+    // The exact file if there is one, else the highest version in the directory.
+    let exact = all.iter().find(|(f, _)| modulefile.contains(f));
+    let chosen = exact.or_else(|| {
+        all.iter()
+            .filter(|(f, _)| version_of(f))
+            .max_by(|a, b| version_order(a.0, b.0))
+    });
+    Ok(chosen.map(|(_, dirs)| dirs.clone()))
+}
+
+/// The `PATH` directories of every modulefile in package `p` (below the module roots), read
+/// from its payload once and then remembered per RPM checksum in
+/// [`Bucket::ModulePaths`](crate::cache::Bucket::ModulePaths): a warm build neither fetches
+/// nor opens the package for it.
+fn package_module_paths(
+    ctx: &Context,
+    p: &Chosen,
+) -> Result<BTreeMap<String, Vec<String>>, OpsError> {
+    let dir = ctx.cache.bucket(crate::cache::Bucket::ModulePaths)?;
+    let name = format!("{}-{}.json", p.checksum.algo.name(), p.checksum.hex);
+    if let Ok(b) = std::fs::read(dir.join(&name))
+        && let Ok(m) = serde_json::from_slice(&b)
+    {
+        return Ok(m);
+    }
     let one = Resolution {
         packages: vec![p.clone()],
         warnings: Vec::new(),
@@ -64,29 +99,31 @@ fn modulefile_path_dirs(
         path = Some(f);
         Ok(())
     })?;
-    let Some(path) = path else { return Ok(None) };
-    let wanted = |f: &str| {
-        modulefile.iter().any(|m| {
-            f == m
-                || f.strip_prefix(m.as_str())
-                    .and_then(|r| r.strip_prefix('/'))
-                    .is_some_and(|v| !v.starts_with('.') && !v.contains('/'))
-        })
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
     };
-    let mut files = crate::rpm::read_named_texts(&path, wanted, MODULEFILE_LIMIT).map_err(|e| {
-        OpsError::Module {
-            package: p.nevra.clone(),
-            source: Box::new(e),
-        }
-    })?;
-    // The exact file if there is one, else the highest version in the directory.
-    files.sort_by(|a, b| {
-        let exact = |f: &str| modulefile.iter().any(|m| m == f);
-        exact(&a.0)
-            .cmp(&exact(&b.0))
-            .then_with(|| version_order(&a.0, &b.0))
-    });
-    Ok(files.pop().map(|(name, text)| path_dirs(&name, &text)))
+    let under_roots = |f: &str| {
+        crate::needs::MODULE_ROOTS
+            .iter()
+            .any(|r| f.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
+    };
+    let files =
+        crate::rpm::read_named_texts(&path, under_roots, MODULEFILE_LIMIT).map_err(|e| {
+            OpsError::Module {
+                package: p.nevra.clone(),
+                source: Box::new(e),
+            }
+        })?;
+    let map: BTreeMap<String, Vec<String>> = files
+        .into_iter()
+        .map(|(f, text)| {
+            let dirs = path_dirs(&f, &text);
+            (f, dirs)
+        })
+        .collect();
+    let bytes = serde_json::to_vec(&map).expect("plain data serializes");
+    ctx.cache.write_atomic(&dir, &name, &bytes)?;
+    Ok(map)
 }
 
 /// Orders module versions as Environment Modules does for the default: by their numbers.

@@ -181,6 +181,21 @@ fn a_modulefile_says_where_its_commands_are() {
             .any(|s| s.starts_with("file /opt/fxsim/2.1/bin/fxsim ← job.sh line 3")),
         "{satisfies:?}"
     );
+    // The modulefiles' PATH is remembered per package: a warm run opens no package for it.
+    let memo: Vec<PathBuf> = std::fs::read_dir(d.path().join("cache/modulefiles-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let text: String = memo
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        text.contains("\"/usr/share/modulefiles/tools/fxsim/2.1\":[\"/opt/fxsim/2.1/bin\"]"),
+        "{text}"
+    );
+    let again = resolve(&cfg, &script, true);
+    assert_eq!(again.stdout, o.stdout);
     // Without the module, the same command is the decoy's.
     let plain = job(d.path(), "fxsim --run\n");
     let o = resolve(&cfg, &plain, true);
