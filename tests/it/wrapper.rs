@@ -286,3 +286,152 @@ fn the_working_directory_is_filled_and_staged_out() {
         "in\n"
     );
 }
+
+/// The MPI launchers' remote shell, run with a stand-in `ssh` that prints its arguments: the
+/// launcher's options stay ssh's (Open MPI's plm_rsh_args, Hydra's `-x`), the host is found
+/// after them, and the remote command gets the launcher's PATH and LD_LIBRARY_PATH quoted
+/// for the remote shell (a quote in a directory name included) before the command's words.
+#[test]
+fn the_remote_shell_carries_the_environment_to_the_command() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("ssh"), "#!/bin/sh\nprintf '%s\\n' \"$@\"\n").unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(bin.join("ssh"))
+        .status()
+        .unwrap();
+    let rsh = d.path().join("pbs-rsh");
+    std::fs::write(&rsh, pbsimage::kube::RSH_SCRIPT).unwrap();
+    let path = format!("/opt/it's/bin:{}:/usr/bin:/bin", bin.display());
+    let o = Command::new("sh")
+        .arg(&rsh)
+        .args([
+            "-x",
+            "-p",
+            "2222",
+            "-o",
+            "ConnectionAttempts=3",
+            "node-1.job",
+        ])
+        .args(["orted", "-mca", "ess", "\"env\""])
+        .env_clear()
+        .env("PATH", &path)
+        .env("LD_LIBRARY_PATH", "/usr/lib64/openmpi/lib")
+        .env("PBSIMAGE_SSH_PORT", "2222")
+        .env("PBSIMAGE_SSH_DIR", "/pbs/home/.ssh")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let host = args
+        .iter()
+        .position(|a| a == "node-1.job")
+        .expect("the host");
+    assert!(
+        args[..host]
+            .windows(2)
+            .any(|w| w == ["-i", "/pbs/home/.ssh/id_rsa"])
+    );
+    assert!(
+        args[..host]
+            .windows(2)
+            .any(|w| w == ["-o", "ConnectionAttempts=3"])
+    );
+    assert!(args[..host].contains(&"-x".to_owned()));
+    assert_eq!(args.len(), host + 2, "one remote command string: {args:?}");
+    let remote = &args[host + 1];
+    assert_eq!(
+        remote,
+        &format!(
+            "export PATH='/opt/it'\\''s/bin:{}:/usr/bin:/bin' LD_LIBRARY_PATH='/usr/lib64/openmpi/lib'; orted -mca ess \"env\"",
+            bin.display()
+        )
+    );
+    // What the remote shell makes of it: the same PATH back.
+    let back = Command::new("sh")
+        .arg("-c")
+        .arg(remote.replace("orted -mca ess \"env\"", "printf %s \"$PATH\""))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&back.stdout), path);
+    // No host: an error, not a hang.
+    let o = Command::new("sh")
+        .arg(&rsh)
+        .args(["-p", "2222"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pbs-rsh: no host name given"));
+}
+
+/// Multi-node MPI: the node names given (an MPIJob's launcher and workers), and the default
+/// host files of Open MPI (`slots=`, since Open MPI counts a host listed once as one slot per
+/// core) and Hydra (`host:n`) made from the allocation; a single-node job starts its ranks
+/// with the local launchers; a worker asked to serve ssh without an sshd says so.
+#[test]
+fn mpi_launchers_find_the_allocation() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run_wrapper(
+        d.path(),
+        "cat \"$PBS_NODEFILE\"; echo; cat \"$OMPI_MCA_orte_default_hostfile\"; \
+         cat \"$HYDRA_HOST_FILE\"; echo \"$OMPI_MCA_orte_keep_fqdn_hostnames ${OMPI_MCA_plm:-}\"",
+        &[
+            ("PBSIMAGE_PPN_LIST", "2,1"),
+            ("PBSIMAGE_NODES", "job-launcher.job,job-worker-0.job"),
+            ("PBSIMAGE_ROLE", "launcher"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "job-launcher.job\njob-launcher.job\njob-worker-0.job\n\n\
+         job-launcher.job slots=2\njob-worker-0.job slots=1\n\
+         job-launcher.job:2\njob-worker-0.job:1\ntrue \n"
+    );
+    let o = run_wrapper(
+        d.path(),
+        "echo \"$OMPI_MCA_plm $HYDRA_LAUNCHER\"",
+        &[("PBS_NP", "2")],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "isolated fork\n");
+    // The job's own choice stays.
+    let o = run_wrapper(
+        d.path(),
+        "echo \"$OMPI_MCA_plm\"",
+        &[("OMPI_MCA_plm", "rsh")],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "rsh\n");
+    // A worker with no key to serve: refused with the reason, before sshd starts (or, on a
+    // machine without sshd, because it has none).
+    let o = run_wrapper(
+        d.path(),
+        "echo never",
+        &[
+            ("PBSIMAGE_PPN_LIST", "1,1"),
+            ("PBSIMAGE_NODES", "a,b"),
+            ("PBSIMAGE_ROLE", "worker"),
+            ("PBSIMAGE_SISTER", "sshd"),
+            (
+                "PBSIMAGE_SSH_DIR",
+                d.path().join("no-such-dir").to_str().unwrap(),
+            ),
+        ],
+    );
+    assert!(!o.status.success());
+    let why = if Path::new("/usr/sbin/sshd").exists() {
+        "cannot read the job's ssh key"
+    } else {
+        "needs /usr/sbin/sshd (openssh-server)"
+    };
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(why),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
