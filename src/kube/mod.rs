@@ -377,6 +377,33 @@ impl Manifest {
         self.objects.iter().any(|o| matches!(o, Object::Secret(_)))
     }
 
+    /// Keeps the data of each Secret that `previous` (the manifest file this one replaces)
+    /// has under the same name and namespace: a rebuilt job's manifest then applies again
+    /// unchanged (its Secret is immutable, and its pods keep the key they were given).
+    /// Returns how many Secrets were kept.
+    pub fn keep_secrets_of(&mut self, previous: &str) -> usize {
+        let old: Vec<k8s_openapi::api::core::v1::Secret> = previous
+            .split("\n---\n")
+            .filter(|d| d.lines().any(|l| l.trim() == "kind: Secret"))
+            .filter_map(|d| serde_saphyr::from_str(d).ok())
+            .collect();
+        let mut kept = 0;
+        for o in &mut self.objects {
+            let Object::Secret(s) = o else { continue };
+            if let Some(prev) = old.iter().find(|p| {
+                p.metadata.name == s.metadata.name && p.metadata.namespace == s.metadata.namespace
+            }) && prev
+                .data
+                .as_ref()
+                .is_some_and(|d| s.data.as_ref().is_some_and(|n| n.keys().eq(d.keys())))
+            {
+                s.data = prev.data.clone();
+                kept += 1;
+            }
+        }
+        kept
+    }
+
     /// Multi-document YAML, `---` between documents.
     pub fn to_yaml(&self) -> Result<String, KubeError> {
         let mut out = String::new();

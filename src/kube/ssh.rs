@@ -138,6 +138,27 @@ mod tests {
     }
 
     #[test]
+    fn a_rebuilt_manifest_keeps_the_previous_key_of_the_same_secret() {
+        use crate::kube::{Manifest, Object};
+        let manifest = |ns: &str| Manifest {
+            objects: vec![Object::Secret(Box::new(
+                secret("hello", Some(ns.into()), BTreeMap::new()).unwrap(),
+            ))],
+            warnings: Vec::new(),
+        };
+        let old = manifest("hpc");
+        let previous = format!("kind: Job\n---\n{}", old.to_yaml().unwrap());
+        let mut new = manifest("hpc");
+        assert_ne!(new, old);
+        assert_eq!(new.keep_secrets_of(&previous), 1);
+        assert_eq!(new, old);
+        // Another namespace's Secret is another Secret.
+        let mut other = manifest("lab");
+        assert_eq!(other.keep_secrets_of(&previous), 0);
+        assert_eq!(other.keep_secrets_of("not: [yaml"), 0);
+    }
+
+    #[test]
     fn the_secret_holds_the_pair_and_the_authorized_key() {
         let s = secret("hello", Some("hpc".into()), BTreeMap::new()).unwrap();
         assert_eq!(s.metadata.name.as_deref(), Some("hello-ssh"));

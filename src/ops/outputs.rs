@@ -61,7 +61,7 @@ pub fn write(
     paths: &OutputPaths,
 ) -> Result<(), OpsError> {
     let image = ImageRef::parse(reference).map_err(OpsError::Reference)?;
-    let manifest = Emitter {
+    let mut manifest = Emitter {
         settings: &settings.kube,
         job_dir: &settings.image.job_dir,
         kind: choice.kind,
@@ -69,6 +69,12 @@ pub fn write(
         naming: choice.naming.clone(),
     }
     .emit(job, &image)?;
+    // A rebuilt job keeps its ssh key: the manifest applies again unchanged.
+    if manifest.has_secret()
+        && let Ok(previous) = std::fs::read_to_string(&paths.manifest)
+    {
+        manifest.keep_secrets_of(&previous);
+    }
     write_file(&paths.manifest, manifest.to_yaml()?.as_bytes())?;
     write_file(&paths.sbom, &sbom(job, built, reference))
 }

@@ -438,3 +438,46 @@ fn a_self_signed_registry_certificate_is_pinned_as_its_own() {
     let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(info["Digest"], v["manifest_digest"]);
 }
+
+/// `[kube] mpi = "ssh"`: the manifest beside the script carries the job's key pair as a
+/// Secret; building the same job again keeps the key (an immutable Secret applies again
+/// unchanged, and running pods keep theirs), and the file stays owner-readable only. A job
+/// whose manifest is gone gets a new key.
+#[test]
+fn an_ssh_mode_rebuild_keeps_its_key() {
+    let d = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", fixture_repos().join("main").display());
+    let cfg = d.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        repo_config(&[("fixture", url)], &d.path().join("cache"), BASE)
+            .replace("[kube]\n", "[kube]\nmpi = \"ssh\"\n"),
+    )
+    .unwrap();
+    let script = d.path().join("job.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\n#PBS -N ranks\n#PBS -l nodes=2:ppn=1\nmodule load mpi/openmpi-x86_64\nmpirun -np 2 hostname\n",
+    )
+    .unwrap();
+    let manifest = d.path().join("job.k8s.yaml");
+    let layout = d.path().join("oci");
+    build(&cfg, &script, &layout);
+    let first = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        first.starts_with("apiVersion: v1\n") || first.contains("kind: Secret"),
+        "{first}"
+    );
+    assert!(first.contains("id_rsa"), "{first}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&manifest).unwrap().permissions().mode() & 0o077,
+        0,
+        "the manifest holds a private key"
+    );
+    build(&cfg, &script, &layout);
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), first);
+    std::fs::remove_file(&manifest).unwrap();
+    build(&cfg, &script, &layout);
+    assert_ne!(std::fs::read_to_string(&manifest).unwrap(), first);
+}
