@@ -24,6 +24,9 @@ pub const PRIVATE_KEY: &str = "id_rsa";
 pub const PUBLIC_KEY: &str = "id_rsa.pub";
 /// The keys sshd lets in: the public key.
 pub const AUTHORIZED_KEYS: &str = "authorized_keys";
+/// ssh's own configuration in the job's home: a plain `ssh <node>` in the job's script
+/// reaches the sister nodes as on a PBS cluster (port, key, no host-key prompts).
+pub const CLIENT_CONFIG: &str = "config";
 
 /// Where the key pair is mounted: `.ssh` in the job's home.
 pub fn ssh_dir() -> String {
@@ -67,6 +70,16 @@ pub fn worker_env() -> Vec<EnvVar> {
         var("PBSIMAGE_SSH_PORT", SSH_PORT.to_string()),
         var("PBSIMAGE_SSH_DIR", ssh_dir()),
     ]
+}
+
+/// The job's `~/.ssh/config`: every host on the sisters' port, with the job's key.
+pub fn client_config() -> String {
+    format!(
+        "# pbsimage: the job's nodes run sshd on port {SSH_PORT} with this job's key\n\
+         Host *\n    Port {SSH_PORT}\n    IdentityFile {dir}/{PRIVATE_KEY}\n    IdentitiesOnly yes\n\
+         \x20   StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n    LogLevel ERROR\n",
+        dir = ssh_dir()
+    )
 }
 
 /// Why a key pair cannot be made.
@@ -118,6 +131,10 @@ pub fn secret(
                 ByteString(public.clone().into_bytes()),
             ),
             (AUTHORIZED_KEYS.to_owned(), ByteString(public.into_bytes())),
+            (
+                CLIENT_CONFIG.to_owned(),
+                ByteString(client_config().into_bytes()),
+            ),
         ])),
         ..Default::default()
     })

@@ -821,13 +821,14 @@ fn key_dir(e: &E2e, files: &[(&str, Vec<u8>)]) -> PathBuf {
 
 /// A two-node MPI job's build for the networked tests: fixtures/jobs/mpi-hello on
 /// `nodes=2:ppn=1`, built with the host's mpicc; returns the script and the summary.
-fn two_node_job(e: &E2e, name: &str) -> (PathBuf, serde_json::Value) {
+fn two_node_job(e: &E2e, name: &str, extra: &str) -> (PathBuf, serde_json::Value) {
     require("mpicc", "libopenmpi-dev");
     let d = e.job(name, &[]);
     std::fs::copy("fixtures/jobs/mpi-hello/hello_mpi.c", d.join("hello_mpi.c")).unwrap();
     let script = std::fs::read_to_string("fixtures/jobs/mpi-hello/job.sh")
         .unwrap()
-        .replace("nodes=1:ppn=2", "nodes=2:ppn=1");
+        .replace("nodes=1:ppn=2", "nodes=2:ppn=1")
+        + extra;
     std::fs::write(d.join("job.sh"), script).unwrap();
     run_ok(
         Command::new("mpicc")
@@ -861,7 +862,13 @@ fn assert_two_ranks(out: &str, hosts: [&str; 2]) {
 #[test]
 fn a_two_node_mpi_job_runs_across_two_pods_over_ssh() {
     let e = setup_with(Podman::networked(), "mpi = \"ssh\"\n");
-    let (script, v) = two_node_job(&e, "two");
+    // A plain ssh to the other node, as scripts do on a PBS cluster: the Secret's
+    // ~/.ssh/config gives it the port and the key.
+    let (script, v) = two_node_job(
+        &e,
+        "two",
+        "mapfile -t nodes < \"$PBS_NODEFILE\"\nssh \"${nodes[1]}\" 'read -r h < /proc/sys/kernel/hostname; echo ssh reached $h'\n",
+    );
     let manifest = script.with_extension("k8s.yaml");
     validate_kubernetes(std::slice::from_ref(&manifest));
     let yaml = std::fs::read_to_string(&manifest).unwrap();
@@ -894,7 +901,11 @@ fn a_two_node_mpi_job_runs_across_two_pods_over_ssh() {
         .collect();
     let p = play_nodes(&e, v["reference"].as_str().unwrap(), pods, &name, &key);
     let out = e.job_output(&script, &p);
-    assert_two_ranks(&out, [&format!("{name}-0"), &format!("{name}-1")]);
+    let (ranks, ssh) = out
+        .rsplit_once("ssh reached ")
+        .unwrap_or_else(|| panic!("no output of the plain ssh: {out}"));
+    assert_eq!(ssh, format!("{name}-1\n"));
+    assert_two_ranks(ranks, [&format!("{name}-0"), &format!("{name}-1")]);
 }
 
 /// `[kube] mpi = "mpi-operator"`: the MPIJob's launcher (node 0, which runs ranks too) and its
@@ -906,7 +917,7 @@ fn a_two_node_mpi_job_runs_across_two_pods_over_ssh() {
 fn an_mpijob_runs_its_launcher_and_worker_over_ssh() {
     require("ssh-keygen", "openssh-client");
     let e = setup_with(Podman::networked(), "mpi = \"mpi-operator\"\n");
-    let (script, v) = two_node_job(&e, "mpijob");
+    let (script, v) = two_node_job(&e, "mpijob", "");
     let manifest = script.with_extension("k8s.yaml");
     validate_custom_resources("kubeflow.org_mpijobs.yaml", std::slice::from_ref(&manifest));
     let yaml = std::fs::read_to_string(&manifest).unwrap();
