@@ -184,6 +184,11 @@ pub(crate) struct ManifestArgs {
     /// Image to run, preferably pinned: host/repo@sha256:...
     #[arg(long, value_name = "REF")]
     pub(crate) image: String,
+    /// Write the manifest to FILE (owner-readable only) instead of printing it; needed when
+    /// it holds the job's ssh key (`[kube] mpi = "ssh"`), whose key a FILE written before
+    /// keeps
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) object: ObjectArgs,
 }

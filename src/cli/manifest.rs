@@ -1,4 +1,4 @@
-//! `pbsimage manifest job.sh --image REF`: print the Job or Pod.
+//! `pbsimage manifest job.sh --image REF [--output FILE]`: print (or write) the Job or Pod.
 
 use super::args::ManifestArgs;
 use super::{Env, Report, Result};
@@ -18,7 +18,7 @@ pub(super) fn exec(args: &ManifestArgs, env: &Env<'_>) -> Result<()> {
         run_as,
         naming: args.object.naming(),
     };
-    let manifest = emitter.emit(&job, &image).map_err(|e| {
+    let mut manifest = emitter.emit(&job, &image).map_err(|e| {
         let hints = crate::hint::Hint::hint(&e).into_iter().collect();
         let error = anyhow::Error::new(e).context(format!(
             "cannot make a manifest for `{}`",
@@ -30,6 +30,32 @@ pub(super) fn exec(args: &ManifestArgs, env: &Env<'_>) -> Result<()> {
         env.printer
             .warn(&format!("{}: {w}", args.script.script.display()));
     }
-    env.printer.data(manifest.to_yaml()?.trim_end());
+    match &args.output {
+        Some(path) => {
+            // A manifest written again keeps the job's ssh key (its Secret is immutable).
+            if manifest.has_secret()
+                && let Ok(previous) = std::fs::read_to_string(path)
+            {
+                manifest.keep_secrets_of(&previous);
+            }
+            crate::ops::outputs::write_file(path, manifest.to_yaml()?.as_bytes())?;
+            env.printer.note(&format!("wrote {}", path.display()));
+        }
+        // Secrets are never printed.
+        None if manifest.has_secret() => {
+            return Err(Report {
+                error: anyhow::anyhow!(
+                    "the manifest of `{}` holds the job's ssh private key (a Secret: [kube] mpi = \"ssh\"); pbsimage does not print secrets",
+                    args.script.script.display()
+                ),
+                hints: vec![
+                    "pass --output FILE: the file is written owner-readable only, and written \
+                     again it keeps the job's key"
+                        .into(),
+                ],
+            });
+        }
+        None => env.printer.data(manifest.to_yaml()?.trim_end()),
+    }
     Ok(())
 }

@@ -221,3 +221,64 @@ fn invoking_user_is_the_default_and_root_is_refused() {
         );
     }
 }
+
+/// `pbsimage manifest` never prints a secret: with `[kube] mpi = "ssh"` a multi-node job's
+/// manifest holds its ssh key, so it is refused on stdout (with the way out) and written with
+/// `--output FILE`, owner-readable only; written again, the file keeps its key.
+#[test]
+fn manifest_never_prints_the_jobs_ssh_key() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"ssh\"\n",
+    )
+    .unwrap();
+    let image = format!("reg.example/pbs/mpi@sha256:{}", "0".repeat(64));
+    let job = "fixtures/jobs/multinode-mpi/job.sh";
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "manifest",
+            job,
+            "--image",
+            image.as_str(),
+        ];
+        a.extend(extra);
+        pbsimage(&a)
+    };
+    let o = args(&[]);
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty(), "nothing printed");
+    let err = stderr(&o);
+    assert!(
+        err.contains("holds the job's ssh private key") && err.contains("hint: pass --output FILE"),
+        "{err}"
+    );
+    let out = d.path().join("mpi.k8s.yaml");
+    let o = args(&["--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("PRIVATE KEY"));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let first = std::fs::read_to_string(&out).unwrap();
+    assert!(first.contains("kind: Secret"), "{first}");
+    let o = args(&["-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), first);
+    // Jobs without a Secret still print.
+    let o = pbsimage(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "manifest",
+        "fixtures/jobs/openmp/job.sh",
+        "--image",
+        &image,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kind: Job"));
+}
