@@ -532,7 +532,39 @@ pub enum SoftwareVolume {
     },
 }
 
+/// Where a volume's files are, whichever setting names it: what the manifest's volume is made
+/// from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeSource<'a> {
+    /// An NFS export: server and directory.
+    Nfs {
+        /// The NFS server.
+        server: &'a str,
+        /// The exported directory.
+        path: &'a str,
+    },
+    /// A PersistentVolumeClaim.
+    Pvc {
+        /// The claim name.
+        claim: &'a str,
+    },
+    /// A node directory (needs `allow-host-path = true`).
+    HostPath {
+        /// The directory on the node.
+        path: &'a str,
+    },
+}
+
 impl SoftwareVolume {
+    /// Where the tree's files are.
+    pub fn source(&self) -> VolumeSource<'_> {
+        match self {
+            SoftwareVolume::Nfs { server, path, .. } => VolumeSource::Nfs { server, path },
+            SoftwareVolume::Pvc { claim, .. } => VolumeSource::Pvc { claim },
+            SoftwareVolume::HostPath { path, .. } => VolumeSource::HostPath { path },
+        }
+    }
+
     /// Where the tree is mounted in the container.
     pub fn mount_path(&self) -> &str {
         match self {
@@ -553,6 +585,15 @@ impl SoftwareVolume {
 }
 
 impl OutputVolume {
+    /// Where the volume's files are.
+    pub fn source(&self) -> VolumeSource<'_> {
+        match self {
+            OutputVolume::Nfs { server, path, .. } => VolumeSource::Nfs { server, path },
+            OutputVolume::Pvc { claim, .. } => VolumeSource::Pvc { claim },
+            OutputVolume::HostPath { path, .. } => VolumeSource::HostPath { path },
+        }
+    }
+
     /// Where the volume is mounted in the container.
     pub fn mount_path(&self) -> &str {
         match self {
@@ -951,21 +992,25 @@ impl Config {
     /// `[kube]`: output volume, run-as ids, shell, rerun limit.
     fn validate_kube(&self) -> Result<(), ConfigError> {
         let k = &self.settings.kube;
-        if let Some(OutputVolume::HostPath { .. }) = &k.output_volume
-            && !k.allow_host_path
-        {
-            return Err(self.invalid(
-                "[kube] output-volume of type host-path needs allow-host-path = true".into(),
-                Some("hostPath volumes break the restricted Pod Security Standard; prefer nfs or pvc"),
-            ));
-        }
-        if let Some(SoftwareVolume::HostPath { .. }) = &k.software_volume
-            && !k.allow_host_path
-        {
-            return Err(self.invalid(
-                "[kube] software-volume of type host-path needs allow-host-path = true".into(),
-                Some("hostPath volumes break the restricted Pod Security Standard; prefer nfs or pvc"),
-            ));
+        let sources = [
+            (
+                "output-volume",
+                k.output_volume.as_ref().map(OutputVolume::source),
+            ),
+            (
+                "software-volume",
+                k.software_volume.as_ref().map(SoftwareVolume::source),
+            ),
+        ];
+        for (key, source) in sources {
+            if let Some(VolumeSource::HostPath { .. }) = source
+                && !k.allow_host_path
+            {
+                return Err(self.invalid(
+                    format!("[kube] {key} of type host-path needs allow-host-path = true"),
+                    Some("hostPath volumes break the restricted Pod Security Standard; prefer nfs or pvc"),
+                ));
+            }
         }
         if let Some(v) = &k.software_volume {
             let mp = v.mount_path();

@@ -260,31 +260,29 @@ pub struct ModuleLoad {
 }
 
 impl Needs {
-    /// Looks for the module commands in `bins` (then the default command directories).
+    /// Each module's `PATH` directories are `bins[i]` (in load order) from now on, and the
+    /// module commands are looked for there (then in the default command directories).
     /// Returns whether any need changed.
-    pub fn set_module_bins(&mut self, bins: Vec<String>) -> bool {
+    pub fn set_module_bins(&mut self, bins: Vec<Vec<String>>) -> bool {
         let old: Vec<String> = self
             .modules
             .iter()
-            .flat_map(|m| m.bin_dirs.iter().cloned())
+            .flat_map(|m| m.bin_dirs.clone())
             .collect();
-        if old == bins {
+        let new = bins.concat();
+        for (m, b) in self.modules.iter_mut().zip(bins) {
+            m.bin_dirs = b;
+        }
+        if old == new {
             return false;
         }
         let mut changed = false;
         for cmd in &self.module_commands {
             let from = module_command_kind(&old, cmd);
-            let to = module_command_kind(&bins, cmd);
+            let to = module_command_kind(&new, cmd);
             for n in self.needs.iter_mut().filter(|n| n.kind == from) {
                 n.kind = to.clone();
                 changed = true;
-            }
-        }
-        // Recorded as one list: the modules' directories in load order.
-        if let Some((first, rest)) = self.modules.split_first_mut() {
-            first.bin_dirs = bins;
-            for m in rest {
-                m.bin_dirs.clear();
             }
         }
         changed

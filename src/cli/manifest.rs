@@ -32,13 +32,7 @@ pub(super) fn exec(args: &ManifestArgs, env: &Env<'_>) -> Result<()> {
     }
     match &args.output {
         Some(path) => {
-            // A manifest written again keeps the job's ssh key (its Secret is immutable).
-            if manifest.has_secret()
-                && let Ok(previous) = std::fs::read_to_string(path)
-            {
-                manifest.keep_secrets_of(&previous);
-            }
-            crate::ops::outputs::write_file(path, manifest.to_yaml()?.as_bytes())?;
+            crate::ops::outputs::write_manifest(path, &mut manifest)?;
             env.printer.note(&format!("wrote {}", path.display()));
         }
         // Secrets are never printed.

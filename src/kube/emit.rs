@@ -21,7 +21,7 @@ use super::{
     LABEL_JOB, MANAGED_BY, Manifest, NAME_DIGEST_LEN, Naming, Object, Shape, TMP_DIR, env,
     env_field, jobset, join_under, mpijob, restricted_container, restricted_pod, shape, ssh,
 };
-use crate::config::{KubeKind, MpiMode, OutputVolume, QueueMapping, SoftwareVolume};
+use crate::config::{KubeKind, MpiMode, QueueMapping, VolumeSource};
 use crate::image::ImageRef;
 use crate::job::{JobSpec, Join};
 
@@ -58,11 +58,7 @@ impl Emitter<'_> {
                     status: None,
                 }))]
             }
-            KubeKind::Job
-                if plan.multi_node
-                    && job.array.is_none()
-                    && self.settings.mpi == MpiMode::MpiOperator =>
-            {
+            KubeKind::Job if self.is_mpijob(job, &plan) => {
                 vec![self.mpijob(job, &plan, meta, labels, pod_spec)]
             }
             KubeKind::Job if plan.multi_node && job.array.is_some() => {
@@ -384,7 +380,7 @@ impl Emitter<'_> {
             })
             .collect();
         if let Some(sw) = &self.settings.software_volume {
-            volumes.push(software_volume(sw));
+            volumes.push(volume("pbs-software", sw.source(), true));
             mounts.push(VolumeMount {
                 name: "pbs-software".into(),
                 mount_path: sw.mount_path().into(),
@@ -425,7 +421,7 @@ impl Emitter<'_> {
             Join::Eo => envs.push(env("PBSIMAGE_JOIN", "eo")),
             Join::N => {}
         }
-        volumes.push(output_volume(vol));
+        volumes.push(volume("pbs-output", vol.source(), false));
         mounts.push(VolumeMount {
             name: "pbs-output".into(),
             mount_path: mount.into(),
@@ -442,25 +438,45 @@ impl Emitter<'_> {
         if let Some(a) = &job.array {
             envs.push(env("PBSIMAGE_ARRAY", a.compact()));
         }
-        if plan.multi_node {
-            let ppn: Vec<String> = plan.shape.ppn_list.iter().map(u32::to_string).collect();
-            envs.push(env("PBSIMAGE_PPN_LIST", ppn.join(",")));
-            if job.array.is_some() {
-                // In a JobSet: the element is the replicated Job's index, and host names are
-                // <jobset>-node-<element>-<node>.<jobset>.
-                envs.push(env_field(
-                    "PBSIMAGE_ARRAY_INDEX",
-                    &format!("metadata.labels['{}']", jobset::JOB_INDEX_LABEL),
-                ));
-                envs.push(env(
-                    "PBSIMAGE_HOST_PREFIX",
-                    format!("{}-{}", plan.name, jobset::REPLICATED_JOB),
-                ));
-            } else {
-                envs.push(env("PBSIMAGE_HOST_PREFIX", plan.name.clone()));
-            }
-            envs.push(env("PBSIMAGE_SUBDOMAIN", plan.name.clone()));
+        if !plan.multi_node {
+            return;
         }
+        let ppn: Vec<String> = plan.shape.ppn_list.iter().map(u32::to_string).collect();
+        envs.push(env("PBSIMAGE_PPN_LIST", ppn.join(",")));
+        let name = &plan.name;
+        if self.is_mpijob(job, plan) {
+            // The MPI Operator's host names: the launcher is node 0, the workers the others,
+            // all under the job's Service.
+            let nodes: Vec<String> = std::iter::once(format!("{name}-launcher.{name}"))
+                .chain((1..plan.shape.nodes).map(|i| format!("{name}-worker-{}.{name}", i - 1)))
+                .collect();
+            envs.push(env("PBSIMAGE_NODES", nodes.join(",")));
+            return;
+        }
+        if job.array.is_some() {
+            // In a JobSet: the element is the replicated Job's index, and host names are
+            // <jobset>-node-<element>-<node>.<jobset>.
+            envs.push(env_field(
+                "PBSIMAGE_ARRAY_INDEX",
+                &format!("metadata.labels['{}']", jobset::JOB_INDEX_LABEL),
+            ));
+            envs.push(env(
+                "PBSIMAGE_HOST_PREFIX",
+                format!("{name}-{}", jobset::REPLICATED_JOB),
+            ));
+        } else {
+            envs.push(env("PBSIMAGE_HOST_PREFIX", name.clone()));
+        }
+        envs.push(env("PBSIMAGE_SUBDOMAIN", name.clone()));
+    }
+
+    /// Whether the job becomes an MPIJob: a multi-node job, not an array, with
+    /// `[kube] mpi = "mpi-operator"`.
+    fn is_mpijob(&self, job: &JobSpec, plan: &Plan<'_>) -> bool {
+        self.kind == KubeKind::Job
+            && plan.multi_node
+            && job.array.is_none()
+            && self.settings.mpi == MpiMode::MpiOperator
     }
 
     /// Retries: `[kube] rerun-limit` for `#PBS -r y`, else none.
@@ -606,19 +622,13 @@ impl Emitter<'_> {
             }),
             spec: Some(spec),
         };
-        let name = &plan.name;
         let workers = plan.shape.nodes.saturating_sub(1);
-        let nodes: Vec<String> = std::iter::once(format!("{name}-launcher.{name}"))
-            .chain((0..workers).map(|i| format!("{name}-worker-{i}.{name}")))
-            .collect();
         let deadline = pod_spec.active_deadline_seconds;
         let mut launcher = pod_spec.clone();
         launcher.subdomain = None;
         if let Some(envs) = launcher.containers[0].env.as_mut() {
-            envs.retain(|e| e.name != "PBSIMAGE_HOST_PREFIX" && e.name != "PBSIMAGE_SUBDOMAIN");
-            envs.push(env("PBSIMAGE_NODES", nodes.join(",")));
             envs.push(env("PBSIMAGE_ROLE", "launcher"));
-            envs.extend(ssh::launcher_env());
+            envs.extend(ssh::env(true, false));
         }
         let mut worker = pod_spec;
         worker.subdomain = None;
@@ -626,10 +636,8 @@ impl Emitter<'_> {
         let c = &mut worker.containers[0];
         c.name = "worker".into();
         if let Some(envs) = c.env.as_mut() {
-            envs.retain(|e| e.name != "PBSIMAGE_HOST_PREFIX" && e.name != "PBSIMAGE_SUBDOMAIN");
-            envs.push(env("PBSIMAGE_NODES", nodes.join(",")));
             envs.push(env("PBSIMAGE_ROLE", "worker"));
-            envs.extend(ssh::worker_env());
+            envs.extend(ssh::env(false, true));
         }
         let backoff = self.backoff(job);
         let replica = |replicas: u32, spec: PodSpec| mpijob::ReplicaSpec {
@@ -843,75 +851,41 @@ fn add_ssh(spec: &mut PodSpec, name: &str) {
             read_only: Some(true),
             ..Default::default()
         });
-    let envs = c.env.get_or_insert_with(Vec::new);
-    envs.extend(ssh::launcher_env());
-    for w in ssh::worker_env() {
-        if !envs.iter().any(|e| e.name == w.name) {
-            envs.push(w);
-        }
-    }
+    // One template for every node: the wrapper launches on node 0 and serves on the others.
+    c.env
+        .get_or_insert_with(Vec::new)
+        .extend(ssh::env(true, true));
 }
 
-/// The output volume's source.
-/// The site's software tree, read-only.
-fn software_volume(vol: &SoftwareVolume) -> Volume {
-    let source = Volume {
-        name: "pbs-software".into(),
+/// Volume `name` over `source`; `read_only` as the volume source says it (NFS, PVC).
+fn volume(name: &str, source: VolumeSource<'_>, read_only: bool) -> Volume {
+    let ro = read_only.then_some(true);
+    let v = Volume {
+        name: name.into(),
         ..Default::default()
     };
-    match vol {
-        SoftwareVolume::Nfs { server, path, .. } => Volume {
+    match source {
+        VolumeSource::Nfs { server, path } => Volume {
             nfs: Some(NFSVolumeSource {
-                server: server.clone(),
-                path: path.clone(),
-                read_only: Some(true),
+                server: server.into(),
+                path: path.into(),
+                read_only: ro,
             }),
-            ..source
+            ..v
         },
-        SoftwareVolume::Pvc { claim, .. } => Volume {
+        VolumeSource::Pvc { claim } => Volume {
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: Some(true),
+                claim_name: claim.into(),
+                read_only: ro,
             }),
-            ..source
+            ..v
         },
-        SoftwareVolume::HostPath { path, .. } => Volume {
+        VolumeSource::HostPath { path } => Volume {
             host_path: Some(HostPathVolumeSource {
-                path: path.clone(),
+                path: path.into(),
                 type_: Some("Directory".into()),
             }),
-            ..source
-        },
-    }
-}
-
-fn output_volume(vol: &OutputVolume) -> Volume {
-    let source = Volume {
-        name: "pbs-output".into(),
-        ..Default::default()
-    };
-    match vol {
-        OutputVolume::Nfs { server, path, .. } => Volume {
-            nfs: Some(NFSVolumeSource {
-                server: server.clone(),
-                path: path.clone(),
-                read_only: None,
-            }),
-            ..source
-        },
-        OutputVolume::Pvc { claim, .. } => Volume {
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: None,
-            }),
-            ..source
-        },
-        OutputVolume::HostPath { path, .. } => Volume {
-            host_path: Some(HostPathVolumeSource {
-                path: path.clone(),
-                type_: Some("Directory".into()),
-            }),
-            ..source
+            ..v
         },
     }
 }
@@ -1211,7 +1185,7 @@ mod tests {
     #[test]
     fn the_site_software_tree_is_mounted_read_only_with_its_modulefiles() {
         let mut s = settings();
-        s.software_volume = Some(SoftwareVolume::Nfs {
+        s.software_volume = Some(crate::config::SoftwareVolume::Nfs {
             server: "nfs.example.org".into(),
             path: "/export/apps".into(),
             mount_path: "/apps".into(),
@@ -1247,7 +1221,7 @@ mod tests {
         );
         assert!(restricted_violations(pod).is_empty());
         // Without modulefile directories, MODULEPATH is the image's own business.
-        s.software_volume = Some(SoftwareVolume::Pvc {
+        s.software_volume = Some(crate::config::SoftwareVolume::Pvc {
             claim: "apps".into(),
             mount_path: "/apps".into(),
             modulepath: vec![],

@@ -46,30 +46,29 @@ fn var(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
-/// The launcher's settings: Open MPI's and Hydra's remote shell is pbsimage's, on the
-/// workers' port.
-pub fn launcher_env() -> Vec<EnvVar> {
-    let args = format!(
-        "-p {SSH_PORT} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectionAttempts=10"
-    );
-    vec![
-        var("OMPI_MCA_plm_rsh_agent", RSH_PATH),
-        var("OMPI_MCA_plm_rsh_args", args.clone()),
-        var("HYDRA_LAUNCHER", "ssh"),
-        var("HYDRA_LAUNCHER_EXEC", RSH_PATH),
-        var("HYDRA_LAUNCHER_EXTRA_ARGS", args),
-        var("PBSIMAGE_SSH_PORT", SSH_PORT.to_string()),
-        var("PBSIMAGE_SSH_DIR", ssh_dir()),
-    ]
-}
-
-/// The workers' settings: the wrapper runs sshd instead of waiting.
-pub fn worker_env() -> Vec<EnvVar> {
-    vec![
-        var("PBSIMAGE_SISTER", "sshd"),
-        var("PBSIMAGE_SSH_PORT", SSH_PORT.to_string()),
-        var("PBSIMAGE_SSH_DIR", ssh_dir()),
-    ]
+/// The settings of a pod that launches (node 0: Open MPI's and Hydra's remote shell is
+/// pbsimage's, on the workers' port) and/or serves (the other nodes: the wrapper runs sshd
+/// instead of waiting); both find the job's key and port the same way.
+pub fn env(launches: bool, serves: bool) -> Vec<EnvVar> {
+    let mut v = Vec::new();
+    if launches {
+        let args = format!(
+            "-p {SSH_PORT} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectionAttempts=10"
+        );
+        v.extend([
+            var("OMPI_MCA_plm_rsh_agent", RSH_PATH),
+            var("OMPI_MCA_plm_rsh_args", args.clone()),
+            var("HYDRA_LAUNCHER", "ssh"),
+            var("HYDRA_LAUNCHER_EXEC", RSH_PATH),
+            var("HYDRA_LAUNCHER_EXTRA_ARGS", args),
+        ]);
+    }
+    if serves {
+        v.push(var("PBSIMAGE_SISTER", "sshd"));
+    }
+    v.push(var("PBSIMAGE_SSH_PORT", SSH_PORT.to_string()));
+    v.push(var("PBSIMAGE_SSH_DIR", ssh_dir()));
+    v
 }
 
 /// The job's `~/.ssh/config`: every host on the sisters' port, with the job's key.

@@ -423,17 +423,9 @@ fn per_rpm<T: serde::Serialize + serde::de::DeserializeOwned>(
     p: &LocalPackage,
     read: impl FnOnce(&Path) -> Result<T, crate::rpm::RpmError>,
 ) -> Result<T, OpsError> {
-    let dir = ctx.cache.bucket(bucket)?;
-    let name = format!("{}.json", p.sha256);
-    if let Ok(b) = std::fs::read(dir.join(&name))
-        && let Ok(d) = serde_json::from_slice(&b)
-    {
-        return Ok(d);
-    }
-    let value = read(&p.path).map_err(crate::layer::LayerError::from)?;
-    let bytes = serde_json::to_vec(&value).expect("plain data serializes");
-    ctx.cache.write_atomic(&dir, &name, &bytes)?;
-    Ok(value)
+    ctx.memo(bucket, &p.sha256, || {
+        read(&p.path).map_err(|e| crate::layer::LayerError::from(e).into())
+    })
 }
 
 /// The job's own files: the wrapper, the script, the binary and its bundled libraries, under

@@ -222,6 +222,27 @@ pub struct Context {
 }
 
 impl Context {
+    /// What `compute` makes, remembered in `bucket` as `<name>.json`: read back when the
+    /// record is there and whole, else computed and written (atomically).
+    pub fn memo<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        bucket: crate::cache::Bucket,
+        name: &str,
+        compute: impl FnOnce() -> Result<T, OpsError>,
+    ) -> Result<T, OpsError> {
+        let dir = self.cache.bucket(bucket)?;
+        let file = format!("{name}.json");
+        if let Ok(b) = std::fs::read(dir.join(&file))
+            && let Ok(v) = serde_json::from_slice(&b)
+        {
+            return Ok(v);
+        }
+        let value = compute()?;
+        let bytes = serde_json::to_vec(&value).expect("plain data serializes");
+        self.cache.write_atomic(&dir, &file, &bytes)?;
+        Ok(value)
+    }
+
     /// A context for `config`: the HTTP client, a two-thread async runtime, and the cache
     /// (whose temporary files of processes killed more than an hour ago are swept).
     pub fn new(config: Config, options: Options) -> Result<Context, OpsError> {

@@ -22,27 +22,27 @@ pub fn refine(ctx: &Context, needs: &mut Needs, res: &Resolution) -> Result<bool
     if needs.modules.is_empty() || needs.module_commands.is_empty() {
         return Ok(false);
     }
-    let mut bins = Vec::new();
+    let mut bins = Vec::with_capacity(needs.modules.len());
     for m in &needs.modules {
         let dirs = match provider(res, &m.modulefile) {
             Some(p) => modulefile_path_dirs(ctx, p, &m.modulefile)?,
             None => None,
         };
-        match dirs {
+        bins.push(match dirs {
             Some(d) if !d.is_empty() => {
                 tracing::debug!(module = %m.name, dirs = ?d, "PATH from the modulefile");
-                bins.extend(d);
+                d
             }
             // No provider (a host module) or no PATH line: EL's convention stays.
-            _ => bins.extend(m.bin_dirs.iter().cloned()),
-        }
+            _ => m.bin_dirs.clone(),
+        });
     }
     Ok(needs.set_module_bins(bins))
 }
 
 /// The chosen package that ships the modulefile (by the need it satisfies).
 fn provider<'r>(res: &'r Resolution, modulefile: &[String]) -> Option<&'r Chosen> {
-    let label = format!("file {} ← ", modulefile.first()?);
+    let label = format!("{} ← ", crate::resolve::file_label(modulefile)?);
     res.packages
         .iter()
         .find(|p| p.satisfies.iter().any(|s| s.starts_with(&label)))
@@ -82,13 +82,14 @@ fn package_module_paths(
     ctx: &Context,
     p: &Chosen,
 ) -> Result<BTreeMap<String, Vec<String>>, OpsError> {
-    let dir = ctx.cache.bucket(crate::cache::Bucket::ModulePaths)?;
-    let name = format!("{}-{}.json", p.checksum.algo.name(), p.checksum.hex);
-    if let Ok(b) = std::fs::read(dir.join(&name))
-        && let Ok(m) = serde_json::from_slice(&b)
-    {
-        return Ok(m);
-    }
+    let name = format!("{}-{}", p.checksum.algo.name(), p.checksum.hex);
+    ctx.memo(crate::cache::Bucket::ModulePaths, &name, || {
+        read_module_paths(ctx, p)
+    })
+}
+
+/// [`package_module_paths`] read from the package (fetched into the cache, verified).
+fn read_module_paths(ctx: &Context, p: &Chosen) -> Result<BTreeMap<String, Vec<String>>, OpsError> {
     let one = Resolution {
         packages: vec![p.clone()],
         warnings: Vec::new(),
@@ -114,16 +115,13 @@ fn package_module_paths(
                 source: Box::new(e),
             }
         })?;
-    let map: BTreeMap<String, Vec<String>> = files
+    Ok(files
         .into_iter()
         .map(|(f, text)| {
             let dirs = path_dirs(&f, &text);
             (f, dirs)
         })
-        .collect();
-    let bytes = serde_json::to_vec(&map).expect("plain data serializes");
-    ctx.cache.write_atomic(&dir, &name, &bytes)?;
-    Ok(map)
+        .collect())
 }
 
 /// Orders module versions as Environment Modules does for the default: by their numbers.

@@ -69,14 +69,20 @@ pub fn write(
         naming: choice.naming.clone(),
     }
     .emit(job, &image)?;
-    // A rebuilt job keeps its ssh key: the manifest applies again unchanged.
+    write_manifest(&paths.manifest, &mut manifest)?;
+    write_file(&paths.sbom, &sbom(job, built, reference))
+}
+
+/// Writes `manifest` to `path` (atomically, owner-readable). A Secret the file already has
+/// under the same name keeps its data: a rebuilt job keeps its ssh key, and its manifest
+/// applies again unchanged.
+pub fn write_manifest(path: &Path, manifest: &mut crate::kube::Manifest) -> Result<(), OpsError> {
     if manifest.has_secret()
-        && let Ok(previous) = std::fs::read_to_string(&paths.manifest)
+        && let Ok(previous) = std::fs::read_to_string(path)
     {
         manifest.keep_secrets_of(&previous);
     }
-    write_file(&paths.manifest, manifest.to_yaml()?.as_bytes())?;
-    write_file(&paths.sbom, &sbom(job, built, reference))
+    write_file(path, manifest.to_yaml()?.as_bytes())
 }
 
 /// The SPDX 2.3 SBOM of a built image pushed as `reference` (JSON bytes): the file beside

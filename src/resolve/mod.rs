@@ -157,6 +157,11 @@ enum Item {
     Paths(Vec<String>, String, By, bool),
 }
 
+/// How a file need is named in [`Chosen::satisfies`] and in failures: `file <first path>`.
+pub fn file_label(paths: &[String]) -> Option<String> {
+    paths.first().map(|p| format!("file {p}"))
+}
+
 /// The soname family of a capability: (soname, version, marker). Only the forms rpm's ELF
 /// dependency generator writes are sonames: `libfoo.so.1`, `libfoo.so.1(VER)`, and with the
 /// `(64bit)` marker `libfoo.so.1()(64bit)`, `libfoo.so.1(VER)(64bit)`; the name before the first
@@ -1208,7 +1213,7 @@ impl<'a> Resolver<'a> {
                 }
                 NeedKind::File(paths) => st.queue.push_back(Item::Paths(
                     paths.clone(),
-                    format!("file {}", paths[0]),
+                    file_label(paths).unwrap_or_default(),
                     By::Origin(origin),
                     n.optional,
                 )),

@@ -68,7 +68,22 @@ node-selector = { "nvidia.com/gpu.present" = "true" }
 "#;
 
 pub fn test_config() -> Config {
-    Config::from_str(TEST_CONFIG, Origin::Embedded, Path::new(".")).unwrap()
+    config_from(TEST_CONFIG)
+}
+
+/// A configuration from `text` (the embedded default's origin).
+pub fn config_from(text: &str) -> Config {
+    Config::from_str(text, Origin::Embedded, Path::new(".")).unwrap()
+}
+
+/// The value of variable `name` in the first container of `pod`.
+pub fn container_env(pod: &k8s_openapi::api::core::v1::PodSpec, name: &str) -> Option<String> {
+    pod.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
 }
 
 pub fn emit(job: &JobSpec, config: &Config, kind: pbsimage::config::KubeKind) -> Manifest {

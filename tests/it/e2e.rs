@@ -765,22 +765,8 @@ fn play_nodes(
         names.push(host);
     }
     let launcher = names.last().unwrap().clone();
-    let ctr = {
-        let pod = &names[names.len() - 1];
-        let o = e.podman.run(&[
-            "ps",
-            "-a",
-            "--filter",
-            &format!("pod={pod}"),
-            "--format",
-            "{{.Names}}",
-        ]);
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find(|n| !n.ends_with("-infra"))
-            .unwrap()
-            .to_owned()
-    };
+    // Node 0's container is the job's (`<pod>-<container>`).
+    let ctr = format!("{launcher}-job");
     let p = e.podman.wait(&ctr);
     let mut worker_logs = String::new();
     for n in &names {

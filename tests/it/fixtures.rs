@@ -345,12 +345,7 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
              allow-jobset = true\nread-only-root = {}\n{volume}",
             v % 2 == 0
         );
-        let config = pbsimage::config::Config::from_str(
-            &text,
-            pbsimage::config::Origin::Embedded,
-            std::path::Path::new("."),
-        )
-        .unwrap();
+        let config = config_from(&text);
         for job_dir in fixture_jobs() {
             let Ok(job) = parse_fixture(&job_dir) else {
                 continue;
@@ -466,12 +461,7 @@ fn an_array_of_multi_node_jobs_is_a_jobset() {
     std::fs::write(&f, m.to_yaml().unwrap()).unwrap();
     validate_custom_resources("jobset.x-k8s.io_jobsets.yaml", &[f]);
     // Without allow-jobset: refused, with the hint to enable it.
-    let off = pbsimage::config::Config::from_str(
-        "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\n",
-        pbsimage::config::Origin::Embedded,
-        std::path::Path::new("."),
-    )
-    .unwrap();
+    let off = config_from("[kube]\nrun-as-user = 1000\nrun-as-group = 1000\n");
     let err = try_emit(&job, &off, KubeKind::Job).unwrap_err();
     assert!(err.hint().unwrap().contains("allow-jobset"), "{err}");
 }
@@ -484,12 +474,8 @@ fn an_array_of_multi_node_jobs_is_a_jobset() {
 fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
     use pbsimage::kube::mpijob::MpiJob;
     use pbsimage::kube::ssh::SSH_PORT;
-    let config = pbsimage::config::Config::from_str(
-        "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"mpi-operator\"\n",
-        pbsimage::config::Origin::Embedded,
-        std::path::Path::new("."),
-    )
-    .unwrap();
+    let config =
+        config_from("[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"mpi-operator\"\n");
     let job = parse_fixture(std::path::Path::new("fixtures/jobs/multinode-mpi")).unwrap();
     let m = emit(&job, &config, KubeKind::Job);
     let [Object::MpiJob(mj)] = &m.objects[..] else {
@@ -519,16 +505,7 @@ fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
             "both run the wrapper"
         );
     }
-    let env_of = |p: &k8s_openapi::api::core::v1::PodSpec, k: &str| {
-        p.containers[0]
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == k)
-            .and_then(|e| e.value.clone())
-    };
-    let env = |k: &str| env_of(lpod, k);
+    let env = |k: &str| container_env(lpod, k);
     assert_eq!(
         env("PBSIMAGE_NODES"),
         Some(format!("{name}-launcher.{name},{name}-worker-0.{name}"))
@@ -547,10 +524,16 @@ fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
         "{:?}",
         env("OMPI_MCA_plm_rsh_args")
     );
-    assert_eq!(env_of(wpod, "PBSIMAGE_ROLE").as_deref(), Some("worker"));
-    assert_eq!(env_of(wpod, "PBSIMAGE_SISTER").as_deref(), Some("sshd"));
     assert_eq!(
-        env_of(wpod, "PBSIMAGE_SSH_DIR"),
+        container_env(wpod, "PBSIMAGE_ROLE").as_deref(),
+        Some("worker")
+    );
+    assert_eq!(
+        container_env(wpod, "PBSIMAGE_SISTER").as_deref(),
+        Some("sshd")
+    );
+    assert_eq!(
+        container_env(wpod, "PBSIMAGE_SSH_DIR"),
         Some(mj.spec.ssh_auth_mount_path.clone())
     );
     let dir = tempfile::tempdir().unwrap();
@@ -598,12 +581,9 @@ fn a_multi_node_job_is_an_mpijob_with_the_mpi_operator() {
 #[test]
 fn a_multi_node_job_in_ssh_mode_carries_its_key_as_a_secret() {
     use k8s_openapi::api::core::v1::Secret;
-    let config = pbsimage::config::Config::from_str(
+    let config = config_from(
         "[kube]\nrun-as-user = 1000\nrun-as-group = 1000\nmpi = \"ssh\"\nallow-jobset = true\n",
-        pbsimage::config::Origin::Embedded,
-        std::path::Path::new("."),
-    )
-    .unwrap();
+    );
     let job = parse_fixture(std::path::Path::new("fixtures/jobs/multinode-mpi")).unwrap();
     let m = emit(&job, &config, KubeKind::Job);
     assert!(m.has_secret());
@@ -644,14 +624,7 @@ fn a_multi_node_job_in_ssh_mode_carries_its_key_as_a_secret() {
         (mount.mount_path.as_str(), mount.read_only),
         ("/pbs/home/.ssh", Some(true))
     );
-    let env = |k: &str| {
-        c.env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == k)
-            .and_then(|e| e.value.clone())
-    };
+    let env = |k: &str| container_env(pod, k);
     assert_eq!(env("PBSIMAGE_SISTER").as_deref(), Some("sshd"));
     assert_eq!(
         env("HYDRA_LAUNCHER_EXEC").as_deref(),

@@ -151,16 +151,20 @@ impl Podman {
 
     /// `podman` with this instance's configuration.
     pub fn cmd(&self) -> Command {
-        let mut c = match &self.netns {
+        match &self.netns {
             // nsenter, not `ip netns exec`: that also remounts /sys, and podman then finds
             // no cgroup hierarchy.
             Some(ns) => {
                 let mut c = Command::new("nsenter");
                 c.arg(format!("--net=/run/netns/{}", ns.name)).arg("podman");
-                c
+                self.configured(c)
             }
-            None => Command::new("podman"),
-        };
+            None => self.configured(Command::new("podman")),
+        }
+    }
+
+    /// `c` (podman, perhaps behind nsenter) with this instance's configuration.
+    fn configured(&self, mut c: Command) -> Command {
         // conmon writes an `oom` file into its working directory when the kernel kills a
         // process of the container for memory: keep it out of the checkout.
         c.current_dir(self.dir.path())
@@ -177,17 +181,11 @@ impl Podman {
     /// Pulls `reference` (insecure) as the node would, from outside the pods' network
     /// namespace: the registry listens on the host's loopback.
     pub fn pull(&self, reference: &str) {
-        let mut c = Command::new("podman");
-        c.current_dir(self.dir.path())
-            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
-            .env(
-                "CONTAINERS_STORAGE_CONF",
-                self.dir.path().join("storage.conf"),
-            )
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("XDG_CONFIG_HOME")
-            .args(["pull", "--quiet", "--tls-verify=false", reference]);
-        let o = c.output().expect("podman runs");
+        let o = self
+            .configured(Command::new("podman"))
+            .args(["pull", "--quiet", "--tls-verify=false", reference])
+            .output()
+            .expect("podman runs");
         assert!(
             o.status.success(),
             "podman pull {reference}: {}",
@@ -229,26 +227,8 @@ impl Podman {
         for (k, v) in env {
             envs.push(var(k, v));
         }
-        let file = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&file, serde_saphyr::to_string(&pod).unwrap()).unwrap();
-        self.run(&[
-            "kube",
-            "play",
-            "--quiet",
-            "--network",
-            "none",
-            "--tls-verify=false",
-            file.to_str().unwrap(),
-        ]);
-        let ctr = format!("{name}-job");
-        let o = self.run(&["wait", &ctr]);
-        let exit = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
-        let logs = self.run(&["logs", &ctr]);
-        let played = Played {
-            exit,
-            stdout: String::from_utf8_lossy(&logs.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&logs.stderr).into_owned(),
-        };
+        self.start(&pod, &["--network", "none"]);
+        let played = self.wait(&format!("{name}-job"));
         self.run(&["pod", "rm", "--force", name]);
         played
     }
